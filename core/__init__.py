@@ -1,0 +1,1 @@
+"""The base every synchub package stands on: settings, database, connections, identity, Redis."""

@@ -1,0 +1,109 @@
+"""The Connection model (one account at one auth provider), its status transitions, and the audit log."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Index, String, Text, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from core.db import Base
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on PostgreSQL and SQLite alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class ConnectionStatus(enum.StrEnum):
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"
+    PAUSED = "paused"
+    DISCONNECTED = "disconnected"
+
+
+ALLOWED_TRANSITIONS: dict[ConnectionStatus, frozenset[ConnectionStatus]] = {
+    ConnectionStatus.ACTIVE: frozenset(
+        {ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.PAUSED, ConnectionStatus.DISCONNECTED}
+    ),
+    ConnectionStatus.NEEDS_REAUTH: frozenset({ConnectionStatus.ACTIVE, ConnectionStatus.DISCONNECTED}),
+    ConnectionStatus.PAUSED: frozenset(
+        {ConnectionStatus.ACTIVE, ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.DISCONNECTED}
+    ),
+    ConnectionStatus.DISCONNECTED: frozenset({ConnectionStatus.ACTIVE}),
+}
+
+
+class InvalidTransition(Exception):
+    """A connection was asked to move to a status it cannot reach from where it is."""
+
+
+class Connection(Base):
+    """One account at one auth provider, for one user of one workspace."""
+
+    __tablename__ = "connections"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "user_id", "auth_provider", "provider_account_id"),
+        Index("ix_connections_workspace_user", "workspace_id", "user_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    auth_provider: Mapped[str] = mapped_column(String(32))
+    provider_account_id: Mapped[str] = mapped_column(String(255))
+    account_email: Mapped[str | None] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(16), default=ConnectionStatus.ACTIVE.value)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    granted_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def move_to(self, status: ConnectionStatus, reason: str | None = None) -> None:
+        """Change status along an allowed transition, recording the reason shown to the user."""
+        current = ConnectionStatus(self.status)
+        if status == current:
+            self.status_reason = reason
+            return
+        if status not in ALLOWED_TRANSITIONS[current]:
+            raise InvalidTransition(f"a connection cannot go from {current} to {status}")
+        self.status = status.value
+        self.status_reason = reason
+        self.disconnected_at = utcnow() if status == ConnectionStatus.DISCONNECTED else None
+
+
+class AuditEvent(Base):
+    """Who did what, when: ids and counts only, never secrets or record contents."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_workspace_at", "workspace_id", "at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

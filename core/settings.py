@@ -1,0 +1,203 @@
+"""Settings from the environment (prefix SYNCHUB_, nested with __), validated before anything runs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "SYNCHUB_"
+NESTED = "__"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable, one line per problem."""
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host")
+    return value.rstrip("/")
+
+
+def normalise_database_url(value: str) -> str:
+    """Accept the usual spellings and route PostgreSQL to the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value[len(prefix) :]
+    if value.startswith(("postgresql+psycopg://", "sqlite:///", "sqlite+pysqlite:///")):
+        return value
+    raise ValueError("must be a postgresql:// or sqlite:/// URL")
+
+
+class VaultSettings(BaseModel):
+    keys: SecretStr = Field(description="Key ring: `id:base64key,...`, ids 1-255, 32-byte AES-256 keys.")
+    active_key_id: int = Field(ge=1, le=255, description="The key id new credentials are sealed with.")
+
+    @field_validator("keys")
+    @classmethod
+    def _parse_keys(cls, value: SecretStr) -> SecretStr:
+        parse_key_ring(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _active_in_ring(self) -> VaultSettings:
+        if self.active_key_id not in self.ring():
+            raise ValueError(f"active_key_id {self.active_key_id} is not in the key ring")
+        return self
+
+    def ring(self) -> dict[int, bytes]:
+        return parse_key_ring(self.keys.get_secret_value())
+
+
+def parse_key_ring(text: str) -> dict[int, bytes]:
+    ring: dict[int, bytes] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key_id_text, sep, encoded = item.partition(":")
+        if not sep or not key_id_text.isdigit() or not 1 <= int(key_id_text) <= 255:
+            raise ValueError("each key must be `id:base64key` with an id from 1 to 255")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"key {key_id_text} is not valid base64") from exc
+        if len(key) != 32:
+            raise ValueError(f"key {key_id_text} must decode to 32 bytes, not {len(key)}")
+        if int(key_id_text) in ring:
+            raise ValueError(f"key id {key_id_text} appears twice")
+        ring[int(key_id_text)] = key
+    if not ring:
+        raise ValueError("the key ring is empty")
+    return ring
+
+
+class IdentitySettings(BaseModel):
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_secret: SecretStr | None = Field(default=None, description="Shared secret for HS256 (32+ chars).")
+    jwt_public_key: str | None = Field(default=None, description="PEM public key for RS256.")
+    audience: str = "synchub"
+    cookie_name: str = "synchub_session"
+
+    @model_validator(mode="after")
+    def _key_for_algorithm(self) -> IdentitySettings:
+        if self.jwt_algorithm == "HS256":
+            secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+            if len(secret) < 32:
+                raise ValueError("jwt_secret must be set to at least 32 characters for HS256")
+        elif not (self.jwt_public_key and "BEGIN PUBLIC KEY" in self.jwt_public_key):
+            raise ValueError("jwt_public_key must be a PEM public key for RS256")
+        return self
+
+
+class CelerySettings(BaseModel):
+    task_time_limit: int = Field(default=120, ge=5, description="Hard limit of one task, seconds.")
+    task_soft_time_limit: int = Field(default=100, ge=1)
+    max_countdown: int = Field(default=600, ge=1, description="Longest retry countdown, seconds.")
+    visibility_timeout: int = Field(default=3600, ge=10, description="Redis redelivery delay, seconds.")
+    unacked_restore_interval: int = Field(default=30, ge=1)
+    sync_time_budget: float = Field(default=30.0, gt=0, description="Seconds a sync task works before re-enqueuing.")
+
+    @model_validator(mode="after")
+    def _redelivery_after_longest_task(self) -> CelerySettings:
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise ValueError("task_soft_time_limit must be below task_time_limit")
+        if self.sync_time_budget >= self.task_soft_time_limit:
+            raise ValueError("sync_time_budget must be below task_soft_time_limit")
+        longest = self.task_time_limit + self.max_countdown
+        if self.visibility_timeout <= longest:
+            raise ValueError(
+                f"visibility_timeout ({self.visibility_timeout}s) must exceed task_time_limit plus "
+                f"max_countdown ({longest}s), or a healthy task is delivered twice"
+            )
+        return self
+
+
+class OAuthClientSettings(BaseModel):
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    base_url: str | None = Field(default=None, description="Provider base URL override (the sandbox).")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _http_url(value) if value else value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED, extra="ignore", case_sensitive=False
+    )
+
+    database_url: str = Field(description="postgresql://... or sqlite:///path (the embedded default).")
+    redis_url: str = Field(description="redis://host:port/db used for Celery, locks, state and limits.")
+    public_url: str = Field(description="Where browsers reach the hub; OAuth redirect URIs derive from it.")
+    vault: VaultSettings
+    identity: IdentitySettings
+    celery: CelerySettings = CelerySettings()
+    connectors: CsvList = Field(default_factory=list, description="Enabled connector slugs, comma-separated.")
+    retention_days: int = Field(default=90, ge=1, description="Days data is kept after a disconnect.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    google: OAuthClientSettings | None = None
+    facebook: OAuthClientSettings | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            raise ValueError("must be a redis:// URL")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("connectors", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+
+def env_name(location: tuple[int | str, ...]) -> str:
+    """The environment variable a validation error location refers to."""
+    parts = [str(part) for part in location if not isinstance(part, int)]
+    return ENV_PREFIX + NESTED.join(part.upper() for part in parts)
+
+
+def explain(error: ValidationError) -> list[str]:
+    lines: dict[str, str] = {}
+    for item in error.errors():
+        location = tuple(part for part in item["loc"] if part not in ("function-after", "function-before"))
+        name = env_name(location)
+        message = "is not set" if item["type"] == "missing" else str(item["msg"]).removeprefix("Value error, ")
+        lines.setdefault(name, f"{name} {message}")
+    return list(lines.values())
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings, raising ConfigError with one line per bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(explain(exc))) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

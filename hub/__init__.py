@@ -1,0 +1,1 @@
+"""Wiring: the HTTP app, the settings page, privacy controls, the CLI, start-up checks."""

@@ -1,0 +1,14 @@
+"""Alembic migrations; every table change is a migration. `target_metadata()` gathers every model."""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+
+
+def target_metadata() -> MetaData:
+    import core.models
+    import sync.models
+    import token_vault.models  # noqa: F401
+    from core.db import Base
+
+    return Base.metadata

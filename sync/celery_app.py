@@ -1,0 +1,54 @@
+"""The Celery application on Redis, configured so a killed worker loses nothing and a healthy task never runs twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+from kombu import Queue
+
+from core.settings import Settings
+
+QUEUES = ("webhooks", "sync", "maintenance")
+
+TASK_ROUTES = {
+    "synchub.webhooks.*": {"queue": "webhooks"},
+    "synchub.sync.*": {"queue": "sync"},
+    "synchub.maintenance.*": {"queue": "maintenance"},
+}
+
+BEAT_SCHEDULE = {
+    "enforce-retention": {"task": "synchub.maintenance.enforce_retention", "schedule": timedelta(hours=6)},
+}
+
+
+def make_celery(settings: Settings) -> Celery:
+    """Build the app from validated settings; the settings already refuse a visibility timeout too short."""
+    app = Celery("synchub", broker=settings.redis_url, backend=settings.redis_url, include=["sync.tasks"])
+    limits = settings.celery
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=limits.task_time_limit,
+        task_soft_time_limit=limits.task_soft_time_limit,
+        task_default_queue="sync",
+        task_queues=[Queue(name) for name in QUEUES],
+        task_routes=TASK_ROUTES,
+        broker_transport_options={
+            "visibility_timeout": limits.visibility_timeout,
+            "unacked_restore_interval": limits.unacked_restore_interval,
+        },
+        result_backend_transport_options={"visibility_timeout": limits.visibility_timeout},
+        result_expires=timedelta(days=1),
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        beat_schedule=BEAT_SCHEDULE,
+        timezone="UTC",
+        enable_utc=True,
+    )
+    return app

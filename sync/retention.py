@@ -1,0 +1,34 @@
+"""The privacy policy's retention promise: data of a disconnected connection is erased after the retention period."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import transaction
+from core.models import AuditEvent, Connection, ConnectionStatus, utcnow
+
+
+def enforce_retention(sessions: sessionmaker[Session], retention_days: int) -> int:
+    """Erase every connection disconnected longer than the retention period; returns how many."""
+    cutoff = utcnow() - timedelta(days=retention_days)
+    with transaction(sessions) as session:
+        expired = session.scalars(
+            select(Connection).where(
+                Connection.status == ConnectionStatus.DISCONNECTED.value, Connection.disconnected_at < cutoff
+            )
+        ).all()
+        for connection in expired:
+            session.add(
+                AuditEvent(
+                    workspace_id=connection.workspace_id,
+                    actor="system",
+                    action="connection.erased_by_retention",
+                    connection_id=connection.id,
+                    detail={"retention_days": retention_days},
+                )
+            )
+            session.delete(connection)
+        return len(expired)
