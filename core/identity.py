@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from joserfc import jwt
@@ -20,6 +21,7 @@ class IdentityError(Exception):
 class Principal:
     user_id: str
     workspace_id: str
+    expires_at: int
 
 
 def _key(settings: IdentitySettings) -> OctKey | RSAKey:
@@ -50,13 +52,19 @@ def verify_token(token: str, settings: IdentitySettings) -> Principal:
     sub, workspace = decoded.claims["sub"], decoded.claims["workspace_id"]
     if not isinstance(sub, str) or not isinstance(workspace, str) or not sub or not workspace:
         raise IdentityError("the token's sub and workspace_id must be non-empty strings")
-    return Principal(user_id=sub, workspace_id=workspace)
+    return Principal(user_id=sub, workspace_id=workspace, expires_at=int(decoded.claims["exp"]))
 
 
-def issue_token(secret: str, user_id: str, workspace_id: str, ttl_seconds: int, audience: str = "synchub") -> str:
+def issue_token(
+    secret: str, user_id: str, workspace_id: str, ttl_seconds: int, audience: str = "synchub"
+) -> str:
     """Mint an HS256 token as the CRM would (for `synchub dev` and tests)."""
-    import time
-
     now = int(time.time())
-    claims = {"sub": user_id, "workspace_id": workspace_id, "aud": audience, "iat": now, "exp": now + ttl_seconds}
+    claims = {
+        "sub": user_id,
+        "workspace_id": workspace_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
     return jwt.encode({"alg": "HS256"}, claims, OctKey.import_key(secret))

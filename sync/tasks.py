@@ -22,7 +22,12 @@ def ping() -> dict[str, Any]:
     rt = runtime()
     with rt.engine.connect() as connection:
         database = connection.execute(text("select 1")).scalar() == 1
-    return {"host": socket.gethostname(), "pid": os.getpid(), "database": database, "redis": bool(rt.redis.ping())}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "database": database,
+        "redis": bool(rt.redis.ping()),
+    }
 
 
 @app.task(name="synchub.maintenance.enforce_retention")

@@ -55,7 +55,9 @@ class KeyRing:
     def seal(self, plaintext: bytes, binding: Binding) -> bytes:
         header = bytes((FORMAT_VERSION, self.active_key_id))
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._ciphers[self.active_key_id].encrypt(nonce, plaintext, header + binding.associated_data())
+        sealed = self._ciphers[self.active_key_id].encrypt(
+            nonce, plaintext, header + binding.associated_data()
+        )
         return header + nonce + sealed
 
     def open(self, blob: bytes, binding: Binding) -> bytes:
@@ -67,7 +69,9 @@ class KeyRing:
             raise UnknownKeyId(key_id)
         nonce = blob[HEADER_BYTES : HEADER_BYTES + NONCE_BYTES]
         try:
-            return cipher.decrypt(nonce, blob[HEADER_BYTES + NONCE_BYTES :], blob[:HEADER_BYTES] + binding.associated_data())
+            return cipher.decrypt(
+                nonce, blob[HEADER_BYTES + NONCE_BYTES :], blob[:HEADER_BYTES] + binding.associated_data()
+            )
         except InvalidTag as exc:
             raise SealError("the sealed value does not belong to this credential or was altered") from exc
 

@@ -40,7 +40,12 @@ class Vault:
         return Binding(connection.workspace_id, str(connection.id), kind)
 
     def store(
-        self, session: Session, connection: Connection, kind: str, value: str, expires_at: datetime | None = None
+        self,
+        session: Session,
+        connection: Connection,
+        kind: str,
+        value: str,
+        expires_at: datetime | None = None,
     ) -> SealedCredential:
         """Seal and upsert one credential of a connection in the caller's transaction."""
         sealed = self.ring.seal(value.encode(), self._binding(connection, kind))
@@ -50,7 +55,9 @@ class Vault:
             )
         )
         if row is None:
-            row = SealedCredential(connection_id=connection.id, kind=kind, key_id=self.ring.active_key_id, sealed=sealed)
+            row = SealedCredential(
+                connection_id=connection.id, kind=kind, key_id=self.ring.active_key_id, sealed=sealed
+            )
             session.add(row)
         else:
             row.sealed, row.key_id, row.version = sealed, self.ring.active_key_id, row.version + 1
@@ -69,7 +76,9 @@ class Vault:
         return Secret(self.ring.open(row.sealed, self._binding(connection, kind)).decode(), row.expires_at)
 
     def erase(self, session: Session, connection_id: uuid.UUID) -> int:
-        rows = session.scalars(select(SealedCredential).where(SealedCredential.connection_id == connection_id)).all()
+        rows = session.scalars(
+            select(SealedCredential).where(SealedCredential.connection_id == connection_id)
+        ).all()
         for row in rows:
             session.delete(row)
         return len(rows)
@@ -82,5 +91,9 @@ def check_key_ids(session: Session, ring: KeyRing) -> None:
     ).all()
     missing = {key_id: count for key_id, count in counts if key_id not in ring.key_ids}
     if missing:
-        listed = ", ".join(f"key id {key_id} ({count} credentials)" for key_id, count in sorted(missing.items()))
-        raise MissingKeys(f"SYNCHUB_VAULT__KEYS lacks keys that stored credentials were sealed with: {listed}")
+        listed = ", ".join(
+            f"key id {key_id} ({count} credentials)" for key_id, count in sorted(missing.items())
+        )
+        raise MissingKeys(
+            f"SYNCHUB_VAULT__KEYS lacks keys that stored credentials were sealed with: {listed}"
+        )

@@ -1,0 +1,180 @@
+"""`synchub dev`: embedded defaults in .synchub/, a Redis if none answers, and every process supervised."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+from core.identity import issue_token
+from core.settings import ConfigError, load_settings
+
+DEMO_USER, DEMO_WORKSPACE = "demo-user", "demo-workspace"
+STOP_GRACE_SECONDS = 10.0
+READY_TIMEOUT_SECONDS = 60.0
+
+
+class DevError(Exception):
+    """The local hub cannot start; the message says what to do."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def dev_secrets(home: Path) -> dict[str, str]:
+    """Generated once and reused: the dev JWT secret and vault key, kept in .synchub/dev.env (mode 600)."""
+    path = home / "dev.env"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        key = base64.b64encode(secrets.token_bytes(32)).decode()
+        lines = [
+            f"SYNCHUB_IDENTITY__JWT_SECRET={secrets.token_urlsafe(48)}",
+            f"SYNCHUB_VAULT__KEYS=1:{key}",
+            "SYNCHUB_VAULT__ACTIVE_KEY_ID=1",
+        ]
+        path.touch(mode=0o600)
+        path.write_text("\n".join(lines) + "\n")
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {name: value for name, value in pairs}
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except (redis.RedisError, ValueError):
+        return False
+
+
+@dataclass
+class Supervisor:
+    """Children in their own process groups; if one dies or we are interrupted, all are stopped."""
+
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, argv: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                argv, env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.processes[name] = process
+        return process
+
+    def dead(self) -> str | None:
+        return next((name for name, p in self.processes.items() if p.poll() is not None), None)
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def start_redis(supervisor: Supervisor, home: Path) -> str:
+    port = free_port()
+    server = shutil.which("redis-server") or shutil.which("valkey-server")
+    if server is None:
+        raise DevError("no Redis answers and redis-server is not installed: apt-get install redis-server")
+    supervisor.start(
+        "redis",
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        os.environ,
+        home / "redis.log",
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_until(lambda: redis_answers(url), "Redis", supervisor)
+    return url
+
+
+def wait_until(check: Callable[[], bool], what: str, supervisor: Supervisor) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if (name := supervisor.dead()) is not None:
+            raise DevError(f"{name} exited while starting; see its log in .synchub/")
+        time.sleep(0.1)
+    raise DevError(f"{what} did not become ready within {READY_TIMEOUT_SECONDS:.0f}s")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def run_dev(home: Path, port: int) -> int:
+    home.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    env = os.environ
+    for name, value in dev_secrets(home).items():
+        env.setdefault(name, value)
+    env.setdefault("SYNCHUB_DATABASE_URL", f"sqlite:///{home / 'synchub.sqlite'}")
+    env.setdefault("SYNCHUB_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    supervisor = Supervisor()
+    stop = {"signal": 0}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop["signal"] = signum
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if not redis_answers(env.get("SYNCHUB_REDIS_URL", "")):
+            env["SYNCHUB_REDIS_URL"] = start_redis(supervisor, home)
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            raise DevError(str(exc)) from exc
+        cli = [sys.executable, "-m", "hub"]
+        subprocess.run([*cli, "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
+        supervisor.start("api", [*cli, "api", "--port", str(port)], env, home / "api.log")
+        supervisor.start("worker", [*cli, "worker", "--concurrency", "1"], env, home / "worker.log")
+        supervisor.start(
+            "beat", [*cli, "beat", "--schedule-file", str(home / "beat-schedule")], env, home / "beat.log"
+        )
+        wait_until(lambda: http_ok(f"{settings.public_url}/healthz"), "the API", supervisor)
+        assert settings.identity.jwt_secret is not None
+        token = issue_token(
+            settings.identity.jwt_secret.get_secret_value(), DEMO_USER, DEMO_WORKSPACE, 30 * 86400
+        )
+        print(f"synchub is running. Open: {settings.public_url}/session?token={token}&next=/", flush=True)
+        print(f"Logs are in {home}/. Press Ctrl-C to stop.", flush=True)
+        while not stop["signal"]:
+            if (name := supervisor.dead()) is not None:
+                print(f"synchub: {name} exited; stopping everything (see {home}/{name}.log)", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        supervisor.stop_all()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

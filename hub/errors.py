@@ -1,0 +1,39 @@
+"""The one mapping from errors to HTTP responses: JSON for API callers, a plain page for browsers."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from hub.deps import NotSignedIn
+from hub.pages import render
+
+
+class NotFound(Exception):
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", "text/html"
+    )
+
+
+def _reply(request: Request, status: int, title: str, detail: str) -> Response:
+    if _wants_html(request):
+        return HTMLResponse(render("message.html", title=title, detail=detail), status_code=status)
+    return JSONResponse({"error": title, "detail": detail}, status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(NotSignedIn)
+    async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
+        response = _reply(request, 401, "not signed in", exc.reason)
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        return _reply(request, 404, "not found", f"{exc.what} does not exist in your workspace")
