@@ -55,9 +55,7 @@ def verify_token(token: str, settings: IdentitySettings) -> Principal:
     return Principal(user_id=sub, workspace_id=workspace, expires_at=int(decoded.claims["exp"]))
 
 
-def issue_token(
-    secret: str, user_id: str, workspace_id: str, ttl_seconds: int, audience: str = "synchub"
-) -> str:
+def issue_token(secret: str, user_id: str, workspace_id: str, ttl_seconds: int, audience: str = "synchub") -> str:
     """Mint an HS256 token as the CRM would (for `synchub dev` and tests)."""
     now = int(time.time())
     claims = {

@@ -100,9 +100,7 @@ class CelerySettings(BaseModel):
     max_countdown: int = Field(default=600, ge=1, description="Longest retry countdown, seconds.")
     visibility_timeout: int = Field(default=3600, ge=10, description="Redis redelivery delay, seconds.")
     unacked_restore_interval: int = Field(default=30, ge=1)
-    sync_time_budget: float = Field(
-        default=30.0, gt=0, description="Seconds a sync task works before re-enqueuing."
-    )
+    sync_time_budget: float = Field(default=30.0, gt=0, description="Seconds a sync task works before re-enqueuing.")
 
     @model_validator(mode="after")
     def _redelivery_after_longest_task(self) -> CelerySettings:
@@ -187,9 +185,7 @@ def explain(error: ValidationError) -> list[str]:
     for item in error.errors():
         location = tuple(part for part in item["loc"] if part not in ("function-after", "function-before"))
         name = env_name(location)
-        message = (
-            "is not set" if item["type"] == "missing" else str(item["msg"]).removeprefix("Value error, ")
-        )
+        message = "is not set" if item["type"] == "missing" else str(item["msg"]).removeprefix("Value error, ")
         lines.setdefault(name, f"{name} {message}")
     return list(lines.values())
 

@@ -64,9 +64,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         except Exception as exc:
             checks["redis"] = f"unreachable: {type(exc).__name__}"
         healthy = all(value == "ok" for value in checks.values())
-        return JSONResponse(
-            {"status": "ok" if healthy else "unhealthy", **checks}, status_code=200 if healthy else 503
-        )
+        return JSONResponse({"status": "ok" if healthy else "unhealthy", **checks}, status_code=200 if healthy else 503)
 
     @app.get("/session", tags=["identity"], response_class=RedirectResponse)
     def start_session(settings: SettingsDep, token: str = Query(...), next: str = Query("/")) -> Response:

@@ -56,9 +56,7 @@ def api(
     from hub.app import create_app
 
     settings = ready_settings()
-    uvicorn.run(
-        create_app(settings), host=host, port=port, log_level=settings.log_level.lower(), access_log=False
-    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import shutil
@@ -83,19 +84,15 @@ class Supervisor:
             _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for process in self.processes.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             _signal_group(process, signal.SIGKILL)
             process.wait()
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def start_redis(supervisor: Supervisor, home: Path) -> str:
@@ -158,14 +155,10 @@ def run_dev(home: Path, port: int) -> int:
         subprocess.run([*cli, "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
         supervisor.start("api", [*cli, "api", "--port", str(port)], env, home / "api.log")
         supervisor.start("worker", [*cli, "worker", "--concurrency", "1"], env, home / "worker.log")
-        supervisor.start(
-            "beat", [*cli, "beat", "--schedule-file", str(home / "beat-schedule")], env, home / "beat.log"
-        )
+        supervisor.start("beat", [*cli, "beat", "--schedule-file", str(home / "beat-schedule")], env, home / "beat.log")
         wait_until(lambda: http_ok(f"{settings.public_url}/healthz"), "the API", supervisor)
         assert settings.identity.jwt_secret is not None
-        token = issue_token(
-            settings.identity.jwt_secret.get_secret_value(), DEMO_USER, DEMO_WORKSPACE, 30 * 86400
-        )
+        token = issue_token(settings.identity.jwt_secret.get_secret_value(), DEMO_USER, DEMO_WORKSPACE, 30 * 86400)
         print(f"synchub is running. Open: {settings.public_url}/session?token={token}&next=/", flush=True)
         print(f"Logs are in {home}/. Press Ctrl-C to stop.", flush=True)
         while not stop["signal"]:

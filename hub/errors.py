@@ -16,9 +16,7 @@ class NotFound(Exception):
 
 
 def _wants_html(request: Request) -> bool:
-    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
-        "accept", "text/html"
-    )
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "text/html")
 
 
 def _reply(request: Request, status: int, title: str, detail: str) -> Response:

@@ -21,9 +21,7 @@ def check_schema(engine: Engine) -> None:
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     if current != head:
-        raise StartupError(
-            f"the database is at migration {current or 'none'}, not {head}: run `synchub db upgrade`"
-        )
+        raise StartupError(f"the database is at migration {current or 'none'}, not {head}: run `synchub db upgrade`")
 
 
 def check_startup(settings: Settings, engine: Engine) -> None:

@@ -6,8 +6,8 @@ from sqlalchemy import MetaData
 
 
 def target_metadata() -> MetaData:
-    import core.models
-    import sync.models
+    import core.models  # noqa: F401
+    import sync.models  # noqa: F401
     import token_vault.models  # noqa: F401
     from core.db import Base
 

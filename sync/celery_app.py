@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 from core.settings import Settings
 
@@ -36,7 +36,7 @@ def make_celery(settings: Settings) -> Celery:
         task_time_limit=limits.task_time_limit,
         task_soft_time_limit=limits.task_soft_time_limit,
         task_default_queue="sync",
-        task_queues=[Queue(name) for name in QUEUES],
+        task_queues=[Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
         task_routes=TASK_ROUTES,
         broker_transport_options={
             "visibility_timeout": limits.visibility_timeout,

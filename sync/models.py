@@ -38,9 +38,7 @@ class Checkpoint(Base):
 
 class SyncRun(Base):
     __tablename__ = "sync_runs"
-    __table_args__ = (
-        Index("ix_sync_runs_connection_capability", "connection_id", "capability", "created_at"),
-    )
+    __table_args__ = (Index("ix_sync_runs_connection_capability", "connection_id", "capability", "created_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))

@@ -55,9 +55,7 @@ class KeyRing:
     def seal(self, plaintext: bytes, binding: Binding) -> bytes:
         header = bytes((FORMAT_VERSION, self.active_key_id))
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._ciphers[self.active_key_id].encrypt(
-            nonce, plaintext, header + binding.associated_data()
-        )
+        sealed = self._ciphers[self.active_key_id].encrypt(nonce, plaintext, header + binding.associated_data())
         return header + nonce + sealed
 
     def open(self, blob: bytes, binding: Binding) -> bytes:

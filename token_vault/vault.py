@@ -76,9 +76,7 @@ class Vault:
         return Secret(self.ring.open(row.sealed, self._binding(connection, kind)).decode(), row.expires_at)
 
     def erase(self, session: Session, connection_id: uuid.UUID) -> int:
-        rows = session.scalars(
-            select(SealedCredential).where(SealedCredential.connection_id == connection_id)
-        ).all()
+        rows = session.scalars(select(SealedCredential).where(SealedCredential.connection_id == connection_id)).all()
         for row in rows:
             session.delete(row)
         return len(rows)
@@ -86,14 +84,8 @@ class Vault:
 
 def check_key_ids(session: Session, ring: KeyRing) -> None:
     """Refuse to start when a stored credential names a key id that is not in the ring."""
-    counts = session.execute(
-        select(SealedCredential.key_id, func.count()).group_by(SealedCredential.key_id)
-    ).all()
+    counts = session.execute(select(SealedCredential.key_id, func.count()).group_by(SealedCredential.key_id)).all()
     missing = {key_id: count for key_id, count in counts if key_id not in ring.key_ids}
     if missing:
-        listed = ", ".join(
-            f"key id {key_id} ({count} credentials)" for key_id, count in sorted(missing.items())
-        )
-        raise MissingKeys(
-            f"SYNCHUB_VAULT__KEYS lacks keys that stored credentials were sealed with: {listed}"
-        )
+        listed = ", ".join(f"key id {key_id} ({count} credentials)" for key_id, count in sorted(missing.items()))
+        raise MissingKeys(f"SYNCHUB_VAULT__KEYS lacks keys that stored credentials were sealed with: {listed}")

@@ -1,0 +1,1 @@
+"""One connector per provider, the base interfaces, the error taxonomy and the registry."""

@@ -1,0 +1,1 @@
+"""OAuth consent flows: provider configs as data, one-time state, granted-vs-required scopes."""

@@ -1,0 +1,1 @@
+"""Provider callbacks: verify, store the delivery, answer at once, let a worker do the rest."""
