@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -82,6 +82,11 @@ class IdentitySettings(BaseModel):
     jwt_public_key: str | None = Field(default=None, description="PEM public key for RS256.")
     audience: str = "synchub"
     cookie_name: str = "synchub_session"
+
+    missing_hint: ClassVar[str] = (
+        "is not configured: set SYNCHUB_IDENTITY__JWT_SECRET (HS256), or SYNCHUB_IDENTITY__JWT_ALGORITHM=RS256 "
+        "and SYNCHUB_IDENTITY__JWT_PUBLIC_KEY"
+    )
 
     @model_validator(mode="after")
     def _key_for_algorithm(self) -> IdentitySettings:
@@ -180,14 +185,42 @@ def env_name(location: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + NESTED.join(part.upper() for part in parts)
 
 
+def _section(location: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The nested settings model at `location`, if that location names one."""
+    model: type[BaseModel] = Settings
+    for part in location:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _lines_for(location: tuple[int | str, ...], kind: str, message: str) -> list[str]:
+    section = _section(location)
+    if section is None:
+        return [f"{env_name(location)} {'is not set' if kind == 'missing' else message}"]
+    if kind == "missing":
+        required = [name for name, field in section.model_fields.items() if field.is_required()]
+        hint = getattr(section, "missing_hint", None)
+        return [f"{env_name((*location, name))} is not set" for name in required] or [f"{env_name(location)} {hint}"]
+    field_name, _, rest = message.partition(" ")
+    if field_name in section.model_fields:
+        return [f"{env_name((*location, field_name))} {rest}"]
+    return [f"{env_name(location)} {message}"]
+
+
 def explain(error: ValidationError) -> list[str]:
-    lines: dict[str, str] = {}
+    """One line per bad variable, naming it as it is spelled in the environment."""
+    lines: dict[str, None] = {}
     for item in error.errors():
-        location = tuple(part for part in item["loc"] if part not in ("function-after", "function-before"))
-        name = env_name(location)
-        message = "is not set" if item["type"] == "missing" else str(item["msg"]).removeprefix("Value error, ")
-        lines.setdefault(name, f"{name} {message}")
-    return list(lines.values())
+        message = str(item["msg"]).removeprefix("Value error, ")
+        for line in _lines_for(tuple(item["loc"]), item["type"], message):
+            lines.setdefault(line)
+    return list(lines)
 
 
 def load_settings(**overrides: Any) -> Settings:

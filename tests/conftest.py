@@ -1,0 +1,225 @@
+"""Test session: its own PostgreSQL database (built by the migrations), its own Redis db, real servers."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import uvicorn
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import make_engine, session_factory
+from core.identity import issue_token
+from core.settings import Settings, load_settings, normalise_database_url
+from hub.app import create_app
+from hub.database import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_REDIS_DB = 13
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll until `check()` is truthy; fail the test with `what` if the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    url = os.environ.get("SYNCHUB_TEST_PG_ADMIN_URL")
+    if not url:
+        pytest.exit(
+            "SYNCHUB_TEST_PG_ADMIN_URL is not set: run the tests with `bash scripts/test`, or set it to a "
+            "PostgreSQL URL of a role that may create databases",
+            returncode=2,
+        )
+    return normalise_database_url(url)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    name = f"synchub_test_{secrets.token_hex(4)}"
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    base = os.environ.get("SYNCHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    url = f"{base.rstrip('/')}/{TEST_REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def vault_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@pytest.fixture(scope="session")
+def jwt_secret() -> str:
+    return secrets.token_urlsafe(48)
+
+
+@pytest.fixture(scope="session")
+def hub_env(database_url: str, redis_url: str, vault_key: str, jwt_secret: str) -> dict[str, str]:
+    """The SYNCHUB_* variables a hub process of this test session runs with."""
+    return {
+        "SYNCHUB_DATABASE_URL": database_url,
+        "SYNCHUB_REDIS_URL": redis_url,
+        "SYNCHUB_PUBLIC_URL": "http://127.0.0.1:8000",
+        "SYNCHUB_VAULT__KEYS": f"1:{vault_key}",
+        "SYNCHUB_VAULT__ACTIVE_KEY_ID": "1",
+        "SYNCHUB_IDENTITY__JWT_SECRET": jwt_secret,
+        "SYNCHUB_LOG_LEVEL": "WARNING",
+    }
+
+
+def clean_environ(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any SYNCHUB_* variable, plus `extra`."""
+    base = {name: value for name, value in os.environ.items() if not name.startswith("SYNCHUB_")}
+    return {**base, **extra}
+
+
+@pytest.fixture(scope="session")
+def settings(hub_env: dict[str, str]) -> Settings:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(clean_environ(hub_env))
+    try:
+        return load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """A uvicorn server on a loopback port in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        wait_for(lambda: self.server.started, what="uvicorn to start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_api(settings: Settings, engine: Engine) -> Iterator[str]:
+    with LiveServer(create_app(settings, engine)) as server:
+        yield server.url
+
+
+@pytest.fixture
+def user_token(jwt_secret: str) -> Callable[..., str]:
+    def mint(user_id: str = "user-1", workspace_id: str = "ws-1", ttl: int = 600, audience: str = "synchub") -> str:
+        return issue_token(jwt_secret, user_id, workspace_id, ttl, audience)
+
+    return mint
+
+
+class Worker:
+    """A real `synchub worker` process in its own process group."""
+
+    def __init__(self, env: dict[str, str], queues: str = "webhooks,sync,maintenance", concurrency: int = 1) -> None:
+        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"synchub-worker-{uuid.uuid4().hex[:8]}.log"
+        self.argv = [sys.executable, "-m", "hub", "worker", "--queues", queues, "--concurrency", str(concurrency)]
+        self.env = clean_environ(env)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT
+            )
+        return self
+
+    def stop(self, sig: int = 15) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def worker_factory(hub_env: dict[str, str]) -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def start(**kwargs: Any) -> Worker:
+        env = {**hub_env, **kwargs.pop("env", {})}
+        worker = Worker(env, **kwargs).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

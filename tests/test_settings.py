@@ -1,0 +1,86 @@
+"""Every entry point validates its settings first and names the bad variable in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from core.settings import ConfigError, load_settings, normalise_database_url
+from tests.conftest import ROOT, clean_environ
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args], env=clean_environ(env), capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
+def without(env: dict[str, str], *names: str) -> dict[str, str]:
+    return {name: value for name, value in env.items() if name not in names}
+
+
+@pytest.mark.parametrize("command", [["worker"], ["api", "--port", "0"], ["beat"]])
+def test_unset_vault_keys_stop_the_process_naming_the_variable(hub_env: dict[str, str], command: list[str]) -> None:
+    result = run_cli(command, without(hub_env, "SYNCHUB_VAULT__KEYS"))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == ["synchub: SYNCHUB_VAULT__KEYS is not set"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "complaint"),
+    [
+        ("SYNCHUB_VAULT__KEYS", "1:not-base64!!", "not valid base64"),
+        ("SYNCHUB_VAULT__KEYS", "1:c2hvcnQ=", "must decode to 32 bytes"),
+        ("SYNCHUB_VAULT__KEYS", "abc", "id:base64key"),
+        ("SYNCHUB_VAULT__ACTIVE_KEY_ID", "7", "not in the key ring"),
+        ("SYNCHUB_IDENTITY__JWT_SECRET", "short", "at least 32 characters"),
+        ("SYNCHUB_DATABASE_URL", "mysql://x/y", "postgresql:// or sqlite:///"),
+        ("SYNCHUB_PUBLIC_URL", "not a url", "http(s) URL"),
+        ("SYNCHUB_CELERY__VISIBILITY_TIMEOUT", "300", "must exceed task_time_limit plus max_countdown"),
+    ],
+)
+@pytest.mark.parametrize("command", [["worker"], ["api", "--port", "0"]])
+def test_malformed_setting_stops_the_process_naming_it(
+    hub_env: dict[str, str], command: list[str], variable: str, value: str, complaint: str
+) -> None:
+    result = run_cli(command, {**hub_env, variable: value})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"synchub: {variable} ")
+    assert complaint in lines[0]
+
+
+def test_missing_required_settings_are_all_named(hub_env: dict[str, str]) -> None:
+    result = run_cli(["worker"], {})
+    assert result.returncode != 0
+    named = {line.split()[1] for line in result.stderr.strip().splitlines()}
+    assert named == {
+        "SYNCHUB_DATABASE_URL",
+        "SYNCHUB_REDIS_URL",
+        "SYNCHUB_PUBLIC_URL",
+        "SYNCHUB_VAULT__KEYS",
+        "SYNCHUB_VAULT__ACTIVE_KEY_ID",
+        "SYNCHUB_IDENTITY",
+    }
+
+
+def test_postgresql_urls_use_the_psycopg_driver() -> None:
+    assert normalise_database_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    assert normalise_database_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_database_url("sqlite:////tmp/x.sqlite") == "sqlite:////tmp/x.sqlite"
+
+
+def test_load_settings_raises_one_line_per_bad_variable(hub_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in hub_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SYNCHUB_REDIS_URL", "http://nope")
+    monkeypatch.setenv("SYNCHUB_RETENTION_DAYS", "0")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert sorted(str(caught.value).splitlines()) == [
+        "SYNCHUB_REDIS_URL must be a redis:// URL",
+        "SYNCHUB_RETENTION_DAYS Input should be greater than or equal to 1",
+    ]
