@@ -23,10 +23,15 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def settings_or_exit() -> Settings:
+    """Valid settings with every enabled connector configured, or exit with one line per problem."""
+    from connectors.registry import enabled
+
     try:
-        return load_settings()
+        settings = load_settings()
+        enabled(settings)
     except ConfigError as exc:
         fail(str(exc))
+    return settings
 
 
 def ready_settings() -> Settings:

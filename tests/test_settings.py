@@ -84,3 +84,11 @@ def test_load_settings_raises_one_line_per_bad_variable(hub_env: dict[str, str],
         "SYNCHUB_REDIS_URL must be a redis:// URL",
         "SYNCHUB_RETENTION_DAYS Input should be greater than or equal to 1",
     ]
+
+
+def test_unknown_connector_is_refused_naming_the_variable(hub_env: dict[str, str]) -> None:
+    result = run_cli(["worker"], {**hub_env, "SYNCHUB_CONNECTORS": "google_contacts,myspace"})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("synchub: SYNCHUB_CONNECTORS names unknown connectors")
+    assert "myspace" in lines[0]

@@ -1,0 +1,40 @@
+"""The registry of connectors: one line per built-in connector, plus the `synchub.connectors` entry point group."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from connectors.base import ConnectorSpec
+from core.settings import ConfigError, Settings
+
+BUILT_IN: tuple[ConnectorSpec, ...] = ()
+
+ENTRY_POINT_GROUP = "synchub.connectors"
+
+
+def available() -> dict[str, ConnectorSpec]:
+    specs = {spec.slug: spec for spec in BUILT_IN}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        spec = entry.load()
+        if not isinstance(spec, ConnectorSpec):
+            raise ConfigError(f"entry point {entry.name} in {ENTRY_POINT_GROUP} is not a ConnectorSpec")
+        specs.setdefault(spec.slug, spec)
+    return specs
+
+
+def enabled(settings: Settings) -> list[ConnectorSpec]:
+    """The connectors SYNCHUB_CONNECTORS enables, each with its auth provider's client configured."""
+    known = available()
+    unknown = [slug for slug in settings.connectors if slug not in known]
+    if unknown:
+        choices = ", ".join(sorted(known)) or "none are installed yet"
+        raise ConfigError(f"SYNCHUB_CONNECTORS names unknown connectors {', '.join(unknown)} (known: {choices})")
+    specs = [known[slug] for slug in settings.connectors]
+    missing = sorted(
+        {spec.auth_provider for spec in specs if spec.needs_oauth_client and getattr(settings, spec.auth_provider) is None}
+    )
+    if missing:
+        raise ConfigError(
+            "\n".join(f"SYNCHUB_{provider.upper()}__CLIENT_ID and __CLIENT_SECRET are not set" for provider in missing)
+        )
+    return specs
