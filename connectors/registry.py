@@ -31,7 +31,11 @@ def enabled(settings: Settings) -> list[ConnectorSpec]:
         raise ConfigError(f"SYNCHUB_CONNECTORS names unknown connectors {', '.join(unknown)} (known: {choices})")
     specs = [known[slug] for slug in settings.connectors]
     missing = sorted(
-        {spec.auth_provider for spec in specs if spec.needs_oauth_client and getattr(settings, spec.auth_provider) is None}
+        {
+            spec.auth_provider
+            for spec in specs
+            if spec.needs_oauth_client and getattr(settings, spec.auth_provider) is None
+        }
     )
     if missing:
         raise ConfigError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import subprocess
@@ -196,10 +197,8 @@ class Worker:
     def stop(self, sig: int = 15) -> None:
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:

@@ -64,7 +64,9 @@ def test_services_cover_the_deployment(compose: dict[str, Any]) -> None:
 
 
 def test_every_service_command_is_a_synchub_subcommand(compose: dict[str, Any]) -> None:
-    commands = [service["command"] for service in compose["services"].values() if service.get("image") == "synchub:latest"]
+    commands = [
+        service["command"] for service in compose["services"].values() if service.get("image") == "synchub:latest"
+    ]
     assert len(commands) >= 5
     for command in commands:
         assert command[0] == "synchub"
@@ -108,7 +110,9 @@ def test_env_example_documents_every_setting() -> None:
 def test_dockerfile_installs_caldav_without_the_urllib3_takeover() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "URLLIB3_NO_OVERRIDE=1" in dockerfile and "PIP_NO_BINARY=urllib3-future" in dockerfile
-    copied = {line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ") and "/" not in line.split()[1]}
+    copied = {
+        line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ") and "/" not in line.split()[1]
+    }
     packages = {path.name for path in ROOT.iterdir() if (path / "__init__.py").is_file() and path.name != "tests"}
     assert packages <= copied, packages - copied
     assert Path(ROOT / "pyproject.toml").is_file()

@@ -89,9 +89,7 @@ def test_dev_serves_the_hub_and_stops_everything_on_ctrl_c(dev_hub: subprocess.P
     wait_for(lambda: not any(alive(pid) for pid in started), timeout=15, what="every started process to exit")
 
 
-def test_dev_reuses_its_secrets_and_stops_all_when_a_child_dies(
-    dev_hub: subprocess.Popen[str], tmp_path: Path
-) -> None:
+def test_dev_reuses_its_secrets_and_stops_all_when_a_child_dies(dev_hub: subprocess.Popen[str], tmp_path: Path) -> None:
     read_link(dev_hub)
     secrets_before = (tmp_path / ".synchub" / "dev.env").read_text()
     started = descendants(dev_hub.pid)

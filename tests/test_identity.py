@@ -94,9 +94,11 @@ def test_another_workspaces_connection_answers_404(
 
 def test_rs256_tokens_verify_with_the_configured_public_key() -> None:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     settings = IdentitySettings(jwt_algorithm="RS256", jwt_public_key=public_pem)
     key = RSAKey.import_key(
         private.private_bytes(

@@ -13,7 +13,12 @@ from tests.conftest import ROOT, clean_environ
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hub", *args], env=clean_environ(env), capture_output=True, text=True, timeout=60, cwd=ROOT
+        [sys.executable, "-m", "hub", *args],
+        env=clean_environ(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
 
 
@@ -73,7 +78,9 @@ def test_postgresql_urls_use_the_psycopg_driver() -> None:
     assert normalise_database_url("sqlite:////tmp/x.sqlite") == "sqlite:////tmp/x.sqlite"
 
 
-def test_load_settings_raises_one_line_per_bad_variable(hub_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_settings_raises_one_line_per_bad_variable(
+    hub_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, value in hub_env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("SYNCHUB_REDIS_URL", "http://nope")

@@ -59,13 +59,11 @@ def test_retention_erases_connections_disconnected_longer_than_90_days(
         assert session.get(Connection, created["recent"]) is not None
         assert session.get(Connection, created["active"]) is not None
         leftovers = session.scalar(
-            select(func.count()).select_from(SealedCredential).where(
-                SealedCredential.connection_id == created["expired"]
-            )
+            select(func.count())
+            .select_from(SealedCredential)
+            .where(SealedCredential.connection_id == created["expired"])
         )
         assert leftovers == 0
         assert session.get(Checkpoint, (created["expired"], "contacts")) is None
-        audit = session.scalars(
-            select(AuditEvent).where(AuditEvent.connection_id == created["expired"])
-        ).one()
+        audit = session.scalars(select(AuditEvent).where(AuditEvent.connection_id == created["expired"])).one()
         assert audit.action == "connection.erased_by_retention" and "1//expired" not in str(audit.detail)
