@@ -1,15 +1,88 @@
-"""The connector interfaces: a connector declares a spec; the hub discovers it through the registry."""
+"""The connector interfaces: specs, capabilities, streams that yield pages, and the context a stream runs in."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+Cursor = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a stream: records to upsert, external ids deleted, and the cursor that is safe after it.
+
+    `last` marks the final page of a pass; a full pass (`full`) may delete what it did not see only then.
+    `total` is the provider's count of items in the pass when it tells one (for progress).
+    """
+
+    records: list[Any]
+    deleted_ids: list[str]
+    checkpoint: Cursor
+    last: bool
+    full: bool
+    total: int | None = None
+    api_calls: int = 1
+
+
+class Stream(Protocol):
+    def read(self, cursor: Cursor | None) -> Iterator[Page]:
+        """Yield pages from `cursor` (None: a full pass); raise CursorExpired if the cursor is no longer valid."""
+        ...
+
+
+class TokenSource(Protocol):
+    def access_token(self) -> str:
+        """A token valid for at least a few more minutes."""
+        ...
+
+    def rejected(self, token: str) -> str:
+        """The provider refused `token` (401): refresh once and return the new one, or raise AuthRevoked."""
+        ...
+
+
+def _once(call: Callable[[], Any]) -> Any:
+    return call()
+
+
+@dataclass(frozen=True)
+class StreamContext:
+    """What a stream needs to reach its provider for one connection.
+
+    `attempt` wraps each provider call in the hub's retry policy (the sync package supplies it).
+    """
+
+    connection_id: str
+    tokens: TokenSource
+    base_url: str | None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    attempt: Callable[[Callable[[], Any]], Any] = _once
+
+
+@dataclass(frozen=True)
+class Capability:
+    """A thing a connector syncs: its name on the connection, the scopes it needs and how to read it.
+
+    `required_scopes` are alternatives: any one of them granted lets the capability run.
+    """
+
+    name: str
+    display_name: str
+    record_kind: str
+    required_scopes: frozenset[str]
+    requested_scopes: tuple[str, ...]
+    stream: Callable[[StreamContext], Stream]
+    poll_interval: timedelta = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
 class ConnectorSpec:
-    """What a connector is: its slug (folder, URL segment, settings prefix), name and auth provider."""
+    """A connector: slug (folder, URL segment, settings prefix), name, auth provider, capabilities."""
 
     slug: str
     display_name: str
     auth_provider: str
+    capabilities: tuple[Capability, ...] = ()
     needs_oauth_client: bool = True

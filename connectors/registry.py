@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from connectors.base import ConnectorSpec
+from connectors.base import Capability, ConnectorSpec
+from connectors.google_contacts.spec import SPEC as GOOGLE_CONTACTS
 from core.settings import ConfigError, Settings
 
-BUILT_IN: tuple[ConnectorSpec, ...] = ()
+BUILT_IN: tuple[ConnectorSpec, ...] = (GOOGLE_CONTACTS,)
 
 ENTRY_POINT_GROUP = "synchub.connectors"
 
@@ -42,3 +43,13 @@ def enabled(settings: Settings) -> list[ConnectorSpec]:
             "\n".join(f"SYNCHUB_{provider.upper()}__CLIENT_ID and __CLIENT_SECRET are not set" for provider in missing)
         )
     return specs
+
+
+def capabilities_of(settings: Settings, auth_provider: str) -> dict[str, tuple[ConnectorSpec, Capability]]:
+    """The enabled capabilities riding on one auth provider, by capability name."""
+    return {
+        capability.name: (spec, capability)
+        for spec in enabled(settings)
+        if spec.auth_provider == auth_provider
+        for capability in spec.capabilities
+    }

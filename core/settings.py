@@ -106,6 +106,7 @@ class CelerySettings(BaseModel):
     visibility_timeout: int = Field(default=3600, ge=10, description="Redis redelivery delay, seconds.")
     unacked_restore_interval: int = Field(default=30, ge=1)
     sync_time_budget: float = Field(default=30.0, gt=0, description="Seconds a sync task works before re-enqueuing.")
+    retry_base_seconds: float = Field(default=5.0, gt=0, description="First countdown after a failed attempt.")
 
     @model_validator(mode="after")
     def _redelivery_after_longest_task(self) -> CelerySettings:
@@ -133,6 +134,10 @@ class OAuthClientSettings(BaseModel):
         return _http_url(value) if value else value
 
 
+class StreamSettings(BaseModel):
+    page_size: int = Field(default=1000, ge=1, le=1000, description="Items asked for per provider page.")
+
+
 CsvList = Annotated[list[str], NoDecode]
 
 
@@ -152,6 +157,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     google: OAuthClientSettings | None = None
     facebook: OAuthClientSettings | None = None
+    google_contacts: StreamSettings = StreamSettings()
 
     @field_validator("database_url")
     @classmethod

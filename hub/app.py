@@ -10,16 +10,24 @@ from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
+from connectors.registry import capabilities_of
 from core.db import make_engine, session_factory
-from core.identity import IdentityError, verify_token
+from core.identity import IdentityError, Principal, verify_token
 from core.models import Connection
 from core.redis import redis_client
 from core.settings import Settings
-from hub import errors
+from hub import connect, errors
+from hub.connections import disconnect, owned
 from hub.deps import CurrentUser, NotSignedIn, RedisDep, SessionDep, SettingsDep
-from hub.errors import NotFound
 from hub.pages import render
+from hub.records import contacts_page
+from hub.views import connection_view
+from oauth.providers import PROVIDERS
+from sync.celery_app import make_celery
+from sync.runtime import Runtime
+from sync.wiring import build_engine
 
 
 def safe_next(target: str) -> str:
@@ -29,26 +37,16 @@ def safe_next(target: str) -> str:
     return target
 
 
-def connection_view(connection: Connection) -> dict[str, Any]:
-    return {
-        "id": str(connection.id),
-        "auth_provider": connection.auth_provider,
-        "account_email": connection.account_email,
-        "status": connection.status,
-        "status_reason": connection.status_reason,
-        "granted_scopes": connection.granted_scopes,
-        "capabilities": connection.capabilities,
-        "created_at": connection.created_at.isoformat(),
-    }
-
-
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app = FastAPI(title="synchub", version="0.1.0", docs_url="/docs", openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url)
     app.state.sessions = session_factory(app.state.engine)
     app.state.redis = redis_client(settings.redis_url)
+    app.state.sync_engine = build_engine(Runtime(settings, app.state.engine, app.state.sessions, app.state.redis))
+    app.state.celery = make_celery(settings)
     errors.install(app)
+    app.include_router(connect.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(session: SessionDep, redis: RedisDep) -> JSONResponse:
@@ -89,32 +87,58 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return response
 
     @app.get("/", response_class=HTMLResponse, tags=["pages"])
-    def settings_page(user: CurrentUser, session: SessionDep) -> HTMLResponse:
-        connections = session.scalars(
-            select(Connection)
-            .where(Connection.workspace_id == user.workspace_id, Connection.user_id == user.user_id)
-            .order_by(Connection.created_at)
-        ).all()
-        return HTMLResponse(render("settings.html", user=user, connections=connections, providers=[]))
+    def settings_page(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+        connections = [connection_view(session, settings, row) for row in _mine(session, user)]
+        providers = [
+            {"slug": name, "name": config.display_name}
+            for name, config in PROVIDERS.items()
+            if capabilities_of(settings, name)
+        ]
+        return HTMLResponse(render("settings.html", user=user, connections=connections, providers=providers))
+
+    @app.post("/connections/{connection_id}/disconnect", response_class=RedirectResponse, tags=["pages"])
+    def disconnect_from_page(connection_id: uuid.UUID, user: CurrentUser, settings: SettingsDep) -> Response:
+        disconnect(settings, app.state.sessions, connection_id, user.user_id, user.workspace_id, delete_data=False)
+        return RedirectResponse("/", status_code=303)
 
     @app.get("/api/v1/me", tags=["identity"])
     def me(user: CurrentUser) -> dict[str, str]:
         return {"user_id": user.user_id, "workspace_id": user.workspace_id}
 
     @app.get("/api/v1/connections", tags=["connections"])
-    def list_connections(user: CurrentUser, session: SessionDep) -> dict[str, Any]:
-        rows = session.scalars(
+    def list_connections(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+        return {"connections": [connection_view(session, settings, row) for row in _mine(session, user)]}
+
+    @app.get("/api/v1/connections/{connection_id}", tags=["connections"])
+    def get_connection(
+        connection_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    ) -> dict[str, Any]:
+        return connection_view(session, settings, owned(session, connection_id, user.workspace_id, user.user_id))
+
+    @app.delete("/api/v1/connections/{connection_id}", tags=["connections"])
+    def delete_connection(
+        connection_id: uuid.UUID, user: CurrentUser, settings: SettingsDep, delete_data: bool = False
+    ) -> dict[str, Any]:
+        return disconnect(settings, app.state.sessions, connection_id, user.user_id, user.workspace_id, delete_data)
+
+    @app.get("/api/v1/contacts", tags=["records"])
+    def list_contacts(
+        user: CurrentUser,
+        session: SessionDep,
+        cursor: str | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+        connection_id: uuid.UUID | None = None,
+    ) -> dict[str, Any]:
+        return contacts_page(session, user.workspace_id, cursor, limit, connection_id)
+
+    return app
+
+
+def _mine(session: Session, user: Principal) -> list[Connection]:
+    return list(
+        session.scalars(
             select(Connection)
             .where(Connection.workspace_id == user.workspace_id, Connection.user_id == user.user_id)
             .order_by(Connection.created_at)
         ).all()
-        return {"connections": [connection_view(row) for row in rows]}
-
-    @app.get("/api/v1/connections/{connection_id}", tags=["connections"])
-    def get_connection(connection_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
-        row = session.get(Connection, connection_id)
-        if row is None or row.workspace_id != user.workspace_id or row.user_id != user.user_id:
-            raise NotFound(f"connection {connection_id}")
-        return connection_view(row)
-
-    return app
+    )

@@ -56,11 +56,11 @@ def api(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
     """Serve the HTTP API, the settings page and the webhooks."""
+    settings = ready_settings()
     import uvicorn
 
     from hub.app import create_app
 
-    settings = ready_settings()
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
 
 

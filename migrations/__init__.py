@@ -7,6 +7,7 @@ from sqlalchemy import MetaData
 
 def target_metadata() -> MetaData:
     import core.models  # noqa: F401
+    import crm.models  # noqa: F401
     import sync.models  # noqa: F401
     import token_vault.models  # noqa: F401
     from core.db import Base

@@ -1,1 +1,9 @@
 """OAuth consent flows: provider configs as data, one-time state, granted-vs-required scopes."""
+
+import warnings
+
+import authlib.deprecate
+
+# Authlib 1.9 nudges towards the httpx2 fork; synchub pins httpx deliberately (library-notes: pick one).
+# authlib.deprecate installs an "always" filter on import, so ours must come after it.
+warnings.filterwarnings("ignore", "The httpx module is deprecated", authlib.deprecate.AuthlibDeprecationWarning)

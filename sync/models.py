@@ -5,9 +5,8 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, SmallInteger, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
@@ -24,7 +23,10 @@ class RunStatus(enum.StrEnum):
 
 
 class Checkpoint(Base):
-    """The cursor that is safe to resume a stream from, committed with the page it follows."""
+    """The cursor that is safe to resume a stream from, committed with the page it follows.
+
+    Cursors hold provider-issued sync and page tokens, so they are sealed like credentials.
+    """
 
     __tablename__ = "checkpoints"
 
@@ -32,13 +34,24 @@ class Checkpoint(Base):
         Uuid, ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
     )
     stream: Mapped[str] = mapped_column(String(64), primary_key=True)
-    cursor: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    key_id: Mapped[int] = mapped_column(SmallInteger)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class SyncRun(Base):
     __tablename__ = "sync_runs"
-    __table_args__ = (Index("ix_sync_runs_connection_capability", "connection_id", "capability", "created_at"),)
+    __table_args__ = (
+        Index("ix_sync_runs_connection_capability", "connection_id", "capability", "created_at"),
+        Index(
+            "uq_sync_runs_one_active",
+            "connection_id",
+            "capability",
+            unique=True,
+            postgresql_where=text("status IN ('queued', 'running', 'waiting')"),
+            sqlite_where=text("status IN ('queued', 'running', 'waiting')"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))
@@ -46,6 +59,7 @@ class SyncRun(Base):
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value)
     trigger: Mapped[str] = mapped_column(String(32), default="schedule")
     full_sync: Mapped[bool] = mapped_column(Boolean, default=False)
+    records_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     records_created: Mapped[int] = mapped_column(Integer, default=0)
     records_updated: Mapped[int] = mapped_column(Integer, default=0)
     records_deleted: Mapped[int] = mapped_column(Integer, default=0)

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import transaction
 from core.models import AuditEvent, Connection, ConnectionStatus, utcnow
 from core.settings import Settings
+from sync import checkpoints
 from sync.celery_app import make_celery
+from sync.checkpoints import Position
 from sync.models import Checkpoint
 from tests.conftest import Worker
 from token_vault.models import SealedCredential
@@ -47,7 +49,7 @@ def test_retention_erases_connections_disconnected_longer_than_90_days(
                 connection.move_to(ConnectionStatus.DISCONNECTED)
                 connection.disconnected_at = now - timedelta(days=days)
             vault.store(session, connection, "refresh_token", f"1//{label}")
-            session.add(Checkpoint(connection_id=connection.id, stream="contacts", cursor={"sync_token": label}))
+            checkpoints.save(session, vault.ring, connection, "contacts", Position({"sync_token": label}))
             created[label] = connection.id
 
     worker_factory(queues="maintenance")

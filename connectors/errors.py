@@ -1,0 +1,51 @@
+"""The error taxonomy: every provider failure is named by what the hub must do about it.
+
+ConnectorError
+├── Retryable            transient (timeout, connection reset, 5xx): retry with back-off
+│   └── RateLimited      the provider throttled us: pause the shared bucket for `retry_after` seconds
+├── AuthRevoked          the grant is gone (invalid_grant, 401 after a refresh): connection needs reauth
+├── ScopeMissing         the token lacks `scopes`: the capability shows "grant access", no retry
+├── CursorExpired        the incremental cursor is no longer valid: run a full pass
+├── PayloadRejected      the provider's data cannot be used: quarantine, never retry
+└── SignatureInvalid     a webhook delivery's signature does not verify: refuse it
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class ConnectorError(Exception):
+    """Base of every error a connector raises; the message is safe to show a user (no secrets)."""
+
+
+class Retryable(ConnectorError):
+    pass
+
+
+class RateLimited(Retryable):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AuthRevoked(ConnectorError):
+    pass
+
+
+class ScopeMissing(ConnectorError):
+    def __init__(self, message: str, scopes: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.scopes = frozenset(scopes)
+
+
+class CursorExpired(ConnectorError):
+    pass
+
+
+class PayloadRejected(ConnectorError):
+    pass
+
+
+class SignatureInvalid(ConnectorError):
+    pass

@@ -1,0 +1,81 @@
+"""Shared plumbing for Google APIs: per-thread cached resources, bearer injection, one 401 refresh-and-retry."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import googleapiclient
+import httplib2
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from googleapiclient.http import HttpRequest
+
+from connectors.base import TokenSource
+from connectors.errors import ConnectorError, Retryable
+
+HTTP_TIMEOUT_SECONDS = 30
+DISCOVERY_DIR = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
+_local = threading.local()
+
+Classifier = Callable[[int, Mapping[str, Any], Mapping[str, str]], ConnectorError]
+
+
+def discovery(api: str, version: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((DISCOVERY_DIR / f"{api}.{version}.json").read_text())
+    return document
+
+
+def method_scopes(api: str, version: str, *path: str) -> frozenset[str]:
+    """The scopes a discovery document says a method accepts (any one of them suffices)."""
+    node: dict[str, Any] = discovery(api, version)
+    for resource in path[:-1]:
+        node = node["resources"][resource]
+    return frozenset(node["methods"][path[-1]]["scopes"])
+
+
+def service(api: str, version: str, endpoint: str) -> Any:
+    """A discovery-built service for this thread (httplib2 is not thread-safe), without credentials."""
+    cache: dict[tuple[str, str, str], Any] = _local.__dict__.setdefault("services", {})
+    key = (api, version, endpoint)
+    if key not in cache:
+        cache[key] = build(
+            api,
+            version,
+            http=httplib2.Http(timeout=HTTP_TIMEOUT_SECONDS),
+            static_discovery=True,
+            client_options={"api_endpoint": endpoint},
+            cache_discovery=False,
+        )
+    return cache[key]
+
+
+def error_body(error: HttpError) -> dict[str, Any]:
+    try:
+        body = json.loads(error.content or b"{}")
+    except ValueError:
+        return {}
+    inner = body.get("error") if isinstance(body, dict) else None
+    return inner if isinstance(inner, dict) else {}
+
+
+def execute(make_request: Callable[[], HttpRequest], tokens: TokenSource, classify: Classifier) -> dict[str, Any]:
+    """Run a request with a fresh bearer token; a 401 refreshes once and retries, a second is classified."""
+    token = tokens.access_token()
+    for attempt in (1, 2):
+        request = make_request()
+        request.headers["authorization"] = f"Bearer {token}"
+        try:
+            result: dict[str, Any] = request.execute(num_retries=0)
+            return result
+        except HttpError as exc:
+            if exc.resp.status == 401 and attempt == 1:
+                token = tokens.rejected(token)
+                continue
+            raise classify(exc.resp.status, error_body(exc), dict(exc.resp)) from exc
+        except (TimeoutError, ConnectionError, httplib2.HttpLib2Error, OSError) as exc:
+            raise Retryable(f"Google could not be reached ({type(exc).__name__})") from exc
+    raise AssertionError("unreachable")

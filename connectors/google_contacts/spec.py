@@ -1,0 +1,23 @@
+"""The Google Contacts connector's declaration."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from connectors.base import Capability, ConnectorSpec
+from connectors.google_api import method_scopes
+from connectors.google_contacts.stream import GoogleContactsStream
+
+CONTACTS = Capability(
+    name="contacts",
+    display_name="Contacts",
+    record_kind="contact",
+    required_scopes=method_scopes("people", "v1", "people", "connections", "list"),
+    requested_scopes=("https://www.googleapis.com/auth/contacts.readonly",),
+    stream=GoogleContactsStream,
+    poll_interval=timedelta(minutes=15),
+)
+
+SPEC = ConnectorSpec(
+    slug="google_contacts", display_name="Google Contacts", auth_provider="google", capabilities=(CONTACTS,)
+)

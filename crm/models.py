@@ -1,0 +1,51 @@
+"""CRM tables with provenance: every record knows its workspace, connection, provider and external id."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base
+from core.models import UTCDateTime, utcnow
+
+
+class ContactRow(Base):
+    __tablename__ = "crm_contacts"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "external_id"),
+        Index("ix_crm_contacts_workspace_id", "workspace_id", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(512))
+    given_name: Mapped[str | None] = mapped_column(String(255))
+    family_name: Mapped[str | None] = mapped_column(String(255))
+    emails: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    phones: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    organization: Mapped[str | None] = mapped_column(String(512))
+    job_title: Mapped[str | None] = mapped_column(String(512))
+    primary_email: Mapped[str | None] = mapped_column(String(320))
+    full_pass_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ContactEmailRow(Base):
+    """Every address of every contact, lower-cased, so leads and attendees can be linked by email."""
+
+    __tablename__ = "crm_contact_emails"
+    __table_args__ = (Index("ix_crm_contact_emails_workspace_email", "workspace_id", "email"),)
+
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("crm_contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,39 @@
+"""Canonical records connectors produce, independent of any provider's shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class EmailAddress:
+    value: str
+    type: str | None = None
+    primary: bool = False
+
+
+@dataclass(frozen=True)
+class PhoneNumber:
+    value: str
+    type: str | None = None
+    primary: bool = False
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A person from an address book; `previous_external_ids` are ids the provider used for it before."""
+
+    external_id: str
+    display_name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    emails: tuple[EmailAddress, ...] = ()
+    phones: tuple[PhoneNumber, ...] = ()
+    organization: str | None = None
+    job_title: str | None = None
+    previous_external_ids: tuple[str, ...] = field(default=())
+
+    @property
+    def primary_email(self) -> str | None:
+        chosen = next((e for e in self.emails if e.primary), self.emails[0] if self.emails else None)
+        return chosen.value.strip().lower() if chosen else None

@@ -1,0 +1,161 @@
+"""Connecting accounts: start a consent flow, and finish it at the provider's callback."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+
+from connectors.registry import capabilities_of
+from core.db import transaction
+from core.identity import Principal
+from core.models import AuditEvent, Connection, ConnectionStatus
+from hub.deps import CurrentUser, SettingsDep
+from hub.pages import render
+from oauth.client import GrantRefused, OAuthClient, client_for, new_code_verifier
+from oauth.config import Account, TokenSet
+from oauth.providers import PROVIDERS
+from oauth.state import PendingGrant, StateStore
+from token_vault.fresh import ACCESS, REFRESH
+from token_vault.vault import Vault, key_ring
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["connect"])
+
+
+class ConnectRefused(Exception):
+    """The flow cannot go on; `detail` says why in plain words and nothing was stored."""
+
+    def __init__(self, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.detail, self.status = detail, status
+
+
+def refused_page(exc: ConnectRefused) -> HTMLResponse:
+    return HTMLResponse(render("message.html", title="not connected", detail=exc.detail), status_code=exc.status)
+
+
+@router.get("/connect/{provider}")
+def connect(
+    request: Request, provider: str, user: CurrentUser, settings: SettingsDep, capabilities: str = ""
+) -> Response:
+    available = capabilities_of(settings, provider) if provider in PROVIDERS else {}
+    if not available:
+        return refused_page(ConnectRefused(f"{provider} is not a provider this hub connects to", 404))
+    wanted = [c.strip() for c in capabilities.split(",") if c.strip()] or list(available)
+    unknown = [c for c in wanted if c not in available]
+    if unknown:
+        return refused_page(ConnectRefused(f"unknown capabilities: {', '.join(unknown)}"))
+    config = PROVIDERS[provider]
+    scopes = list(
+        dict.fromkeys([*config.signin_scopes, *(s for c in wanted for s in available[c][1].requested_scopes)])
+    )
+    verifier = new_code_verifier()
+    pending = PendingGrant(provider, user.workspace_id, user.user_id, tuple(wanted), tuple(scopes), verifier)
+    state = StateStore(request.app.state.redis).issue(pending)
+    url = client_for(settings, provider).authorization_url(scopes, state, verifier)
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/oauth/{provider}/callback")
+def callback(request: Request, provider: str, user: CurrentUser, settings: SettingsDep) -> Response:
+    try:
+        connection_id = complete(request, provider, user)
+    except ConnectRefused as exc:
+        return refused_page(exc)
+    return RedirectResponse(f"/?connected={connection_id}", status_code=303)
+
+
+@dataclass(frozen=True)
+class Grant:
+    account: Account
+    tokens: TokenSet
+    pending: PendingGrant
+
+
+def complete(request: Request, provider: str, user: Principal) -> uuid.UUID:
+    params = request.query_params
+    pending = StateStore(request.app.state.redis).take(params.get("state", ""))
+    if pending is None or pending.provider != provider:
+        raise ConnectRefused("this sign-in has expired or was already used; start again from the settings page")
+    if (pending.workspace_id, pending.user_id) != (user.workspace_id, user.user_id):
+        raise ConnectRefused("this sign-in was started by another user; start again from your own session", 403)
+    if params.get("error"):
+        raise ConnectRefused(f"access was not granted ({params['error']}); nothing was connected")
+    client = client_for(request.app.state.settings, provider)
+    grant = exchange(client, str(request.url), params["state"], pending)
+    connection_id = store_grant(request, grant)
+    request_first_syncs(request, connection_id, pending.capabilities)
+    return connection_id
+
+
+def exchange(client: OAuthClient, callback_url: str, state: str, pending: PendingGrant) -> Grant:
+    try:
+        tokens = client.exchange(callback_url, state, pending.code_verifier)
+        account = client.account(tokens.access_token)
+    except GrantRefused as exc:
+        raise ConnectRefused(str(exc)) from exc
+    return Grant(account, tokens, pending)
+
+
+def store_grant(request: Request, grant: Grant) -> uuid.UUID:
+    rt = request.app.state
+    vault = Vault(key_ring(rt.settings.vault))
+    pending, tokens = grant.pending, grant.tokens
+    with transaction(rt.sessions) as session:
+        connection = session.scalar(
+            select(Connection).where(
+                Connection.workspace_id == pending.workspace_id,
+                Connection.user_id == pending.user_id,
+                Connection.auth_provider == pending.provider,
+                Connection.provider_account_id == grant.account.account_id,
+            )
+        )
+        action = "connection.reconnected"
+        if connection is None:
+            if not tokens.refresh_token:
+                raise ConnectRefused("the provider did not grant offline access (no refresh token); try again")
+            connection = Connection(
+                workspace_id=pending.workspace_id,
+                user_id=pending.user_id,
+                auth_provider=pending.provider,
+                provider_account_id=grant.account.account_id,
+                granted_scopes=[],
+                capabilities=[],
+            )
+            session.add(connection)
+            session.flush()
+            action = "connection.created"
+        connection.account_email = grant.account.email
+        connection.granted_scopes = sorted(tokens.scopes if tokens.scopes is not None else pending.scopes)
+        connection.capabilities = sorted({*connection.capabilities, *pending.capabilities})
+        connection.move_to(ConnectionStatus.ACTIVE)
+        vault.store(session, connection, ACCESS, tokens.access_token, tokens.expires_at)
+        if tokens.refresh_token:
+            vault.store(session, connection, REFRESH, tokens.refresh_token)
+        session.add(
+            AuditEvent(
+                workspace_id=connection.workspace_id,
+                actor=pending.user_id,
+                action=action,
+                connection_id=connection.id,
+                detail={"provider": pending.provider, "scopes": len(connection.granted_scopes)},
+            )
+        )
+        return connection.id
+
+
+def request_first_syncs(request: Request, connection_id: uuid.UUID, capabilities: tuple[str, ...]) -> None:
+    engine, celery = request.app.state.sync_engine, request.app.state.celery
+    for capability in capabilities:
+        run_id = engine.request(connection_id, capability, trigger="connect")
+        if run_id is None:
+            continue
+        try:
+            celery.send_task("synchub.sync.run", args=[str(run_id)], queue="sync")
+        except Exception:
+            log.exception("could not enqueue the first sync", extra={"run_id": str(run_id)})

@@ -1,0 +1,86 @@
+"""Disconnecting: revoke at the provider, erase credentials and checkpoints, keep or delete the data."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import transaction
+from core.models import AuditEvent, Connection, ConnectionStatus, utcnow
+from core.settings import Settings
+from crm.models import ContactRow
+from hub.errors import NotFound
+from oauth.client import client_for
+from sync.models import Checkpoint, RunStatus, SyncRun
+from token_vault.fresh import ACCESS, REFRESH
+from token_vault.vault import Vault, key_ring
+
+log = logging.getLogger(__name__)
+
+
+def owned(session: Session, connection_id: uuid.UUID, workspace_id: str, user_id: str) -> Connection:
+    connection = session.get(Connection, connection_id)
+    if connection is None or connection.workspace_id != workspace_id or connection.user_id != user_id:
+        raise NotFound(f"connection {connection_id}")
+    return connection
+
+
+def revoke_at_provider(settings: Settings, vault: Vault, session: Session, connection: Connection) -> bool:
+    secret = vault.read(session, connection, REFRESH) or vault.read(session, connection, ACCESS)
+    if secret is None:
+        return True
+    try:
+        return client_for(settings, connection.auth_provider).revoke(secret.value)
+    except Exception as exc:
+        log.warning("revoke failed", extra={"connection_id": str(connection.id), "error": type(exc).__name__})
+        return False
+
+
+def disconnect(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    connection_id: uuid.UUID,
+    user_id: str,
+    workspace_id: str,
+    delete_data: bool,
+) -> dict[str, Any]:
+    vault = Vault(key_ring(settings.vault))
+    with sessions() as session:
+        connection = owned(session, connection_id, workspace_id, user_id)
+        revoked = revoke_at_provider(settings, vault, session, connection)
+    with transaction(sessions) as session:
+        connection = owned(session, connection_id, workspace_id, user_id)
+        credentials = vault.erase(session, connection.id)
+        session.execute(delete(Checkpoint).where(Checkpoint.connection_id == connection.id))
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.connection_id == connection.id, SyncRun.status.in_(["queued", "running", "waiting"]))
+            .values(status=RunStatus.CANCELLED.value, error="the account was disconnected", finished_at=utcnow())
+        )
+        deleted = 0
+        if delete_data:
+            result = session.execute(delete(ContactRow).where(ContactRow.connection_id == connection.id))
+            deleted = int(getattr(result, "rowcount", 0) or 0)
+        if connection.status != ConnectionStatus.DISCONNECTED.value:
+            connection.move_to(
+                ConnectionStatus.DISCONNECTED, None if revoked else "the provider did not confirm revocation"
+            )
+        session.add(
+            AuditEvent(
+                workspace_id=workspace_id,
+                actor=user_id,
+                action="connection.disconnected",
+                connection_id=connection.id,
+                detail={"revoked_at_provider": revoked, "credentials_erased": credentials, "records_deleted": deleted},
+            )
+        )
+    return {
+        "id": str(connection_id),
+        "status": "disconnected",
+        "revoked_at_provider": revoked,
+        "records_deleted": deleted,
+    }

@@ -1,0 +1,91 @@
+"""What the page and the API show about a connection: capability states and the last run, in plain words."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from connectors.registry import capabilities_of
+from core.models import Connection, ConnectionStatus
+from core.settings import Settings
+from crm.models import ContactRow
+from oauth.scopes import covers
+from sync.models import RunStatus, SyncRun
+
+STATE_WORDS = {
+    "ok": "synced",
+    "grant_access": "grant access",
+    "failed": "failed",
+    "paused": "paused",
+    "needs_reauth": "reconnect",
+}
+
+
+def last_run(session: Session, connection_id: uuid.UUID, capability: str) -> SyncRun | None:
+    return session.scalars(
+        select(SyncRun)
+        .where(SyncRun.connection_id == connection_id, SyncRun.capability == capability)
+        .order_by(SyncRun.created_at.desc())
+        .limit(1)
+    ).first()
+
+
+def run_view(run: SyncRun | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "id": str(run.id),
+        "status": run.status,
+        "trigger": run.trigger,
+        "full_sync": run.full_sync,
+        "counts": {"created": run.records_created, "updated": run.records_updated, "deleted": run.records_deleted},
+        "api_calls": run.api_calls,
+        "progress": {"done": run.progress_done, "total": run.progress_total},
+        "error": run.error,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+    }
+
+
+def capability_state(connection: Connection, granted: bool, run: SyncRun | None) -> str:
+    if connection.status in (ConnectionStatus.NEEDS_REAUTH.value, ConnectionStatus.PAUSED.value):
+        return connection.status
+    if not granted:
+        return "grant_access"
+    if run is not None and run.status == RunStatus.FAILED.value:
+        return "failed"
+    return "ok"
+
+
+def connection_view(session: Session, settings: Settings, connection: Connection) -> dict[str, Any]:
+    capabilities = []
+    for name, (_spec, capability) in capabilities_of(settings, connection.auth_provider).items():
+        granted = name in connection.capabilities and covers(connection.granted_scopes, capability.required_scopes)
+        run = last_run(session, connection.id, name)
+        state = capability_state(connection, granted, run)
+        capabilities.append(
+            {
+                "name": name,
+                "display_name": capability.display_name,
+                "state": state,
+                "state_words": STATE_WORDS[state],
+                "last_run": run_view(run),
+            }
+        )
+    contacts = session.scalar(
+        select(func.count()).select_from(ContactRow).where(ContactRow.connection_id == connection.id)
+    )
+    return {
+        "id": str(connection.id),
+        "auth_provider": connection.auth_provider,
+        "account_email": connection.account_email,
+        "status": connection.status,
+        "status_reason": connection.status_reason,
+        "granted_scopes": sorted(connection.granted_scopes),
+        "capabilities": capabilities,
+        "records": {"contacts": contacts or 0},
+        "created_at": connection.created_at.isoformat(),
+    }

@@ -1,0 +1,119 @@
+"""The one OAuth engine over Authlib: authorize URL, code exchange, refresh, revoke and userinfo."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from authlib.integrations.httpx_client import OAuth2Client, OAuthError
+
+from connectors.errors import AuthRevoked, Retryable
+from core.settings import ConfigError, Settings
+from oauth.config import Account, OAuthProviderConfig, TokenSet
+
+HTTP_TIMEOUT_SECONDS = 15.0
+
+
+class GrantRefused(Exception):
+    """The provider refused the code exchange; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """One provider's OAuth client credentials at its (possibly sandbox) endpoints."""
+
+    config: OAuthProviderConfig
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+
+    def _session(self, **kwargs: Any) -> OAuth2Client:
+        return OAuth2Client(
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            redirect_uri=self.redirect_uri,
+            token_endpoint_auth_method="client_secret_post",  # noqa: S106 (a method name, not a secret)
+            revocation_endpoint_auth_method="client_secret_post",
+            timeout=HTTP_TIMEOUT_SECONDS,
+            **kwargs,
+        )
+
+    def authorization_url(self, scopes: Iterable[str], state: str, code_verifier: str) -> str:
+        with self._session(
+            scope=self.config.scope_separator.join(scopes), code_challenge_method="S256" if self.config.pkce else None
+        ) as session:
+            url, _ = session.create_authorization_url(
+                self.config.authorize_url, state=state, code_verifier=code_verifier, **self.config.authorize_params
+            )
+        return str(url)
+
+    def exchange(self, authorization_response: str, state: str, code_verifier: str) -> TokenSet:
+        """Trade the callback's code for tokens; Authlib checks the callback's state against ours."""
+        with self._session(state=state) as session:
+            try:
+                body = session.fetch_token(
+                    self.config.token_url,
+                    authorization_response=authorization_response,
+                    state=state,
+                    code_verifier=code_verifier,
+                )
+            except OAuthError as exc:
+                raise GrantRefused(f"{self.config.display_name} refused the sign-in ({exc.error})") from exc
+            except httpx.HTTPError as exc:
+                raise GrantRefused(f"{self.config.display_name} could not be reached ({type(exc).__name__})") from exc
+        return TokenSet.from_response(body, self.config.expand_scope)
+
+    def refresh(self, refresh_token: str) -> TokenSet:
+        """A new access token; `invalid_grant` means the user or provider revoked the grant."""
+        with self._session() as session:
+            try:
+                body = session.refresh_token(self.config.token_url, refresh_token=refresh_token)
+            except OAuthError as exc:
+                if exc.error in ("invalid_grant", "unauthorized_client", "invalid_client", "deleted_client"):
+                    raise AuthRevoked(f"{self.config.display_name} no longer accepts this grant ({exc.error})") from exc
+                raise Retryable(f"{self.config.display_name} token endpoint answered {exc.error}") from exc
+            except httpx.HTTPError as exc:
+                raise Retryable(
+                    f"{self.config.display_name} token endpoint unreachable ({type(exc).__name__})"
+                ) from exc
+        return TokenSet.from_response(body, self.config.expand_scope)
+
+    def revoke(self, token: str) -> bool:
+        """Revoke at the provider; True if it confirmed or the token was already dead."""
+        with self._session() as session:
+            response = session.revoke_token(self.config.revoke_url, token=token)
+        if response.status_code == 200:
+            return True
+        return response.status_code == 400 and "invalid_token" in response.text
+
+    def account(self, access_token: str) -> Account:
+        response = httpx.get(
+            self.config.userinfo_url,
+            headers={"Authorization": f"Bearer {access_token}"},
+            timeout=HTTP_TIMEOUT_SECONDS,
+        )
+        if response.status_code != 200:
+            raise GrantRefused(f"{self.config.display_name} did not say who signed in ({response.status_code})")
+        return self.config.account_from_userinfo(response.json())
+
+
+def new_code_verifier() -> str:
+    return secrets.token_urlsafe(64)
+
+
+def client_for(settings: Settings, provider: str) -> OAuthClient:
+    """The configured OAuth client of an auth provider, at its sandbox URL when one is set."""
+    from oauth.providers import PROVIDERS
+
+    client_settings = getattr(settings, provider, None)
+    if client_settings is None:
+        raise ConfigError(f"SYNCHUB_{provider.upper()}__CLIENT_ID and __CLIENT_SECRET are not set")
+    return OAuthClient(
+        config=PROVIDERS[provider].at(client_settings.base_url),
+        client_id=client_settings.client_id,
+        client_secret=client_settings.client_secret.get_secret_value(),
+        redirect_uri=f"{settings.public_url}/oauth/{provider}/callback",
+    )

@@ -1,0 +1,46 @@
+"""Checkpoints: the stream cursor and the full pass in progress, sealed because they hold provider tokens."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from core.models import Connection
+from sync.models import Checkpoint
+from token_vault.sealing import Binding, KeyRing
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a stream resumes: its cursor (empty = full pass) and the id stamping rows seen in a full pass."""
+
+    cursor: dict[str, Any] = field(default_factory=dict)
+    full_pass_id: str | None = None
+
+
+def _binding(connection: Connection, stream: str) -> Binding:
+    return Binding(connection.workspace_id, str(connection.id), f"checkpoint:{stream}")
+
+
+def load(session: Session, ring: KeyRing, connection: Connection, stream: str) -> Position:
+    row = session.get(Checkpoint, (connection.id, stream))
+    if row is None:
+        return Position()
+    return Position(**json.loads(ring.open(row.sealed, _binding(connection, stream))))
+
+
+def save(session: Session, ring: KeyRing, connection: Connection, stream: str, position: Position) -> None:
+    sealed = ring.seal(json.dumps(asdict(position)).encode(), _binding(connection, stream))
+    row = session.get(Checkpoint, (connection.id, stream))
+    if row is None:
+        session.add(Checkpoint(connection_id=connection.id, stream=stream, sealed=sealed, key_id=ring.active_key_id))
+    else:
+        row.sealed, row.key_id = sealed, ring.active_key_id
+
+
+def clear(session: Session, connection: Connection, stream: str) -> None:
+    session.execute(delete(Checkpoint).where(Checkpoint.connection_id == connection.id, Checkpoint.stream == stream))

@@ -1,0 +1,268 @@
+"""The sync engine: request runs, and execute one run page by page until done or out of time.
+
+Each page's records, its checkpoint and the run's counts commit in one transaction, so a killed worker
+resumes from the last committed page with nothing lost and nothing doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.base import Capability, ConnectorSpec, Page, StreamContext
+from connectors.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
+from connectors.registry import capabilities_of
+from core.db import transaction
+from core.models import AuditEvent, Connection, ConnectionStatus, utcnow
+from core.settings import Settings
+from crm.sink import SINKS
+from oauth.scopes import covers
+from sync import checkpoints, retry
+from sync.checkpoints import Position
+from sync.models import RunStatus, SyncRun
+from token_vault.fresh import FreshTokens, NoCredential
+from token_vault.sealing import KeyRing
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.WAITING.value)
+RUN_LOCK_PREFIX = "synchub:run:"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the task does next: nothing (`done`), enqueue again now (`continue`) or after `countdown`."""
+
+    action: Literal["done", "continue", "retry", "skipped"]
+    countdown: float = 0.0
+
+
+@dataclass(frozen=True)
+class ConnectionTokens:
+    """The TokenSource a stream sees: the vault's fresh tokens for one connection."""
+
+    fresh: FreshTokens
+    connection_id: uuid.UUID
+
+    def access_token(self) -> str:
+        return self.fresh.get(self.connection_id)
+
+    def rejected(self, token: str) -> str:
+        return self.fresh.rejected(self.connection_id, token)
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        client: redis.Redis,
+        ring: KeyRing,
+        fresh: FreshTokens,
+    ) -> None:
+        self.settings, self.sessions, self.redis, self.ring, self.fresh = settings, sessions, client, ring, fresh
+
+    def capability(self, connection: Connection, name: str) -> tuple[ConnectorSpec, Capability] | None:
+        return capabilities_of(self.settings, connection.auth_provider).get(name)
+
+    def request(self, connection_id: uuid.UUID, capability: str, trigger: str) -> uuid.UUID | None:
+        """Queue a run unless one is active (its id is returned); None if the scope gate or status says no."""
+        with transaction(self.sessions) as session:
+            connection = session.get(Connection, connection_id)
+            if connection is None or connection.status != ConnectionStatus.ACTIVE.value:
+                return None
+            found = self.capability(connection, capability)
+            if found is None or capability not in connection.capabilities:
+                return None
+            if not covers(connection.granted_scopes, found[1].required_scopes):
+                return None
+            existing = self._active_run(session, connection_id, capability)
+            if existing is not None:
+                return existing
+            run = SyncRun(connection_id=connection_id, capability=capability, trigger=trigger)
+            session.add(run)
+            try:
+                session.flush()
+            except IntegrityError:
+                session.rollback()
+                return self._active_run(session, connection_id, capability)
+            return run.id
+
+    @staticmethod
+    def _active_run(session: Session, connection_id: uuid.UUID, capability: str) -> uuid.UUID | None:
+        return session.scalar(
+            select(SyncRun.id).where(
+                SyncRun.connection_id == connection_id, SyncRun.capability == capability, SyncRun.status.in_(ACTIVE)
+            )
+        )
+
+    def execute(self, run_id: uuid.UUID, budget_seconds: float | None = None) -> Outcome:
+        """Work on a run until it ends or the budget is spent; a run already being worked on is skipped."""
+        ttl = self.settings.celery.task_time_limit
+        lock = self.redis.lock(RUN_LOCK_PREFIX + str(run_id), timeout=ttl)
+        if not lock.acquire(blocking=False):
+            return Outcome("skipped")
+        try:
+            deadline = time.monotonic() + (budget_seconds or self.settings.celery.sync_time_budget)
+            return self._execute(run_id, deadline, lambda: lock.extend(ttl, replace_ttl=True))
+        finally:
+            if lock.owned():
+                lock.release()
+
+    def _execute(self, run_id: uuid.UUID, deadline: float, keep_lock: Callable[[], object]) -> Outcome:
+        started = self._start(run_id)
+        if started is None:
+            return Outcome("done")
+        connection, capability, position = started
+        stream = capability.stream(
+            StreamContext(
+                connection_id=str(connection.id),
+                tokens=ConnectionTokens(self.fresh, connection.id),
+                base_url=self._base_url(connection),
+                settings=self._stream_settings(connection, capability),
+                attempt=retry.in_place,
+            )
+        )
+        restarted = False
+        while True:
+            try:
+                for page in stream.read(position.cursor or None):
+                    position = self._commit(run_id, connection.id, capability, position, page)
+                    keep_lock()
+                    if page.last:
+                        return Outcome("done")
+                    if time.monotonic() > deadline:
+                        return Outcome("continue")
+                return Outcome("done")
+            except CursorExpired:
+                if restarted:
+                    return self._fail(run_id, "the provider refused a fresh full sync's cursor")
+                restarted = True
+                position = self._restart_full(run_id, connection.id, capability)
+            except RateLimited as exc:
+                return self._later(run_id, str(exc), exc.retry_after)
+            except Retryable as exc:
+                return self._later(run_id, str(exc), None)
+            except (AuthRevoked, NoCredential) as exc:
+                return self._needs_reauth(run_id, connection.id, str(exc))
+            except ScopeMissing:
+                return self._scope_lost(run_id, connection.id, capability)
+            except ConnectorError as exc:
+                return self._fail(run_id, str(exc))
+
+    def _base_url(self, connection: Connection) -> str | None:
+        client = getattr(self.settings, connection.auth_provider, None)
+        return getattr(client, "base_url", None)
+
+    def _stream_settings(self, connection: Connection, capability: Capability) -> dict[str, object]:
+        found = self.capability(connection, capability.name)
+        tuning = getattr(self.settings, found[0].slug, None) if found else None
+        return tuning.model_dump() if tuning is not None else {}
+
+    def _start(self, run_id: uuid.UUID) -> tuple[Connection, Capability, Position] | None:
+        with transaction(self.sessions) as session:
+            run = session.get(SyncRun, run_id)
+            if run is None or run.status not in ACTIVE:
+                return None
+            connection = session.get_one(Connection, run.connection_id)
+            found = self.capability(connection, run.capability)
+            reason = self._refusal(connection, found)
+            if reason is not None:
+                run.status, run.error, run.finished_at = RunStatus.CANCELLED.value, reason, utcnow()
+                return None
+            assert found is not None
+            position = checkpoints.load(session, self.ring, connection, run.capability)
+            run.status, run.heartbeat_at, run.attempts = RunStatus.RUNNING.value, utcnow(), run.attempts + 1
+            run.started_at = run.started_at or utcnow()
+            run.full_sync = run.full_sync or not position.cursor
+            return connection, found[1], position
+
+    @staticmethod
+    def _refusal(connection: Connection, found: tuple[ConnectorSpec, Capability] | None) -> str | None:
+        if connection.status != ConnectionStatus.ACTIVE.value:
+            return f"the connection is {connection.status.replace('_', ' ')}"
+        if found is None or found[1].name not in connection.capabilities:
+            return "this capability is not enabled"
+        if not covers(connection.granted_scopes, found[1].required_scopes):
+            return "access was not granted"
+        return None
+
+    def _commit(
+        self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability, position: Position, page: Page
+    ) -> Position:
+        full_pass_id = (position.full_pass_id or str(uuid.uuid4())) if page.full else None
+        with transaction(self.sessions) as session:
+            connection = session.get_one(Connection, connection_id)
+            sink = SINKS[capability.record_kind](session, connection)
+            counts = sink.apply(page.records, page.deleted_ids, full_pass_id)
+            if page.last and full_pass_id is not None:
+                counts.deleted += sink.delete_unseen(full_pass_id)
+            after = Position(dict(page.checkpoint), None if page.last else full_pass_id)
+            checkpoints.save(session, self.ring, connection, capability.name, after)
+            run = session.get_one(SyncRun, run_id)
+            run.records_created += counts.created
+            run.records_updated += counts.updated
+            run.records_deleted += counts.deleted
+            run.records_seen += len(page.records) + len(page.deleted_ids)
+            run.api_calls += page.api_calls
+            run.progress_done += len(page.records)
+            run.progress_total = page.total if page.total is not None else run.progress_total
+            run.heartbeat_at = utcnow()
+            if page.last:
+                run.status, run.finished_at, run.error = RunStatus.SUCCEEDED.value, utcnow(), None
+        return after
+
+    def _restart_full(self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability) -> Position:
+        with transaction(self.sessions) as session:
+            connection = session.get_one(Connection, connection_id)
+            checkpoints.clear(session, connection, capability.name)
+            run = session.get_one(SyncRun, run_id)
+            run.full_sync, run.progress_done, run.progress_total = True, 0, None
+        log.info("cursor expired; full pass", extra={"run_id": str(run_id)})
+        return Position()
+
+    def _later(self, run_id: uuid.UUID, error: str, retry_after: float | None) -> Outcome:
+        limits = self.settings.celery
+        with transaction(self.sessions) as session:
+            run = session.get_one(SyncRun, run_id)
+            wait = retry.countdown(run.attempts, limits.retry_base_seconds, limits.max_countdown, retry_after)
+            run.status, run.error = RunStatus.QUEUED.value, f"will retry: {error}"
+            run.not_before = utcnow() + timedelta(seconds=wait)
+        return Outcome("retry", wait)
+
+    def _fail(self, run_id: uuid.UUID, error: str) -> Outcome:
+        with transaction(self.sessions) as session:
+            run = session.get_one(SyncRun, run_id)
+            run.status, run.error, run.finished_at = RunStatus.FAILED.value, error, utcnow()
+        return Outcome("done")
+
+    def _needs_reauth(self, run_id: uuid.UUID, connection_id: uuid.UUID, reason: str) -> Outcome:
+        with transaction(self.sessions) as session:
+            connection = session.get_one(Connection, connection_id)
+            if connection.status == ConnectionStatus.ACTIVE.value:
+                connection.move_to(ConnectionStatus.NEEDS_REAUTH, f"Reconnect: {reason}")
+                session.add(
+                    AuditEvent(
+                        workspace_id=connection.workspace_id,
+                        actor="system",
+                        action="connection.needs_reauth",
+                        connection_id=connection.id,
+                    )
+                )
+        return self._fail(run_id, f"reconnect needed: {reason}")
+
+    def _scope_lost(self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability) -> Outcome:
+        with transaction(self.sessions) as session:
+            connection = session.get_one(Connection, connection_id)
+            connection.granted_scopes = [s for s in connection.granted_scopes if s not in capability.required_scopes]
+        return self._fail(run_id, f"grant access: {capability.display_name.lower()} access was not granted")

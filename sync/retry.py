@@ -1,0 +1,50 @@
+"""The one retry policy: brief in-place retries of transient failures, then Celery countdowns."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from connectors.errors import RateLimited, Retryable
+
+T = TypeVar("T")
+IN_PLACE_ATTEMPTS = 3
+IN_PLACE_SECONDS = 2.0
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, Retryable) and not isinstance(exc, RateLimited)
+
+
+def _reraise(state: RetryCallState) -> Any:
+    assert state.outcome is not None
+    return state.outcome.result()
+
+
+def in_place(call: Callable[[], T]) -> T:
+    """Retry a transient failure at most twice within about two seconds; rate limits go straight up."""
+    retrying = Retrying(
+        retry=retry_if_exception(_transient),
+        stop=stop_after_attempt(IN_PLACE_ATTEMPTS) | stop_after_delay(IN_PLACE_SECONDS),
+        wait=wait_random_exponential(multiplier=0.2, max=1.0),
+        retry_error_callback=_reraise,
+        reraise=True,
+    )
+    return retrying(call)
+
+
+def countdown(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:
+    """Seconds before the next attempt: the provider's Retry-After, else exponential back-off with jitter."""
+    if retry_after is not None:
+        return min(cap, max(1.0, retry_after))
+    return float(min(cap, base * 2 ** max(0, attempt - 1) * random.uniform(1.0, 1.5)))
