@@ -19,7 +19,7 @@ from core.models import Connection
 from core.redis import redis_client
 from core.settings import Settings
 from hub import connect, errors
-from hub.connections import disconnect, owned
+from hub.connections import disconnect, owned, request_syncs
 from hub.deps import CurrentUser, NotSignedIn, RedisDep, SessionDep, SettingsDep
 from hub.pages import render
 from hub.records import contacts_page
@@ -120,6 +120,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         connection_id: uuid.UUID, user: CurrentUser, settings: SettingsDep, delete_data: bool = False
     ) -> dict[str, Any]:
         return disconnect(settings, app.state.sessions, connection_id, user.user_id, user.workspace_id, delete_data)
+
+    @app.post("/api/v1/connections/{connection_id}/sync", tags=["connections"])
+    def sync_now(
+        connection_id: uuid.UUID, user: CurrentUser, session: SessionDep, capability: str | None = None
+    ) -> dict[str, Any]:
+        connection = owned(session, connection_id, user.workspace_id, user.user_id)
+        names = [capability] if capability else list(connection.capabilities)
+        return {"runs": request_syncs(app.state.sync_engine, app.state.celery, connection.id, names, trigger="manual")}
 
     @app.get("/api/v1/contacts", tags=["records"])
     def list_contacts(

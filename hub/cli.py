@@ -102,6 +102,28 @@ def beat(
     celery.start(["beat", "--schedule", str(schedule_file), "--loglevel", settings.log_level])
 
 
+@app.command()
+def sync(
+    connection_id: Annotated[str, typer.Argument(help="The connection to sync.")],
+    capability: Annotated[str | None, typer.Option(help="Only this capability (default: all granted).")] = None,
+) -> None:
+    """Run a connection's sync in the foreground, through the same run record and lock as the workers."""
+    import uuid
+
+    from hub.foreground import ForegroundError, sync_in_foreground
+
+    settings = ready_settings()
+    try:
+        parsed = uuid.UUID(connection_id)
+    except ValueError:
+        fail(f"{connection_id} is not a connection id")
+    try:
+        code = sync_in_foreground(settings, parsed, capability)
+    except ForegroundError as exc:
+        fail(str(exc), code=1)
+    raise typer.Exit(code)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Run the migrations up to REVISION."""

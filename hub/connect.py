@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ from connectors.registry import capabilities_of
 from core.db import transaction
 from core.identity import Principal
 from core.models import AuditEvent, Connection, ConnectionStatus
+from hub.connections import request_syncs
 from hub.deps import CurrentUser, SettingsDep
 from hub.pages import render
 from oauth.client import GrantRefused, OAuthClient, client_for, new_code_verifier
@@ -23,7 +23,6 @@ from oauth.state import PendingGrant, StateStore
 from token_vault.fresh import ACCESS, REFRESH
 from token_vault.vault import Vault, key_ring
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["connect"])
 
 
@@ -89,7 +88,8 @@ def complete(request: Request, provider: str, user: Principal) -> uuid.UUID:
     client = client_for(request.app.state.settings, provider)
     grant = exchange(client, str(request.url), params["state"], pending)
     connection_id = store_grant(request, grant)
-    request_first_syncs(request, connection_id, pending.capabilities)
+    state = request.app.state
+    request_syncs(state.sync_engine, state.celery, connection_id, pending.capabilities, trigger="connect")
     return connection_id
 
 
@@ -147,15 +147,3 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
             )
         )
         return connection.id
-
-
-def request_first_syncs(request: Request, connection_id: uuid.UUID, capabilities: tuple[str, ...]) -> None:
-    engine, celery = request.app.state.sync_engine, request.app.state.celery
-    for capability in capabilities:
-        run_id = engine.request(connection_id, capability, trigger="connect")
-        if run_id is None:
-            continue
-        try:
-            celery.send_task("synchub.sync.run", args=[str(run_id)], queue="sync")
-        except Exception:
-            log.exception("could not enqueue the first sync", extra={"run_id": str(run_id)})

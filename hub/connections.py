@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
+from celery import Celery
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,6 +17,7 @@ from core.settings import Settings
 from crm.models import ContactRow
 from hub.errors import NotFound
 from oauth.client import client_for
+from sync.engine import SyncEngine
 from sync.models import Checkpoint, RunStatus, SyncRun
 from token_vault.fresh import ACCESS, REFRESH
 from token_vault.vault import Vault, key_ring
@@ -84,3 +87,20 @@ def disconnect(
         "revoked_at_provider": revoked,
         "records_deleted": deleted,
     }
+
+
+def request_syncs(
+    sync_engine: SyncEngine, celery: Celery, connection_id: uuid.UUID, capabilities: Iterable[str], trigger: str
+) -> dict[str, str | None]:
+    """Queue a run per capability (an active run is reused) and hand it to the workers; None where gated."""
+    runs: dict[str, str | None] = {}
+    for capability in capabilities:
+        run_id = sync_engine.request(connection_id, capability, trigger)
+        runs[capability] = str(run_id) if run_id else None
+        if run_id is None:
+            continue
+        try:
+            celery.send_task("synchub.sync.run", args=[str(run_id)], queue="sync")
+        except Exception:
+            log.exception("could not enqueue a sync run", extra={"run_id": str(run_id)})
+    return runs

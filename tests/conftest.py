@@ -112,16 +112,21 @@ def clean_environ(extra: dict[str, str]) -> dict[str, str]:
     return {**base, **extra}
 
 
-@pytest.fixture(scope="session")
-def settings(hub_env: dict[str, str]) -> Settings:
+def settings_from_env(env: dict[str, str]) -> Settings:
+    """The settings a hub process started with exactly `env` (and no other SYNCHUB_ variable) would load."""
     saved = dict(os.environ)
     os.environ.clear()
-    os.environ.update(clean_environ(hub_env))
+    os.environ.update(clean_environ(env))
     try:
         return load_settings()
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def settings(hub_env: dict[str, str]) -> Settings:
+    return settings_from_env(hub_env)
 
 
 @pytest.fixture(scope="session")
@@ -148,8 +153,8 @@ def free_port() -> int:
 class LiveServer:
     """A uvicorn server on a loopback port in a background thread."""
 
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -1,0 +1,73 @@
+"""`synchub sync`: one connection's runs worked in this process, with a progress bar from the provider's totals."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from connectors.registry import capabilities_of
+from core.db import make_engine, session_factory
+from core.models import Connection
+from core.redis import redis_client
+from core.settings import Settings
+from sync.engine import SyncEngine
+from sync.models import RunStatus, SyncRun
+from sync.runtime import Runtime
+from sync.wiring import build_engine
+
+POLL_SECONDS = 0.5
+
+
+class ForegroundError(Exception):
+    """The sync cannot run; the message says why."""
+
+
+def sync_in_foreground(settings: Settings, connection_id: uuid.UUID, only: str | None) -> int:
+    engine = make_engine(settings.database_url)
+    rt = Runtime(settings, engine, session_factory(engine), redis_client(settings.redis_url))
+    sync_engine = build_engine(rt)
+    with rt.sessions() as session:
+        connection = session.get(Connection, connection_id)
+        if connection is None:
+            raise ForegroundError(f"no connection {connection_id}")
+        names = (
+            [only]
+            if only
+            else [c for c in connection.capabilities if c in capabilities_of(settings, connection.auth_provider)]
+        )
+    console = Console(stderr=True)
+    failures = 0
+    for name in names:
+        run_id = sync_engine.request(connection_id, name, trigger="cli")
+        if run_id is None:
+            console.print(f"{name}: not run (the connection is not active, or access was not granted)")
+            failures += 1
+            continue
+        run = work(rt, sync_engine, run_id, name, console)
+        console.print(
+            f"{name}: {run.status} · {run.records_created} new, {run.records_updated} changed, "
+            f"{run.records_deleted} deleted · {run.api_calls} API calls" + (f" · {run.error}" if run.error else "")
+        )
+        failures += run.status != RunStatus.SUCCEEDED.value
+    return 1 if failures else 0
+
+
+def work(rt: Runtime, sync_engine: SyncEngine, run_id: uuid.UUID, name: str, console: Console) -> SyncRun:
+    columns = (TextColumn(f"{name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(name, total=None)
+        while True:
+            outcome = sync_engine.execute(run_id)
+            with rt.sessions() as session:
+                run = session.get_one(SyncRun, run_id)
+            progress.update(task, completed=run.progress_done, total=run.progress_total)
+            if run.status in (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value):
+                return run
+            if outcome.action == "retry":
+                console.print(f"{name}: waiting {outcome.countdown:.0f}s ({run.error})")
+                time.sleep(outcome.countdown)
+            elif outcome.action == "skipped":
+                time.sleep(POLL_SECONDS)
