@@ -104,7 +104,8 @@ class CelerySettings(BaseModel):
     task_soft_time_limit: int = Field(default=100, ge=1)
     max_countdown: int = Field(default=600, ge=1, description="Longest retry countdown, seconds.")
     visibility_timeout: int = Field(default=3600, ge=10, description="Redis redelivery delay, seconds.")
-    unacked_restore_interval: int = Field(default=30, ge=1)
+    unacked_restore_interval: int = Field(default=30, ge=1, description="Seconds between scans for lost messages.")
+    unacked_restore_throttle: int = Field(default=10, ge=1, description="Scan Redis on every Nth interval.")
     sync_time_budget: float = Field(default=30.0, gt=0, description="Seconds a sync task works before re-enqueuing.")
     retry_base_seconds: float = Field(default=5.0, gt=0, description="First countdown after a failed attempt.")
 

@@ -41,6 +41,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options={
             "visibility_timeout": limits.visibility_timeout,
             "unacked_restore_interval": limits.unacked_restore_interval,
+            "unacked_restore_throttle": limits.unacked_restore_throttle,
         },
         result_backend_transport_options={"visibility_timeout": limits.visibility_timeout},
         result_expires=timedelta(days=1),

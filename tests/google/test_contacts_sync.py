@@ -37,3 +37,200 @@ def test_consent_syncs_every_contact_exactly_once_with_its_fields(google_hub: Go
             ).scalar()
             == 120
         )
+
+
+def crm_snapshot(hub: GoogleHub) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every crm_* table, to prove a sync changed nothing."""
+    with hub.engine.connect() as db:
+        tables = db.execute(text("select tablename from pg_tables where tablename like 'crm_%' order by 1")).scalars()
+        return {t: sorted(map(tuple, db.execute(text(f'select * from "{t}"')).all()), key=repr) for t in tables}  # noqa: S608
+
+
+def test_incremental_sync_applies_exactly_one_change_delete_and_add(google_hub: GoogleHub) -> None:
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=60)
+    browser = google_hub.browser()
+    connection_id = google_hub.connect(browser, account)
+    assert google_hub.wait_run(browser, connection_id)["status"] == "succeeded"
+    before = {c["external_id"]: c for c in google_hub.contacts(browser, connection_id)}
+    changed, deleted = sorted(before)[:2]
+    admin.update_contact(account, changed, {"names": [{"givenName": "Grete", "familyName": "Hermann"}]})
+    admin.delete_contact(account, deleted)
+    added = admin.add_contact(
+        account,
+        {"names": [{"givenName": "Emmy", "familyName": "Noether"}], "emailAddresses": [{"value": "emmy@example.org"}]},
+    )
+
+    run = google_hub.sync_now(browser, connection_id)
+    assert run["status"] == "succeeded" and run["full_sync"] is False
+    assert run["counts"] == {"created": 1, "updated": 1, "deleted": 1}
+    after = {c["external_id"]: c for c in google_hub.contacts(browser, connection_id)}
+    assert set(after) == (set(before) - {deleted}) | {added}
+    assert after[changed]["id"] == before[changed]["id"]
+    assert (after[changed]["given_name"], after[changed]["family_name"]) == ("Grete", "Hermann")
+    assert after[added]["emails"][0]["value"] == "emmy@example.org"
+    assert all(after[k] == before[k] for k in set(before) - {changed, deleted})
+
+    quiet_before, mark = crm_snapshot(google_hub), google_hub.log_mark()
+    quiet = google_hub.sync_now(browser, connection_id)
+    assert quiet["status"] == "succeeded" and quiet["counts"] == {"created": 0, "updated": 0, "deleted": 0}
+    assert len(google_hub.people_calls(account, after=mark)) == 1
+    assert crm_snapshot(google_hub) == quiet_before
+
+
+def test_renamed_contact_keeps_its_crm_row(google_hub: GoogleHub) -> None:
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=10)
+    browser = google_hub.browser()
+    connection_id = google_hub.connect(browser, account)
+    google_hub.wait_run(browser, connection_id)
+    before = {c["external_id"]: c for c in google_hub.contacts(browser, connection_id)}
+    old = sorted(before)[0]
+    new = admin.update_contact(account, old, {"emailAddresses": [{"value": "verified@example.com"}]}, rename=True)
+    assert new != old
+    run = google_hub.sync_now(browser, connection_id)
+    assert run["counts"] == {"created": 0, "updated": 1, "deleted": 0}
+    after = {c["external_id"]: c for c in google_hub.contacts(browser, connection_id)}
+    assert old not in after and after[new]["id"] == before[old]["id"] and len(after) == 10
+
+
+def test_expired_sync_token_runs_a_full_pass_that_reconciles_without_duplicates(google_hub: GoogleHub) -> None:
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=120)
+    browser = google_hub.browser()
+    connection_id = google_hub.connect(browser, account)
+    google_hub.wait_run(browser, connection_id)
+    before = {c["external_id"]: c for c in google_hub.contacts(browser, connection_id)}
+    gone = sorted(before)[:3]
+    for name in gone:
+        admin.delete_contact(account, name)
+    admin.expire_sync_tokens(account)
+
+    run = google_hub.sync_now(browser, connection_id)
+    assert run["status"] == "succeeded" and run["full_sync"] is True
+    assert run["counts"]["created"] == 0 and run["counts"]["deleted"] == 3
+    after = google_hub.contacts(browser, connection_id)
+    assert Counter(c["external_id"] for c in after) == Counter(set(before) - set(gone))
+    assert all(c["id"] == before[c["external_id"]]["id"] for c in after)
+
+
+def test_full_pass_failing_halfway_deletes_nothing(google_hub: GoogleHub) -> None:
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=200)
+    browser = google_hub.browser()
+    connection_id = google_hub.connect(browser, account)
+    google_hub.wait_run(browser, connection_id)
+    before = {c["external_id"]: c["id"] for c in google_hub.contacts(browser, connection_id)}
+    admin.delete_contact(account, sorted(before)[0])
+    admin.expire_sync_tokens(account)
+    mark = google_hub.log_mark()
+    admin.set_faults([{"path_prefix": "/v1/people", "status": 500, "rate": 1.0, "skip": 3}], seed=3)
+    try:
+        response = browser.post(f"{google_hub.url}/api/v1/connections/{connection_id}/sync").json()
+        run_id = response["runs"]["contacts"]
+
+        def failed_third_page() -> bool:
+            calls = google_hub.people_calls(account, after=mark)
+            return sum(1 for c in calls if c["status"] == 500) >= 3
+
+        from tests.conftest import wait_for
+
+        wait_for(failed_third_page, timeout=60, what="the third page to fail")
+        stored = {c["external_id"]: c["id"] for c in google_hub.contacts(browser, connection_id)}
+        assert stored == before, "a failed full pass must delete nothing"
+    finally:
+        admin.clear_faults()
+    run = google_hub.wait_run(browser, connection_id, run_id)
+    assert run["status"] == "succeeded"
+    assert len(google_hub.contacts(browser, connection_id)) == 199
+
+
+def test_contacts_not_granted_shows_grant_access_and_makes_no_call_until_granted(google_hub: GoogleHub) -> None:
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=30)
+    browser = google_hub.browser()
+    mark = google_hub.log_mark()
+    admin.google_settings(force_scope_checkboxes=True)
+    try:
+        connection_id = google_hub.connect(browser, account, tick=[])
+    finally:
+        admin.google_settings(force_scope_checkboxes=False)
+    view = google_hub.connection(browser, connection_id)
+    assert CONTACTS_SCOPE not in view["granted_scopes"]
+    assert view["capabilities"][0]["state"] == "grant_access" and view["capabilities"][0]["last_run"] is None
+    refused = browser.post(f"{google_hub.url}/api/v1/connections/{connection_id}/sync").json()
+    assert refused["runs"] == {"contacts": None}
+    assert google_hub.people_calls(account, after=mark) == []
+    assert "Grant access" in browser.get(f"{google_hub.url}/").text
+
+    again = google_hub.connect(browser, account)
+    assert again == connection_id
+    run = google_hub.wait_run(browser, connection_id)
+    assert run["status"] == "succeeded" and run["counts"]["created"] == 30
+    view = google_hub.connection(browser, connection_id)
+    assert CONTACTS_SCOPE in view["granted_scopes"] and view["capabilities"][0]["state"] == "ok"
+
+
+def connection_count(hub: GoogleHub) -> int:
+    with hub.engine.connect() as db:
+        return int(db.execute(text("select count(*) from connections")).scalar_one())
+
+
+def test_forged_reused_or_foreign_state_is_refused_and_stores_nothing(google_hub: GoogleHub) -> None:
+    account = new_account(google_hub.admin, contacts=1)
+    browser, stranger = google_hub.browser(), google_hub.browser(user="someone-else")
+    count = connection_count(google_hub)
+
+    forged = browser.get(f"{google_hub.url}/oauth/google/callback", params={"state": "forged", "code": "4/forged"})
+    assert forged.status_code == 400 and "expired or was already used" in forged.text
+
+    back = google_hub.consent(browser, account)
+    hijacked = stranger.get(back.headers["location"])
+    assert hijacked.status_code == 403 and "another user" in hijacked.text
+    replayed = browser.get(back.headers["location"])
+    assert replayed.status_code == 400
+
+    denied = google_hub.consent(browser, account, action="deny")
+    refused = browser.get(denied.headers["location"])
+    assert refused.status_code == 400 and "access_denied" in refused.text
+    assert connection_count(google_hub) == count
+
+
+def test_two_accounts_two_connections_reconnect_reuses_and_workspaces_never_mix(google_hub: GoogleHub) -> None:
+    first, second = new_account(google_hub.admin, contacts=5), new_account(google_hub.admin, contacts=7)
+    browser = google_hub.browser(user="multi", workspace="ws-multi")
+    one = google_hub.connect(browser, first)
+    two = google_hub.connect(browser, second)
+    assert one != two
+    google_hub.wait_run(browser, one)
+    google_hub.wait_run(browser, two)
+    assert len(google_hub.contacts(browser, one)) == 5 and len(google_hub.contacts(browser, two)) == 7
+    assert google_hub.connect(browser, first) == one
+    listed = browser.get(f"{google_hub.url}/api/v1/connections").json()["connections"]
+    assert sorted(c["id"] for c in listed) == sorted([str(one), str(two)])
+
+    outsider = google_hub.browser(user="multi", workspace="ws-other")
+    assert outsider.get(f"{google_hub.url}/api/v1/connections/{one}").status_code == 404
+    assert outsider.delete(f"{google_hub.url}/api/v1/connections/{one}").status_code == 404
+    assert outsider.get(f"{google_hub.url}/api/v1/connections").json()["connections"] == []
+    assert outsider.get(f"{google_hub.url}/api/v1/contacts").json()["contacts"] == []
+
+
+def test_disconnect_revokes_erases_credentials_and_keeps_or_deletes_contacts(google_hub: GoogleHub) -> None:
+    admin = google_hub.admin
+    kept_account, dropped_account = new_account(admin, contacts=8), new_account(admin, contacts=9)
+    browser = google_hub.browser(user="leaver")
+    kept, dropped = google_hub.connect(browser, kept_account), google_hub.connect(browser, dropped_account)
+    google_hub.wait_run(browser, kept)
+    google_hub.wait_run(browser, dropped)
+
+    answer = browser.delete(f"{google_hub.url}/api/v1/connections/{kept}").json()
+    assert answer["revoked_at_provider"] is True and answer["records_deleted"] == 0
+    assert not [t for t in admin.tokens(account=kept_account, client_id=google_hub.client_id) if t["live"]]
+    assert len(google_hub.contacts(browser, kept)) == 8
+    assert google_hub.connection(browser, kept)["status"] == "disconnected"
+
+    answer = browser.delete(f"{google_hub.url}/api/v1/connections/{dropped}", params={"delete_data": "true"}).json()
+    assert answer["records_deleted"] == 9 and google_hub.contacts(browser, dropped) == []
+    with google_hub.engine.connect() as db:
+        left = db.execute(
+            text("select count(*) from credentials where connection_id in (:a, :b)"), {"a": kept, "b": dropped}
+        )
+        assert left.scalar() == 0
+        audit = db.execute(text("select action from audit_log where connection_id = :a order by at"), {"a": kept})
+        assert list(audit.scalars()) == ["connection.created", "connection.disconnected"]
