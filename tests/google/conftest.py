@@ -143,6 +143,7 @@ def google_env(
         **hub_env,
         "SYNCHUB_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "SYNCHUB_CONNECTORS": "google_contacts",
+        "SYNCHUB_LOG_LEVEL": "INFO",
         "SYNCHUB_GOOGLE__CLIENT_ID": client_id,
         "SYNCHUB_GOOGLE__CLIENT_SECRET": client_secret,
         "SYNCHUB_GOOGLE__BASE_URL": sandbox_url,

@@ -1,0 +1,178 @@
+"""Fresh tokens under concurrency, and no provider-issued secret anywhere it could leak."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import httpx
+import pytest
+import redis
+from sqlalchemy.engine import make_url
+
+from core.db import transaction
+from core.models import Connection, utcnow
+from sync.checkpoints import load
+from sync.runtime import Runtime
+from sync.wiring import build_engine
+from tests.google import truth
+from tests.google.conftest import GoogleHub, new_account
+from token_vault.fresh import ACCESS
+from token_vault.vault import Vault, key_ring
+
+
+@pytest.fixture(scope="module")
+def captured_logs() -> Iterator[list[str]]:
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.name.startswith(("httpx", "httpcore")) and record.threadName == "MainThread":
+                return  # the test's own browser; the hub's API runs on the server's threads
+            lines.append(f"{record.getMessage()} {record.__dict__!r}")
+
+    handler, root = Keep(logging.DEBUG), logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield lines
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+def expire_stored_access_token(hub: GoogleHub, connection_id: object) -> str:
+    vault = Vault(key_ring(hub.settings.vault))
+    with transaction(hub.sessions) as session:
+        connection = session.get_one(Connection, connection_id)
+        secret = vault.read(session, connection, ACCESS)
+        assert secret is not None
+        vault.store(session, connection, ACCESS, secret.value, utcnow() - timedelta(seconds=1))
+    return secret.value
+
+
+def test_twenty_concurrent_gets_on_an_expired_token_refresh_once(google_hub: GoogleHub) -> None:
+    account = new_account(google_hub.admin, contacts=3)
+    browser = google_hub.browser(user="racer")
+    connection_id = google_hub.connect(browser, account)
+    google_hub.wait_run(browser, connection_id)
+    old = expire_stored_access_token(google_hub, connection_id)
+    google_hub.admin.expire_access_tokens(account=account, client_id=google_hub.client_id)
+    google_hub.admin.set_faults([{"path_prefix": "/token", "status": None, "rate": 1.0, "latency_ms": 300}])
+    mark = google_hub.log_mark()
+    fresh = build_engine(Runtime(google_hub.settings, google_hub.engine, google_hub.sessions, _redis(google_hub))).fresh
+    try:
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            tokens = list(pool.map(lambda _: fresh.get(connection_id), range(20)))
+    finally:
+        google_hub.admin.clear_faults()
+    refreshes = [e for e in google_hub.admin.request_log(mark) if e["path"] == "/token"]
+    assert len(refreshes) == 1
+    assert len(set(tokens)) == 1 and tokens[0] != old
+    people = httpx.get(
+        f"{google_hub.admin.base_url}/v1/people/me/connections",
+        params={"personFields": "names"},
+        headers={"authorization": f"Bearer {tokens[0]}"},
+    )
+    assert people.status_code == 200
+
+
+def _redis(hub: GoogleHub) -> redis.Redis:
+    return redis.Redis.from_url(hub.settings.redis_url)
+
+
+def encodings(secret: str) -> set[str]:
+    raw = secret.encode()
+    return {
+        secret,
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        raw.hex(),
+    }
+
+
+def redis_text(client: redis.Redis) -> str:
+    parts: list[bytes] = []
+    for key in client.scan_iter(count=1000):
+        parts.append(key)
+        kind = client.type(key)
+        if kind == b"string":
+            parts.append(client.get(key) or b"")
+        elif kind == b"list":
+            parts.extend(client.lrange(key, 0, -1))
+        elif kind == b"hash":
+            parts.extend(b for pair in client.hgetall(key).items() for b in pair)
+        elif kind == b"set":
+            parts.extend(client.smembers(key))
+        elif kind == b"zset":
+            parts.extend(client.zrange(key, 0, -1))
+    return b"\n".join(parts).decode("latin-1")
+
+
+def test_no_issued_secret_in_database_redis_logs_or_api(google_hub: GoogleHub, captured_logs: list[str]) -> None:
+    admin = google_hub.admin
+    account = new_account(admin, contacts=60)
+    browser = google_hub.browser(user="auditor")
+    back = google_hub.consent(browser, account)
+    code = dict(p.split("=", 1) for p in back.headers["location"].split("?", 1)[1].split("&"))["code"]
+    connection_id = uuid_of(browser.get(back.headers["location"]))
+    google_hub.wait_run(browser, connection_id)
+    expire_stored_access_token(google_hub, connection_id)
+    google_hub.sync_now(browser, connection_id)
+    browser.get(f"{google_hub.url}/")
+    google_hub.contacts(browser, connection_id)
+
+    with google_hub.sessions() as session:
+        connection = session.get_one(Connection, connection_id)
+        sync_token = load(session, key_ring(google_hub.settings.vault), connection, "contacts").cursor["sync_token"]
+    issued = [t["value"] for t in admin.tokens(client_id=google_hub.client_id)]
+    secrets = {*issued, code, sync_token, google_hub.client_secret}
+    assert len(issued) >= 3, "expected access, refresh and refreshed access tokens"
+
+    url = make_url(google_hub.settings.database_url).set(drivername="postgresql")
+    dump = subprocess.run(
+        ["pg_dump", "--data-only", url.render_as_string(hide_password=False)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "crm_contacts" in dump
+    worker_logs = "\n".join(p.read_text(errors="replace") for p in _worker_logs())
+    api_responses = "\n".join(
+        f"{r.status_code} {dict(r.headers)} {r.text}"
+        for r in google_hub.responses
+        if str(r.url).startswith(google_hub.url)
+    )
+    places = {
+        "pg_dump": dump,
+        "redis": redis_text(_redis(google_hub)),
+        "logs": "\n".join(captured_logs) + worker_logs,
+        "api responses": api_responses,
+    }
+    assert "token refreshed" in places["logs"], "the scan must see the hub's own log lines"
+    leaks = [
+        (where, secret[:6])
+        for secret in secrets
+        for form in encodings(secret)
+        for where, body in places.items()
+        if form in body
+    ]
+    assert leaks == []
+    assert truth.people(admin, account, google_hub.client_id), "sanity: the account has contacts"
+
+
+def uuid_of(response: httpx.Response) -> object:
+    import uuid
+
+    assert response.status_code == 303, response.text
+    return uuid.UUID(response.headers["location"].split("connected=")[1])
+
+
+def _worker_logs() -> list[object]:
+    import os
+    from pathlib import Path
+
+    return sorted(Path(os.environ.get("TMPDIR", "/tmp")).glob("synchub-worker-*.log"))
