@@ -129,6 +129,27 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def start_sandbox(supervisor: Supervisor, home: Path, public_url: str) -> None:
+    """The fake Google on a loopback port, with an OAuth client for this hub; used unless a real client is set."""
+    from sandbox.admin_client import SandboxAdmin
+
+    url = f"http://127.0.0.1:{free_port()}"
+    argv = [sys.executable, "-m", "sandbox", "--port", url.rsplit(":", 1)[1], "--seed", "1"]
+    supervisor.start("sandbox", argv, os.environ, home / "sandbox.log")
+    wait_until(lambda: http_ok(f"{url}/_sandbox/health"), "the sandbox", supervisor)
+    client_id, client_secret = "synchub-dev", secrets.token_urlsafe(24)
+    with SandboxAdmin(url) as admin:
+        admin.register_client(client_id, client_secret, [f"{public_url}/oauth/google/callback"])
+    os.environ.update(
+        {
+            "SYNCHUB_GOOGLE__CLIENT_ID": client_id,
+            "SYNCHUB_GOOGLE__CLIENT_SECRET": client_secret,
+            "SYNCHUB_GOOGLE__BASE_URL": url,
+        }
+    )
+    os.environ.setdefault("SYNCHUB_CONNECTORS", "google_contacts")
+
+
 def run_dev(home: Path, port: int) -> int:
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -147,6 +168,8 @@ def run_dev(home: Path, port: int) -> int:
     try:
         if not redis_answers(env.get("SYNCHUB_REDIS_URL", "")):
             env["SYNCHUB_REDIS_URL"] = start_redis(supervisor, home)
+        if "SYNCHUB_GOOGLE__CLIENT_ID" not in env:
+            start_sandbox(supervisor, home, env["SYNCHUB_PUBLIC_URL"])
         try:
             settings = load_settings()
         except ConfigError as exc:
@@ -160,6 +183,8 @@ def run_dev(home: Path, port: int) -> int:
         assert settings.identity.jwt_secret is not None
         token = issue_token(settings.identity.jwt_secret.get_secret_value(), DEMO_USER, DEMO_WORKSPACE, 30 * 86400)
         print(f"synchub is running. Open: {settings.public_url}/session?token={token}&next=/", flush=True)
+        if "SYNCHUB_GOOGLE__BASE_URL" in env:
+            print("Google is played by the sandbox: pick ada@sandbox.test (250 contacts) or grace@sandbox.test.")
         print(f"Logs are in {home}/. Press Ctrl-C to stop.", flush=True)
         while not stop["signal"]:
             if (name := supervisor.dead()) is not None:

@@ -70,13 +70,33 @@ def read_link(process: subprocess.Popen[str]) -> str:
     raise AssertionError(f"synchub dev printed no link; stderr: {process.stderr.read() if process.stderr else ''}")
 
 
+def click_through_google(browser: httpx.Client, base: str) -> httpx.Response:
+    """As a newcomer would: Connect Google, pick grace@sandbox.test, allow, land back on the page."""
+    from tests.sandbox.browser import forms
+
+    page = browser.get(f"{base}/connect/google", follow_redirects=False)
+    chooser = browser.get(page.headers["location"])
+    sandbox = page.headers["location"].split("/o/oauth2")[0]
+    form = next(f for f in forms(chooser) if f.hidden.get("account") == "grace@sandbox.test")
+    consent = browser.post(sandbox + form.action, data=form.hidden, follow_redirects=False)
+    if consent.status_code == 200:
+        consent_form = forms(consent)[0]
+        data = {**consent_form.hidden, "scope": consent_form.checkboxes, "action": "allow"}
+        consent = browser.post(sandbox + consent_form.action, data=data, follow_redirects=False)
+    assert consent.status_code == 302, consent.text
+    return browser.get(consent.headers["location"])
+
+
 def test_dev_serves_the_hub_and_stops_everything_on_ctrl_c(dev_hub: subprocess.Popen[str], tmp_path: Path) -> None:
     link = read_link(dev_hub)
     base = link.split("/session")[0]
     assert httpx.get(f"{base}/healthz").json() == {"status": "ok", "database": "ok", "redis": "ok"}
-    with httpx.Client(follow_redirects=True) as browser:
+    with httpx.Client(follow_redirects=True, timeout=30) as browser:
         page = browser.get(link)
         assert page.status_code == 200 and "Connected accounts" in page.text
+        connected = click_through_google(browser, base)
+        assert "grace@sandbox.test" in connected.text
+        wait_for(lambda: "40 contacts" in browser.get(f"{base}/").text, timeout=60, what="grace's contacts to sync")
 
     state = tmp_path / ".synchub"
     assert (state / "synchub.sqlite").is_file()
