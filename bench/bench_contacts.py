@@ -1,0 +1,279 @@
+"""Google Contacts sync throughput: plain httpx vs the connector's read path vs the whole sync vs a write floor.
+
+Prints figures, asserts nothing. Needs PostgreSQL (SYNCHUB_TEST_PG_ADMIN_URL, a role that may create databases)
+and Redis (SYNCHUB_TEST_REDIS_URL, default redis://127.0.0.1:6379; database 14 is used and flushed).
+
+    python bench/bench_contacts.py                 # N = 10,000 and 100,000
+    python bench/bench_contacts.py --sizes 20000   # other sizes
+    python bench/bench_contacts.py --small         # one quick pass (CI keeps it from rotting)
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from connectors.base import StreamContext  # noqa: E402
+from connectors.google_contacts.stream import PERSON_FIELDS, GoogleContactsStream  # noqa: E402
+from core.db import make_engine, session_factory, transaction  # noqa: E402
+from core.models import Connection, utcnow  # noqa: E402
+from core.settings import load_settings, normalise_database_url  # noqa: E402
+from crm.sink import _content  # noqa: E402
+from hub.database import upgrade  # noqa: E402
+from sandbox.admin_client import SandboxAdmin  # noqa: E402
+from sandbox.process import running_sandbox  # noqa: E402
+from sync.celery_app import make_celery  # noqa: E402
+from sync.models import SyncRun  # noqa: E402
+from sync.runtime import Runtime  # noqa: E402
+from sync.wiring import build_engine  # noqa: E402
+from token_vault.vault import Vault, key_ring  # noqa: E402
+
+SCOPE = "https://www.googleapis.com/auth/contacts.readonly"
+PAGE = 1000
+REDIS_DB = 14
+
+
+@dataclass(frozen=True)
+class StaticTokens:
+    token: str
+
+    def access_token(self) -> str:
+        return self.token
+
+    def rejected(self, token: str) -> str:
+        raise RuntimeError("the sandbox refused a fresh token")
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    admin_url = normalise_database_url(os.environ["SYNCHUB_TEST_PG_ADMIN_URL"])
+    name = f"synchub_bench_{secrets.token_hex(4)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def hub_env(db_url: str, redis_url: str, sandbox: str, client_id: str, client_secret: str) -> dict[str, str]:
+    return {
+        "SYNCHUB_DATABASE_URL": db_url,
+        "SYNCHUB_REDIS_URL": redis_url,
+        "SYNCHUB_PUBLIC_URL": "http://127.0.0.1:9",
+        "SYNCHUB_VAULT__KEYS": f"1:{base64.b64encode(secrets.token_bytes(32)).decode()}",
+        "SYNCHUB_VAULT__ACTIVE_KEY_ID": "1",
+        "SYNCHUB_IDENTITY__JWT_SECRET": secrets.token_urlsafe(48),
+        "SYNCHUB_CONNECTORS": "google_contacts",
+        "SYNCHUB_GOOGLE__CLIENT_ID": client_id,
+        "SYNCHUB_GOOGLE__CLIENT_SECRET": client_secret,
+        "SYNCHUB_GOOGLE__BASE_URL": sandbox,
+        "SYNCHUB_LOG_LEVEL": "WARNING",
+        "SYNCHUB_CELERY__SYNC_TIME_BUDGET": "60",
+    }
+
+
+def plain_httpx(sandbox: str, token: str) -> tuple[float, int]:
+    started, items = time.perf_counter(), 0
+    params: dict[str, Any] = {"personFields": PERSON_FIELDS, "pageSize": PAGE, "requestSyncToken": "true"}
+    with httpx.Client(headers={"authorization": f"Bearer {token}"}, timeout=60) as client:
+        while True:
+            body = client.get(f"{sandbox}/v1/people/me/connections", params=params).json()
+            items += len(body.get("connections", []))
+            if "nextPageToken" not in body:
+                return time.perf_counter() - started, items
+            params["pageToken"] = body["nextPageToken"]
+
+
+def connector_read(sandbox: str, token: str) -> tuple[float, int, list[list[dict[str, Any]]]]:
+    context = StreamContext("bench", StaticTokens(token), sandbox, {"page_size": PAGE})
+    started, items, pages = time.perf_counter(), 0, []
+    for page in GoogleContactsStream(context).read(None):
+        items += len(page.records)
+        pages.append([{"external_id": r.external_id, **_content(r)} for r in page.records])
+    return time.perf_counter() - started, items, pages
+
+
+def write_floor(db_url: str, connection_id: uuid.UUID, pages: list[list[dict[str, Any]]]) -> float:
+    """The same rows upserted with one INSERT ... ON CONFLICT per page through plain psycopg."""
+    url = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    columns = ["id", "workspace_id", "connection_id", "provider", "external_id", "display_name", "given_name",
+               "family_name", "emails", "phones", "organization", "job_title", "primary_email", "created_at",
+               "updated_at"]
+    sql = (
+        f"INSERT INTO crm_contacts ({', '.join(columns)}) SELECT * FROM unnest("
+        + ", ".join(f"%s::{t}[]" for t in ("uuid", "text", "uuid", "text", "text", "text", "text", "text", "json",
+                                          "json", "text", "text", "text", "timestamptz", "timestamptz"))
+        + ") ON CONFLICT (connection_id, external_id) DO UPDATE SET display_name = excluded.display_name, "
+        "emails = excluded.emails, phones = excluded.phones, updated_at = excluded.updated_at"
+    )
+    started = time.perf_counter()
+    with psycopg.connect(url) as connection:
+        now = utcnow()
+        for page in pages:
+            rows = [[uuid.uuid4(), "bench", connection_id, "google", r["external_id"], r["display_name"],
+                     r["given_name"], r["family_name"], json.dumps(r["emails"]), json.dumps(r["phones"]),
+                     r["organization"], r["job_title"], r["primary_email"], now, now] for r in page]
+            connection.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+            connection.commit()
+    return time.perf_counter() - started
+
+
+def make_connection(env: dict[str, str], admin: SandboxAdmin, account: str, client_id: str, user: str) -> uuid.UUID:
+    os.environ.update(env)
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    tokens = admin.mint_tokens(account, client_id, [SCOPE])
+    vault = Vault(key_ring(settings.vault))
+    with transaction(session_factory(engine)) as session:
+        connection = Connection(workspace_id="bench", user_id=user, auth_provider="google",
+                                provider_account_id=account, granted_scopes=[SCOPE], capabilities=["contacts"])
+        session.add(connection)
+        session.flush()
+        vault.store(session, connection, "access_token", tokens["access_token"], utcnow() + timedelta(hours=1))
+        vault.store(session, connection, "refresh_token", tokens["refresh_token"])
+        connection_id = connection.id
+    engine.dispose()
+    return connection_id
+
+
+def pool_child(worker: subprocess.Popen[bytes]) -> int:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == worker.pid:
+                return int(entry.name)
+    raise RuntimeError("no pool child")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def whole_sync(env: dict[str, str], connection_id: uuid.UUID) -> tuple[float, float, dict[str, int]]:
+    os.environ.update(env)
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    rt = Runtime(settings, engine, session_factory(engine), redis.Redis.from_url(settings.redis_url))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "hub", "worker", "--queues", "sync", "--concurrency", "1"],
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        celery = make_celery(settings)
+        assert celery.send_task("synchub.maintenance.ping", queue="sync").get(timeout=60)
+        child = pool_child(worker)
+        run_id = build_engine(rt).request(connection_id, "contacts", "bench")
+        started = time.perf_counter()
+        celery.send_task("synchub.sync.run", args=[str(run_id)], queue="sync")
+        while True:
+            with rt.sessions() as session:
+                run = session.get_one(SyncRun, run_id)
+                if run.status in ("succeeded", "failed"):
+                    break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        counts = {"status_ok": int(run.status == "succeeded"), "created": run.records_created, "calls": run.api_calls}
+        return elapsed, peak_rss_mb(child), counts
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait()
+        engine.dispose()
+
+
+def people_calls(admin: SandboxAdmin, account: str, after: int) -> int:
+    return sum(1 for e in admin.request_log(after) if e["path"].startswith("/v1/people") and e["account"] == account)
+
+
+def measure(size: int, sandbox: str, admin: SandboxAdmin, redis_url: str, repeats: int) -> dict[str, Any]:
+    client_id, client_secret = f"bench-{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(16)
+    admin.register_client(client_id, client_secret, ["http://127.0.0.1:9/oauth/google/callback"])
+    account = f"bench-{size}-{uuid.uuid4().hex[:6]}@sandbox.test"
+    seeded = time.perf_counter()
+    admin.seed_account(account, contacts=size)
+    seed_seconds = time.perf_counter() - seeded
+    token = admin.mint_tokens(account, client_id, [SCOPE])["access_token"]
+    a_times, b_times = [], []
+    pages: list[list[dict[str, Any]]] = []
+    for _ in range(repeats):
+        a_times.append(plain_httpx(sandbox, token)[0])
+        elapsed, items, pages = connector_read(sandbox, token)
+        assert items == size
+        b_times.append(elapsed)
+    with database() as db_url:
+        env = hub_env(db_url, redis_url, sandbox, client_id, client_secret)
+        floor_connection = make_connection(env, admin, account, client_id, "floor")
+        d_time = write_floor(db_url, floor_connection, pages)
+        connection_id = make_connection(env, admin, account, client_id, "sync")
+        mark = (admin.request_log() or [{"id": 0}])[-1]["id"]
+        c_time, rss, counts = whole_sync(env, connection_id)
+        calls = people_calls(admin, account, mark)
+    a, b = statistics.median(a_times), statistics.median(b_times)
+    return {"N": size, "seed_s": seed_seconds, "a_httpx_s": a, "b_read_s": b, "c_sync_s": c_time, "d_floor_s": d_time,
+            "b_vs_a": a / b, "c_vs_d": d_time / c_time, "c_vs_a_plus_d": (a + d_time) / c_time,
+            "people_calls": calls, "expected_calls": math.ceil(size / PAGE), "worker_peak_rss_mb": rss, **counts}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--repeats", type=int, default=3, help="runs of (a) and (b) per size; medians are printed")
+    parser.add_argument("--small", action="store_true", help="one quick pass at N=1500")
+    args = parser.parse_args()
+    sizes, repeats = ([1500], 1) if args.small else (args.sizes, args.repeats)
+    base = os.environ.get("SYNCHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+    redis_url = f"{base}/{REDIS_DB}"
+    redis.Redis.from_url(redis_url).flushdb()
+    results = []
+    with running_sandbox(seed=5) as sandbox, SandboxAdmin(sandbox, timeout=600) as admin:
+        for size in sizes:
+            results.append(measure(size, sandbox, admin, redis_url, repeats))
+    redis.Redis.from_url(redis_url).flushdb()
+    keys = list(results[0])
+    print(" | ".join(keys))
+    for row in results:
+        print(" | ".join(f"{row[k]:.3f}" if isinstance(row[k], float) else str(row[k]) for k in keys))
+    if len(results) > 1:
+        print(f"worker peak RSS growth from N={results[0]['N']} to N={results[-1]['N']}: "
+              f"{results[-1]['worker_peak_rss_mb'] - results[0]['worker_peak_rss_mb']:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
