@@ -176,3 +176,36 @@ def _worker_logs() -> list[object]:
     from pathlib import Path
 
     return sorted(Path(os.environ.get("TMPDIR", "/tmp")).glob("synchub-worker-*.log"))
+
+
+def test_a_401_refreshes_once_and_retries(google_hub: GoogleHub) -> None:
+    account = new_account(google_hub.admin, contacts=5)
+    browser = google_hub.browser(user="expired")
+    connection_id = google_hub.connect(browser, account)
+    google_hub.wait_run(browser, connection_id)
+    google_hub.admin.expire_access_tokens(account=account, client_id=google_hub.client_id)
+    mark = google_hub.log_mark()
+    run = google_hub.sync_now(browser, connection_id)
+    assert run["status"] == "succeeded"
+    log = google_hub.admin.request_log(mark)
+    assert [e["status"] for e in log if e["path"].startswith("/v1/people")] == [401, 200]
+    assert len([e for e in log if e["path"] == "/token"]) == 1
+
+
+def test_revoked_grant_needs_reauth_and_stops_calling(google_hub: GoogleHub) -> None:
+    account = new_account(google_hub.admin, contacts=5)
+    browser = google_hub.browser(user="revoked")
+    connection_id = google_hub.connect(browser, account)
+    google_hub.wait_run(browser, connection_id)
+    google_hub.admin.revoke_grant(account, google_hub.client_id)
+    mark = google_hub.log_mark()
+    run = google_hub.sync_now(browser, connection_id)
+    assert run["status"] == "failed" and "reconnect" in run["error"]
+    view = google_hub.connection(browser, connection_id)
+    assert view["status"] == "needs_reauth" and view["capabilities"][0]["state"] == "needs_reauth"
+    assert "Reconnect" in browser.get(f"{google_hub.url}/").text
+    calls = len(google_hub.admin.request_log(mark))
+    refused = browser.post(f"{google_hub.url}/api/v1/connections/{connection_id}/sync").json()
+    assert refused["runs"] == {"contacts": None}
+    assert len(google_hub.admin.request_log(mark)) == calls
+    assert len(google_hub.contacts(browser, connection_id)) == 5, "contacts stay until the user disconnects"
