@@ -1,0 +1,60 @@
+"""`python -m sandbox --port N --seed S`: serve the fake providers on 127.0.0.1 and announce the URL once ready."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+
+import uvicorn
+
+from sandbox.app import create_app
+from sandbox.state import SandboxState
+
+HOST = "127.0.0.1"
+
+
+class AnnouncingServer(uvicorn.Server):
+    """Prints the one line `sandbox/process.py` waits for, after the socket accepts requests."""
+
+    def __init__(self, config: uvicorn.Config, port: int) -> None:
+        super().__init__(config)
+        self.port = port
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            sys.stdout.write(f"sandbox listening on http://{HOST}:{self.port}\n")
+            sys.stdout.flush()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1; 0 picks a free one")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated accounts and contacts")
+    parser.add_argument("--log-level", default="warning", help="uvicorn log level (logs go to stderr)")
+    return parser.parse_args(argv)
+
+
+def listening_socket(port: int) -> socket.socket:
+    """Bound before uvicorn starts, so port 0 can be announced; IPPROTO_TCP lets asyncio set TCP_NODELAY.
+
+    asyncio only disables Nagle on sockets whose `proto` is IPPROTO_TCP; a plain `socket.socket()` has proto 0,
+    and every response then stalls 40 ms on the delayed ACK between its header and body writes.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, port))
+    return sock
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    sock = listening_socket(args.port)
+    app = create_app(SandboxState.seeded(args.seed))
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="off")
+    AnnouncingServer(config, sock.getsockname()[1]).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()
