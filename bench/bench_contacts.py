@@ -128,13 +128,45 @@ def connector_read(sandbox: str, token: str) -> tuple[float, int, list[list[dict
 def write_floor(db_url: str, connection_id: uuid.UUID, pages: list[list[dict[str, Any]]]) -> float:
     """The same rows upserted with one INSERT ... ON CONFLICT per page through plain psycopg."""
     url = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    columns = ["id", "workspace_id", "connection_id", "provider", "external_id", "display_name", "given_name",
-               "family_name", "emails", "phones", "organization", "job_title", "primary_email", "created_at",
-               "updated_at"]
+    columns = [
+        "id",
+        "workspace_id",
+        "connection_id",
+        "provider",
+        "external_id",
+        "display_name",
+        "given_name",
+        "family_name",
+        "emails",
+        "phones",
+        "organization",
+        "job_title",
+        "primary_email",
+        "created_at",
+        "updated_at",
+    ]
     sql = (
         f"INSERT INTO crm_contacts ({', '.join(columns)}) SELECT * FROM unnest("
-        + ", ".join(f"%s::{t}[]" for t in ("uuid", "text", "uuid", "text", "text", "text", "text", "text", "json",
-                                          "json", "text", "text", "text", "timestamptz", "timestamptz"))
+        + ", ".join(
+            f"%s::{t}[]"
+            for t in (
+                "uuid",
+                "text",
+                "uuid",
+                "text",
+                "text",
+                "text",
+                "text",
+                "text",
+                "json",
+                "json",
+                "text",
+                "text",
+                "text",
+                "timestamptz",
+                "timestamptz",
+            )
+        )
         + ") ON CONFLICT (connection_id, external_id) DO UPDATE SET display_name = excluded.display_name, "
         "emails = excluded.emails, phones = excluded.phones, updated_at = excluded.updated_at"
     )
@@ -142,9 +174,26 @@ def write_floor(db_url: str, connection_id: uuid.UUID, pages: list[list[dict[str
     with psycopg.connect(url) as connection:
         now = utcnow()
         for page in pages:
-            rows = [[uuid.uuid4(), "bench", connection_id, "google", r["external_id"], r["display_name"],
-                     r["given_name"], r["family_name"], json.dumps(r["emails"]), json.dumps(r["phones"]),
-                     r["organization"], r["job_title"], r["primary_email"], now, now] for r in page]
+            rows = [
+                [
+                    uuid.uuid4(),
+                    "bench",
+                    connection_id,
+                    "google",
+                    r["external_id"],
+                    r["display_name"],
+                    r["given_name"],
+                    r["family_name"],
+                    json.dumps(r["emails"]),
+                    json.dumps(r["phones"]),
+                    r["organization"],
+                    r["job_title"],
+                    r["primary_email"],
+                    now,
+                    now,
+                ]
+                for r in page
+            ]
             connection.execute(sql, [list(column) for column in zip(*rows, strict=True)])
             connection.commit()
     return time.perf_counter() - started
@@ -157,8 +206,14 @@ def make_connection(env: dict[str, str], admin: SandboxAdmin, account: str, clie
     tokens = admin.mint_tokens(account, client_id, [SCOPE])
     vault = Vault(key_ring(settings.vault))
     with transaction(session_factory(engine)) as session:
-        connection = Connection(workspace_id="bench", user_id=user, auth_provider="google",
-                                provider_account_id=account, granted_scopes=[SCOPE], capabilities=["contacts"])
+        connection = Connection(
+            workspace_id="bench",
+            user_id=user,
+            auth_provider="google",
+            provider_account_id=account,
+            granted_scopes=[SCOPE],
+            capabilities=["contacts"],
+        )
         session.add(connection)
         session.flush()
         vault.store(session, connection, "access_token", tokens["access_token"], utcnow() + timedelta(hours=1))
@@ -194,7 +249,10 @@ def whole_sync(env: dict[str, str], connection_id: uuid.UUID) -> tuple[float, fl
     rt = Runtime(settings, engine, session_factory(engine), redis.Redis.from_url(settings.redis_url))
     worker = subprocess.Popen(
         [sys.executable, "-m", "hub", "worker", "--queues", "sync", "--concurrency", "1"],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         celery = make_celery(settings)
@@ -246,9 +304,21 @@ def measure(size: int, sandbox: str, admin: SandboxAdmin, redis_url: str, repeat
         c_time, rss, counts = whole_sync(env, connection_id)
         calls = people_calls(admin, account, mark)
     a, b = statistics.median(a_times), statistics.median(b_times)
-    return {"N": size, "seed_s": seed_seconds, "a_httpx_s": a, "b_read_s": b, "c_sync_s": c_time, "d_floor_s": d_time,
-            "b_vs_a": a / b, "c_vs_d": d_time / c_time, "c_vs_a_plus_d": (a + d_time) / c_time,
-            "people_calls": calls, "expected_calls": math.ceil(size / PAGE), "worker_peak_rss_mb": rss, **counts}
+    return {
+        "N": size,
+        "seed_s": seed_seconds,
+        "a_httpx_s": a,
+        "b_read_s": b,
+        "c_sync_s": c_time,
+        "d_floor_s": d_time,
+        "b_vs_a": a / b,
+        "c_vs_d": d_time / c_time,
+        "c_vs_a_plus_d": (a + d_time) / c_time,
+        "people_calls": calls,
+        "expected_calls": math.ceil(size / PAGE),
+        "worker_peak_rss_mb": rss,
+        **counts,
+    }
 
 
 def main() -> None:
@@ -271,8 +341,10 @@ def main() -> None:
     for row in results:
         print(" | ".join(f"{row[k]:.3f}" if isinstance(row[k], float) else str(row[k]) for k in keys))
     if len(results) > 1:
-        print(f"worker peak RSS growth from N={results[0]['N']} to N={results[-1]['N']}: "
-              f"{results[-1]['worker_peak_rss_mb'] - results[0]['worker_peak_rss_mb']:.1f} MB")
+        print(
+            f"worker peak RSS growth from N={results[0]['N']} to N={results[-1]['N']}: "
+            f"{results[-1]['worker_peak_rss_mb'] - results[0]['worker_peak_rss_mb']:.1f} MB"
+        )
 
 
 if __name__ == "__main__":
