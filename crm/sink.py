@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import JSON, Table, bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from core.models import Connection, utcnow
 from crm.models import ContactEmailRow, ContactRow
 from crm.records import Contact
+
+CONTACTS: Table = ContactRow.__table__  # type: ignore[assignment]
+EMAILS: Table = ContactEmailRow.__table__  # type: ignore[assignment]
 
 CONTENT_FIELDS = (
     "display_name",
@@ -43,8 +47,8 @@ def _content(contact: Contact) -> dict[str, Any]:
         "display_name": contact.display_name,
         "given_name": contact.given_name,
         "family_name": contact.family_name,
-        "emails": [asdict(email) for email in contact.emails],
-        "phones": [asdict(phone) for phone in contact.phones],
+        "emails": [{"value": e.value, "type": e.type, "primary": e.primary} for e in contact.emails],
+        "phones": [{"value": p.value, "type": p.type, "primary": p.primary} for p in contact.phones],
         "organization": contact.organization,
         "job_title": contact.job_title,
         "primary_email": contact.primary_email,
@@ -53,6 +57,25 @@ def _content(contact: Contact) -> dict[str, Any]:
 
 def _addresses(content: dict[str, Any]) -> set[str]:
     return {email["value"].strip().lower() for email in content["emails"] if email["value"].strip()}
+
+
+def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert a page of rows in one statement on PostgreSQL (INSERT ... SELECT FROM unnest of one array per
+    column); elsewhere as an executemany. The ORM's bulk insert sent one statement per row."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        session.execute(insert(table), rows)
+        return
+    columns = [table.c[name] for name in rows[0]]
+    arrays = {
+        column.name: [json.dumps(r[column.name]) if isinstance(column.type, JSON) else r[column.name] for r in rows]
+        for column in columns
+    }
+    casts = ", ".join(f"CAST(:{c.name} AS {c.type.compile(dialect=dialect)}[])" for c in columns)
+    names = ", ".join(c.name for c in columns)
+    session.execute(text(f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({casts})"), arrays)  # noqa: S608
 
 
 class ContactSink:
@@ -103,10 +126,8 @@ class ContactSink:
                     values["full_pass_id"] = full_pass_id
                 updates.append(values)
             counts.updated += int(changed)
-        if updates:
-            self.session.execute(update(ContactRow), updates)
-        if inserts:
-            self.session.execute(insert(ContactRow), inserts)
+        self._update(updates)
+        bulk_insert(self.session, CONTACTS, inserts)
         counts.created = len(inserts)
         self._reindex(reindex)
         counts.deleted = self._delete(set(deleted_ids) - set(latest))
@@ -121,6 +142,16 @@ class ContactSink:
             )
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    def _update(self, updates: list[dict[str, Any]]) -> None:
+        """Executemany by primary key, one statement per shape of change (content, stamp, or both)."""
+        by_shape: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for values in updates:
+            by_shape.setdefault(frozenset(values), []).append({"row_id": values["id"], **values})
+        for shape, rows in by_shape.items():
+            columns = {name: bindparam(name) for name in shape if name != "id"}
+            statement = update(CONTACTS).where(CONTACTS.c.id == bindparam("row_id")).values(columns)
+            self.session.execute(statement, rows)
 
     def _existing(self, external_ids: set[str]) -> dict[str, dict[str, Any]]:
         if not external_ids:
@@ -144,8 +175,7 @@ class ContactSink:
             for contact_id, emails in addresses.items()
             for email in emails
         ]
-        if rows:
-            self.session.execute(insert(ContactEmailRow), rows)
+        bulk_insert(self.session, EMAILS, rows)
 
     def _delete(self, external_ids: set[str]) -> int:
         if not external_ids:
