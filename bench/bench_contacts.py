@@ -42,6 +42,7 @@ from connectors.google_contacts.stream import PERSON_FIELDS, GoogleContactsStrea
 from core.db import make_engine, session_factory, transaction  # noqa: E402
 from core.models import Connection, utcnow  # noqa: E402
 from core.settings import load_settings, normalise_database_url  # noqa: E402
+from crm.models import ContactRow  # noqa: E402
 from crm.sink import _content  # noqa: E402
 from hub.database import upgrade  # noqa: E402
 from sandbox.admin_client import SandboxAdmin  # noqa: E402
@@ -128,23 +129,7 @@ def connector_read(sandbox: str, token: str) -> tuple[float, int, list[list[dict
 def write_floor(db_url: str, connection_id: uuid.UUID, pages: list[list[dict[str, Any]]]) -> float:
     """The same rows upserted with one INSERT ... ON CONFLICT per page through plain psycopg."""
     url = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    columns = [
-        "id",
-        "workspace_id",
-        "connection_id",
-        "provider",
-        "external_id",
-        "display_name",
-        "given_name",
-        "family_name",
-        "emails",
-        "phones",
-        "organization",
-        "job_title",
-        "primary_email",
-        "created_at",
-        "updated_at",
-    ]
+    columns = [c.name for c in ContactRow.__table__.columns if c.name != "full_pass_id"]
     sql = (
         f"INSERT INTO crm_contacts ({', '.join(columns)}) SELECT * FROM unnest("
         + ", ".join(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Index, String, Text, UniqueConstraint, Uuid
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from core.db import Base
@@ -107,3 +107,16 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     connection_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+def audit(session: Session, connection: Connection, actor: str, action: str, **detail: Any) -> None:
+    """Record who did what to a connection; `detail` holds ids and counts, never secrets or contents."""
+    session.add(
+        AuditEvent(
+            workspace_id=connection.workspace_id,
+            actor=actor,
+            action=action,
+            connection_id=connection.id,
+            detail=detail,
+        )
+    )

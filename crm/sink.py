@@ -149,7 +149,7 @@ class ContactSink:
         for values in updates:
             by_shape.setdefault(frozenset(values), []).append({"row_id": values["id"], **values})
         for shape, rows in by_shape.items():
-            columns = {name: bindparam(name) for name in shape if name != "id"}
+            columns: dict[str, Any] = {name: bindparam(name) for name in shape if name != "id"}
             statement = update(CONTACTS).where(CONTACTS.c.id == bindparam("row_id")).values(columns)
             self.session.execute(statement, rows)
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from connectors.registry import capabilities_of
 from core.db import transaction
 from core.identity import Principal
-from core.models import AuditEvent, Connection, ConnectionStatus
+from core.models import Connection, ConnectionStatus, audit
 from hub.connections import request_syncs
 from hub.deps import CurrentUser, SettingsDep
 from hub.pages import render
@@ -137,13 +137,5 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
         vault.store(session, connection, ACCESS, tokens.access_token, tokens.expires_at)
         if tokens.refresh_token:
             vault.store(session, connection, REFRESH, tokens.refresh_token)
-        session.add(
-            AuditEvent(
-                workspace_id=connection.workspace_id,
-                actor=pending.user_id,
-                action=action,
-                connection_id=connection.id,
-                detail={"provider": pending.provider, "scopes": len(connection.granted_scopes)},
-            )
-        )
+        audit(session, connection, pending.user_id, action, scopes=len(connection.granted_scopes))
         return connection.id

@@ -12,7 +12,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.models import AuditEvent, Connection, ConnectionStatus, utcnow
+from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
 from crm.models import ContactRow
 from hub.errors import NotFound
@@ -72,14 +72,14 @@ def disconnect(
             connection.move_to(
                 ConnectionStatus.DISCONNECTED, None if revoked else "the provider did not confirm revocation"
             )
-        session.add(
-            AuditEvent(
-                workspace_id=workspace_id,
-                actor=user_id,
-                action="connection.disconnected",
-                connection_id=connection.id,
-                detail={"revoked_at_provider": revoked, "credentials_erased": credentials, "records_deleted": deleted},
-            )
+        audit(
+            session,
+            connection,
+            user_id,
+            "connection.disconnected",
+            revoked_at_provider=revoked,
+            credentials_erased=credentials,
+            records_deleted=deleted,
         )
     return {
         "id": str(connection_id),

@@ -23,7 +23,7 @@ from connectors.base import Capability, ConnectorSpec, Page, StreamContext
 from connectors.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
 from connectors.registry import capabilities_of
 from core.db import transaction
-from core.models import AuditEvent, Connection, ConnectionStatus, utcnow
+from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
 from crm.sink import SINKS
 from oauth.scopes import covers
@@ -251,14 +251,7 @@ class SyncEngine:
             connection = session.get_one(Connection, connection_id)
             if connection.status == ConnectionStatus.ACTIVE.value:
                 connection.move_to(ConnectionStatus.NEEDS_REAUTH, f"Reconnect: {reason}")
-                session.add(
-                    AuditEvent(
-                        workspace_id=connection.workspace_id,
-                        actor="system",
-                        action="connection.needs_reauth",
-                        connection_id=connection.id,
-                    )
-                )
+                audit(session, connection, "system", "connection.needs_reauth")
         return self._fail(run_id, f"reconnect needed: {reason}")
 
     def _scope_lost(self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability) -> Outcome:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.models import AuditEvent, Connection, ConnectionStatus, utcnow
+from core.models import Connection, ConnectionStatus, audit, utcnow
 
 
 def enforce_retention(sessions: sessionmaker[Session], retention_days: int) -> int:
@@ -21,14 +21,6 @@ def enforce_retention(sessions: sessionmaker[Session], retention_days: int) -> i
             )
         ).all()
         for connection in expired:
-            session.add(
-                AuditEvent(
-                    workspace_id=connection.workspace_id,
-                    actor="system",
-                    action="connection.erased_by_retention",
-                    connection_id=connection.id,
-                    detail={"retention_days": retention_days},
-                )
-            )
+            audit(session, connection, "system", "connection.erased_by_retention", retention_days=retention_days)
             session.delete(connection)
         return len(expired)

@@ -12,7 +12,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.models import AuditEvent, Connection, utcnow
+from core.models import Connection, audit, utcnow
 from token_vault.vault import Secret, Vault
 
 log = logging.getLogger(__name__)
@@ -107,12 +107,4 @@ class FreshTokens:
             self.vault.store(session, connection, ACCESS, new.access_token, new.expires_at)
             if new.refresh_token:
                 self.vault.store(session, connection, REFRESH, new.refresh_token)
-            session.add(
-                AuditEvent(
-                    workspace_id=connection.workspace_id,
-                    actor="system",
-                    action="token.refreshed",
-                    connection_id=connection.id,
-                    detail={"refresh_token_rotated": bool(new.refresh_token)},
-                )
-            )
+            audit(session, connection, "system", "token.refreshed", refresh_token_rotated=bool(new.refresh_token))
