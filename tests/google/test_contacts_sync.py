@@ -234,3 +234,39 @@ def test_disconnect_revokes_erases_credentials_and_keeps_or_deletes_contacts(goo
         assert left.scalar() == 0
         audit = db.execute(text("select action from audit_log where connection_id = :a order by at"), {"a": kept})
         assert list(audit.scalars()) == ["connection.created", "connection.disconnected"]
+
+
+def test_cli_sync_runs_in_the_foreground_through_the_same_run_record(google_hub: GoogleHub) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, clean_environ
+
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=70)
+    browser = google_hub.browser(user="cli")
+    connection_id = google_hub.connect(browser, account)
+    google_hub.wait_run(browser, connection_id)
+    admin.add_contact(account, {"names": [{"givenName": "Ada", "familyName": "Byron"}]})
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "sync", str(connection_id)],
+        env=clean_environ(google_hub.env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "contacts: succeeded · 1 new, 0 changed, 0 deleted · 1 API calls" in result.stderr
+    run = google_hub.capability(browser, connection_id)["last_run"]
+    assert run["trigger"] == "cli" and run["counts"]["created"] == 1
+    assert len(google_hub.contacts(browser, connection_id)) == 71
+
+    missing = subprocess.run(
+        [sys.executable, "-m", "hub", "sync", "not-a-uuid"],
+        env=clean_environ(google_hub.env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert missing.returncode == 2 and "is not a connection id" in missing.stderr
