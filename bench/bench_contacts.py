@@ -119,11 +119,12 @@ def plain_httpx(sandbox: str, token: str) -> tuple[float, int]:
 
 def connector_read(sandbox: str, token: str) -> tuple[float, int, list[list[dict[str, Any]]]]:
     context = StreamContext("bench", StaticTokens(token), sandbox, {"page_size": PAGE})
-    started, items, pages = time.perf_counter(), 0, []
+    started, items, records = time.perf_counter(), 0, []
     for page in GoogleContactsStream(context).read(None):
         items += len(page.records)
-        pages.append([{"external_id": r.external_id, **_content(r)} for r in page.records])
-    return time.perf_counter() - started, items, pages
+        records.append(page.records)
+    elapsed = time.perf_counter() - started
+    return elapsed, items, [[{"external_id": r.external_id, **_content(r)} for r in page] for page in records]
 
 
 def write_floor(db_url: str, connection_id: uuid.UUID, pages: list[list[dict[str, Any]]]) -> float:

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class EmailAddress:
+class EmailAddress(NamedTuple):
     value: str
     type: str | None = None
     primary: bool = False
 
 
-@dataclass(frozen=True)
-class PhoneNumber:
+class PhoneNumber(NamedTuple):
     value: str
     type: str | None = None
     primary: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contact:
     """A person from an address book; `previous_external_ids` are ids the provider used for it before."""
 

@@ -129,7 +129,7 @@ class ContactSink:
         self._update(updates)
         bulk_insert(self.session, CONTACTS, inserts)
         counts.created = len(inserts)
-        self._reindex(reindex)
+        self._reindex(reindex, replaced={u["id"] for u in updates if "emails" in u})
         counts.deleted = self._delete(set(deleted_ids) - set(latest))
         return counts
 
@@ -166,10 +166,10 @@ class ContactSink:
         ).mappings()
         return {row["external_id"]: dict(row) for row in rows}
 
-    def _reindex(self, addresses: dict[uuid.UUID, set[str]]) -> None:
-        if not addresses:
-            return
-        self.session.execute(delete(ContactEmailRow).where(ContactEmailRow.contact_id.in_(addresses)))
+    def _reindex(self, addresses: dict[uuid.UUID, set[str]], replaced: set[uuid.UUID]) -> None:
+        """Write the email index of new and changed contacts; only changed ones have old entries to drop."""
+        if replaced:
+            self.session.execute(delete(ContactEmailRow).where(ContactEmailRow.contact_id.in_(replaced)))
         rows = [
             {"contact_id": contact_id, "email": email, "workspace_id": self.connection.workspace_id}
             for contact_id, emails in addresses.items()

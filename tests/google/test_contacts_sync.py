@@ -46,6 +46,18 @@ def crm_snapshot(hub: GoogleHub) -> dict[str, list[tuple[object, ...]]]:
         return {t: sorted(map(tuple, db.execute(text(f'select * from "{t}"')).all()), key=repr) for t in tables}  # noqa: S608
 
 
+def email_index(hub: GoogleHub, connection_id: object) -> set[tuple[str, str]]:
+    with hub.engine.connect() as db:
+        rows = db.execute(
+            text(
+                "select e.contact_id, e.email from crm_contact_emails e join crm_contacts c on c.id = e.contact_id "
+                "where c.connection_id = :c"
+            ),
+            {"c": connection_id},
+        ).all()
+    return {(str(contact_id), email) for contact_id, email in rows}
+
+
 def test_incremental_sync_applies_exactly_one_change_delete_and_add(google_hub: GoogleHub) -> None:
     admin, account = google_hub.admin, new_account(google_hub.admin, contacts=60)
     browser = google_hub.browser()
@@ -69,6 +81,9 @@ def test_incremental_sync_applies_exactly_one_change_delete_and_add(google_hub: 
     assert (after[changed]["given_name"], after[changed]["family_name"]) == ("Grete", "Hermann")
     assert after[added]["emails"][0]["value"] == "emmy@example.org"
     assert all(after[k] == before[k] for k in set(before) - {changed, deleted})
+    assert email_index(google_hub, connection_id) == {
+        (c["id"], e["value"].strip().lower()) for c in after.values() for e in c["emails"]
+    }
 
     quiet_before, mark = crm_snapshot(google_hub), google_hub.log_mark()
     quiet = google_hub.sync_now(browser, connection_id)
