@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib.metadata import entry_points
 
 from connectors.base import Capability, ConnectorSpec
@@ -13,7 +14,9 @@ BUILT_IN: tuple[ConnectorSpec, ...] = (GOOGLE_CONTACTS,)
 ENTRY_POINT_GROUP = "synchub.connectors"
 
 
+@lru_cache(maxsize=1)
 def available() -> dict[str, ConnectorSpec]:
+    """Built-in connectors plus those installed through the entry point group (read once per process)."""
     specs = {spec.slug: spec for spec in BUILT_IN}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         spec = entry.load()
