@@ -90,11 +90,10 @@ class SyncEngine:
             if existing is not None:
                 return existing
             run = SyncRun(connection_id=connection_id, capability=capability, trigger=trigger)
-            session.add(run)
             try:
-                session.flush()
+                with session.begin_nested():
+                    session.add(run)
             except IntegrityError:
-                session.rollback()
                 return self._active_run(session, connection_id, capability)
             return run.id
 
