@@ -30,6 +30,7 @@ from oauth.scopes import covers
 from sync import checkpoints, retry
 from sync.checkpoints import Position
 from sync.models import RunStatus, SyncRun
+from sync.prefetch import Prefetch
 from token_vault.fresh import FreshTokens, NoCredential
 from token_vault.sealing import KeyRing
 
@@ -134,15 +135,18 @@ class SyncEngine:
         )
         restarted = False
         while True:
+            pages = Prefetch(iter(stream.read(position.cursor or None)))
             try:
-                for page in stream.read(position.cursor or None):
+                while True:
+                    page, ahead = pages.next(fetch_ahead=time.monotonic() < deadline)
+                    if page is None:
+                        return Outcome("done")
                     position = self._commit(run_id, connection.id, capability, position, page)
                     keep_lock()
                     if page.last:
                         return Outcome("done")
-                    if time.monotonic() > deadline:
+                    if not ahead:
                         return Outcome("continue")
-                return Outcome("done")
             except CursorExpired:
                 if restarted:
                     return self._fail(run_id, "the provider refused a fresh full sync's cursor")
@@ -158,6 +162,8 @@ class SyncEngine:
                 return self._scope_lost(run_id, connection.id, capability)
             except ConnectorError as exc:
                 return self._fail(run_id, str(exc))
+            finally:
+                pages.close()
 
     def _base_url(self, connection: Connection) -> str | None:
         client = getattr(self.settings, connection.auth_provider, None)

@@ -285,3 +285,22 @@ def test_cli_sync_runs_in_the_foreground_through_the_same_run_record(google_hub:
         cwd=ROOT,
     )
     assert missing.returncode == 2 and "is not a connection id" in missing.stderr
+
+
+def test_a_run_split_by_its_time_budget_fetches_each_page_once(google_hub: GoogleHub) -> None:
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=40 * PAGE_SIZE)
+    admin.set_faults([{"path_prefix": "/v1/people", "status": None, "rate": 1.0, "latency_ms": 200}])
+    try:
+        browser = google_hub.browser(user="budget")
+        mark = google_hub.log_mark()
+        connection_id = google_hub.connect(browser, account)
+        run = google_hub.wait_run(browser, connection_id)
+    finally:
+        admin.clear_faults()
+    assert run["status"] == "succeeded" and run["counts"]["created"] == 40 * PAGE_SIZE
+    budget = float(google_hub.env["SYNCHUB_CELERY__SYNC_TIME_BUDGET"])
+    assert 40 * 0.2 > budget, "the run must outlast one task's budget"
+    assert len(google_hub.people_calls(account, after=mark)) == 40 == run["api_calls"]
+    with google_hub.engine.connect() as db:
+        tasks = db.execute(text("select attempts from sync_runs where id = :r"), {"r": run["id"]}).scalar_one()
+    assert tasks >= 2, "the run was meant to continue in a second task"

@@ -1,0 +1,57 @@
+"""Reading a stream one page ahead: the next page's fetch overlaps the current page's write.
+
+The reader thread fetches a page only when given a permit, so a run that stops (time budget spent, error,
+pause) never fetches a page it will not commit: provider calls stay one per committed page.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Literal
+
+from connectors.base import Page
+
+JOIN_SECONDS = 60.0
+
+Result = tuple[Literal["page"], Page] | tuple[Literal["end"], None] | tuple[Literal["error"], BaseException]
+
+
+class Prefetch:
+    def __init__(self, pages: Iterator[Page]) -> None:
+        self._pages = pages
+        self._permits: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._read, name="synchub-prefetch", daemon=True)
+        self._permits.put(True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while self._permits.get():
+            try:
+                page = next(self._pages)
+            except StopIteration:
+                self._results.put(("end", None))
+                return
+            except BaseException as exc:
+                self._results.put(("error", exc))
+                return
+            self._results.put(("page", page))
+
+    def next(self, fetch_ahead: bool) -> tuple[Page | None, bool]:
+        """The next page (None at the end) and whether the one after it is already being fetched."""
+        result = self._results.get()
+        if result[0] == "error":
+            raise result[1]
+        if result[0] == "end":
+            return None, False
+        page = result[1]
+        ahead = fetch_ahead and not page.last
+        if ahead:
+            self._permits.put(True)
+        return page, ahead
+
+    def close(self) -> None:
+        self._permits.put(False)
+        self._thread.join(JOIN_SECONDS)
