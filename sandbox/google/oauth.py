@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
+from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from sandbox.google import pages, scopes
@@ -200,8 +201,8 @@ async def authorize(request: Request, google: GoogleDep) -> Response:
     return pages.chooser(blob, req.client.client_id, choices)
 
 
-@router.post(pages.ACCOUNT_PATH)
-async def choose_account(request: Request, google: GoogleDep) -> Response:
+async def posted_choice(request: Request, google: GoogleState) -> tuple[FormData, AuthRequest, Account] | Response:
+    """The form, the authorization request it carries and the chosen account, or the error page."""
     form = await request.form()
     try:
         req = request_from_form(form.get("request"), google)
@@ -209,18 +210,24 @@ async def choose_account(request: Request, google: GoogleDep) -> Response:
     except PageError as error:
         return on_page_error(error)
     tag_request(request, account=account.email, app=req.client.client_id)
+    return form, req, account
+
+
+@router.post(pages.ACCOUNT_PATH)
+async def choose_account(request: Request, google: GoogleDep) -> Response:
+    posted = await posted_choice(request, google)
+    if isinstance(posted, Response):
+        return posted
+    _, req, account = posted
     return continue_as(req, account, google)
 
 
 @router.post(pages.CONSENT_PATH)
 async def consent(request: Request, google: GoogleDep) -> Response:
-    form = await request.form()
-    try:
-        req = request_from_form(form.get("request"), google)
-        account = form_account(form.get("account"), google)
-    except PageError as error:
-        return on_page_error(error)
-    tag_request(request, account=account.email, app=req.client.client_id)
+    posted = await posted_choice(request, google)
+    if isinstance(posted, Response):
+        return posted
+    form, req, account = posted
     action = form.get("action")
     if action not in ("allow", "deny"):
         return on_page_error(PageError(400, "invalid_request", "Choose Continue or Cancel."))
