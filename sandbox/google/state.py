@@ -35,6 +35,11 @@ class GoogleSettings(BaseModel):
     expired_sync_token_status: Literal["FAILED_PRECONDITION", "INVALID_ARGUMENT"] = Field(
         default="FAILED_PRECONDITION", description="UNVERIFIED: the google.rpc status of the EXPIRED_SYNC_TOKEN error."
     )
+    withhold_refresh_tokens: bool = Field(
+        default=False,
+        description="Sandbox-only: answer code exchanges without a refresh token, as Google does on re-consent "
+        "without prompt=consent, so clients can prove they never blank a stored one.",
+    )
     force_scope_checkboxes: bool = Field(
         default=False, description="Sandbox-only: show a checkbox even when a single non-sign-in scope is requested."
     )

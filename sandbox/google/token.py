@@ -141,7 +141,7 @@ def authorization_code_grant(
     tag_request(request, account=code.account)
     access = google.issue_token("access", client.client_id, code.account, code.scopes)
     refresh = None
-    if code.offline and code.consent_shown:
+    if code.offline and code.consent_shown and not google.settings.withhold_refresh_tokens:
         refresh = google.issue_token("refresh", client.client_id, code.account, code.scopes)
         access.parent = refresh.value
     return token_body(google, access, refresh, code.nonce)

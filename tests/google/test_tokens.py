@@ -209,3 +209,33 @@ def test_revoked_grant_needs_reauth_and_stops_calling(google_hub: GoogleHub) -> 
     assert refused["runs"] == {"contacts": None}
     assert len(google_hub.admin.request_log(mark)) == calls
     assert len(google_hub.contacts(browser, connection_id)) == 5, "contacts stay until the user disconnects"
+
+
+def test_no_refresh_token_refuses_a_new_connection_and_never_blanks_a_stored_one(google_hub: GoogleHub) -> None:
+    admin = google_hub.admin
+    known, stranger = new_account(admin, contacts=4), new_account(admin, contacts=4)
+    browser = google_hub.browser(user="offline")
+    connection_id = google_hub.connect(browser, known)
+    google_hub.wait_run(browser, connection_id)
+    with google_hub.sessions() as session:
+        connection = session.get_one(Connection, connection_id)
+        stored = Vault(key_ring(google_hub.settings.vault)).read(session, connection, "refresh_token")
+    assert stored is not None
+
+    admin.google_settings(withhold_refresh_tokens=True)
+    try:
+        back = google_hub.consent(browser, stranger)
+        refused = browser.get(back.headers["location"])
+        assert google_hub.connect(browser, known) == connection_id
+    finally:
+        admin.google_settings(withhold_refresh_tokens=False)
+    assert refused.status_code == 400 and "no refresh token" in refused.text
+    listed = browser.get(f"{google_hub.url}/api/v1/connections").json()["connections"]
+    assert [c["account_email"] for c in listed] == [known]
+
+    with google_hub.sessions() as session:
+        connection = session.get_one(Connection, connection_id)
+        kept = Vault(key_ring(google_hub.settings.vault)).read(session, connection, "refresh_token")
+    assert kept is not None and kept.value == stored.value
+    expire_stored_access_token(google_hub, connection_id)
+    assert google_hub.sync_now(browser, connection_id)["status"] == "succeeded"
