@@ -8,12 +8,13 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import redis
@@ -185,10 +186,12 @@ def user_token(jwt_secret: str) -> Callable[..., str]:
 
 
 class Worker:
-    """A real `synchub worker` process in its own process group."""
+    """A real `synchub worker` process in its own process group, logging into `log_dir`."""
+
+    log_dir: ClassVar[Path] = Path(tempfile.gettempdir())
 
     def __init__(self, env: dict[str, str], queues: str = "webhooks,sync,maintenance", concurrency: int = 1) -> None:
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"synchub-worker-{uuid.uuid4().hex[:8]}.log"
+        self.log = self.log_dir / f"worker-{uuid.uuid4().hex[:8]}.log"
         self.argv = [sys.executable, "-m", "hub", "worker", "--queues", queues, "--concurrency", str(concurrency)]
         self.env = clean_environ(env)
         self.process: subprocess.Popen[bytes] | None = None
@@ -213,6 +216,13 @@ class Worker:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Worker logs live in pytest's temporary tree, which keeps only the last few runs."""
+    Worker.log_dir = tmp_path_factory.mktemp("worker-logs")
+    return Worker.log_dir
 
 
 @pytest.fixture

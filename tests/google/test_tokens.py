@@ -19,6 +19,7 @@ from core.models import Connection, utcnow
 from sync.checkpoints import load
 from sync.runtime import Runtime
 from sync.wiring import build_engine
+from tests.conftest import Worker
 from tests.google import truth
 from tests.google.conftest import GoogleHub, new_account
 from token_vault.fresh import ACCESS
@@ -140,7 +141,7 @@ def test_no_issued_secret_in_database_redis_logs_or_api(google_hub: GoogleHub, c
         check=True,
     ).stdout
     assert "crm_contacts" in dump
-    worker_logs = "\n".join(p.read_text(errors="replace") for p in _worker_logs())
+    worker_logs = "\n".join(p.read_text(errors="replace") for p in sorted(Worker.log_dir.glob("*.log")))
     api_responses = "\n".join(
         f"{r.status_code} {dict(r.headers)} {r.text}"
         for r in google_hub.responses
@@ -169,13 +170,6 @@ def uuid_of(response: httpx.Response) -> object:
 
     assert response.status_code == 303, response.text
     return uuid.UUID(response.headers["location"].split("connected=")[1])
-
-
-def _worker_logs() -> list[object]:
-    import os
-    from pathlib import Path
-
-    return sorted(Path(os.environ.get("TMPDIR", "/tmp")).glob("synchub-worker-*.log"))
 
 
 def test_a_401_refreshes_once_and_retries(google_hub: GoogleHub) -> None:
