@@ -140,7 +140,7 @@ class SyncEngine:
                 while True:
                     page, ahead = pages.next(fetch_ahead=time.monotonic() < deadline)
                     if page is None:
-                        return Outcome("done")
+                        return self._fail(run_id, "the connector's stream ended before its last page")
                     position = self._commit(run_id, connection.id, capability, position, page)
                     keep_lock()
                     if page.last:
@@ -162,6 +162,9 @@ class SyncEngine:
                 return self._scope_lost(run_id, connection.id, capability)
             except ConnectorError as exc:
                 return self._fail(run_id, str(exc))
+            except Exception as exc:
+                log.exception("sync run crashed", extra={"run_id": str(run_id)})
+                return self._fail(run_id, f"internal error ({type(exc).__name__}); see the worker log")
             finally:
                 pages.close()
 
