@@ -21,8 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -31,7 +30,6 @@ from typing import Any
 import httpx
 import psycopg
 import redis
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +42,7 @@ from core.models import Connection, utcnow  # noqa: E402
 from core.settings import load_settings, normalise_database_url  # noqa: E402
 from crm.models import ContactRow  # noqa: E402
 from crm.sink import _content  # noqa: E402
-from hub.database import upgrade  # noqa: E402
+from hub.database import scratch_database  # noqa: E402
 from sandbox.admin_client import SandboxAdmin  # noqa: E402
 from sandbox.process import running_sandbox  # noqa: E402
 from sync.celery_app import make_celery  # noqa: E402
@@ -69,23 +67,8 @@ class StaticTokens:
         raise RuntimeError("the sandbox refused a fresh token")
 
 
-@contextmanager
-def database() -> Iterator[str]:
-    admin_url = normalise_database_url(os.environ["SYNCHUB_TEST_PG_ADMIN_URL"])
-    name = f"synchub_bench_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    try:
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def database() -> AbstractContextManager[str]:
+    return scratch_database(normalise_database_url(os.environ["SYNCHUB_TEST_PG_ADMIN_URL"]), "synchub_bench")
 
 
 def hub_env(db_url: str, redis_url: str, sandbox: str, client_id: str, client_secret: str) -> dict[str, str]:

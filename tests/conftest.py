@@ -19,15 +19,14 @@ from typing import Any, ClassVar
 import pytest
 import redis
 import uvicorn
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, session_factory
 from core.identity import issue_token
 from core.settings import Settings, load_settings, normalise_database_url
 from hub.app import create_app
-from hub.database import upgrade
+from hub.database import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_REDIS_DB = 13
@@ -58,18 +57,8 @@ def pg_admin_url() -> str:
 
 @pytest.fixture(scope="session")
 def database_url(pg_admin_url: str) -> Iterator[str]:
-    name = f"synchub_test_{secrets.token_hex(4)}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(pg_admin_url, "synchub_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
