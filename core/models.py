@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -80,6 +80,9 @@ class Connection(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refresh_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    refresh_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def move_to(self, status: ConnectionStatus, reason: str | None = None) -> None:
         """Change status along an allowed transition, recording the reason shown to the user."""

@@ -39,6 +39,15 @@ def normalise_database_url(value: str) -> str:
 class VaultSettings(BaseModel):
     keys: SecretStr = Field(description="Key ring: `id:base64key,...`, ids 1-255, 32-byte AES-256 keys.")
     active_key_id: int = Field(ge=1, le=255, description="The key id new credentials are sealed with.")
+    refresh_margin_seconds: int = Field(default=300, ge=0, description="A token closer than this to expiry is renewed.")
+    refresh_lock_seconds: float = Field(
+        default=30.0, ge=1, description="TTL of a connection's refresh lock; a dead holder's lock expires after it."
+    )
+    refresh_tick_seconds: float = Field(default=300.0, gt=0, description="Beat period of the background refresh.")
+    refresh_ahead_seconds: int = Field(default=900, ge=0, description="Background refresh renews tokens this close.")
+    touch_idle_hours: float = Field(default=24.0, gt=0, description="Refresh idle connections at least this often.")
+    refresh_cooldown_seconds: float = Field(default=60.0, gt=0, description="First wait after a failed refresh.")
+    refresh_cooldown_max_seconds: float = Field(default=3600.0, gt=0, description="Longest wait between failures.")
 
     @field_validator("keys")
     @classmethod
@@ -124,6 +133,21 @@ class CelerySettings(BaseModel):
         return self
 
 
+class ScheduleSettings(BaseModel):
+    tick_seconds: float = Field(default=30.0, gt=0, description="Beat period that starts due runs.")
+    heartbeat_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="A running run whose heartbeat is older is re-queued by the watchdog."
+    )
+    jitter: float = Field(default=0.1, ge=0, le=0.5, description="Share of the poll interval added at random.")
+    max_attempts: int = Field(default=8, ge=1, description="Attempts of one run before it fails.")
+    failure_backoff_seconds: float = Field(
+        default=60.0, gt=0, description="After a failed run the next poll waits this, doubling, up to the interval."
+    )
+
+
+MIN_POLL_SECONDS, MAX_POLL_SECONDS = 300, 86400
+
+
 class OAuthClientSettings(BaseModel):
     client_id: str = Field(min_length=1)
     client_secret: SecretStr
@@ -137,6 +161,12 @@ class OAuthClientSettings(BaseModel):
 
 class StreamSettings(BaseModel):
     page_size: int = Field(default=1000, ge=1, le=1000, description="Items asked for per provider page.")
+    poll_interval_seconds: int | None = Field(
+        default=None,
+        ge=MIN_POLL_SECONDS,
+        le=MAX_POLL_SECONDS,
+        description="Poll interval for this deployment; unset uses the connector's.",
+    )
 
 
 CsvList = Annotated[list[str], NoDecode]
@@ -153,6 +183,7 @@ class Settings(BaseSettings):
     vault: VaultSettings
     identity: IdentitySettings
     celery: CelerySettings = CelerySettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     connectors: CsvList = Field(default_factory=list, description="Enabled connector slugs, comma-separated.")
     retention_days: int = Field(default=90, ge=1, description="Days data is kept after a disconnect.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -17,6 +17,7 @@ from core.settings import Settings
 from crm.models import ContactRow
 from hub.errors import NotFound
 from oauth.client import client_for
+from sync.dispatch import hand_over
 from sync.engine import SyncEngine
 from sync.models import Checkpoint, RunStatus, SyncRun
 from token_vault.fresh import ACCESS, REFRESH
@@ -97,10 +98,6 @@ def request_syncs(
     for capability in capabilities:
         run_id = sync_engine.request(connection_id, capability, trigger)
         runs[capability] = str(run_id) if run_id else None
-        if run_id is None:
-            continue
-        try:
-            celery.send_task("synchub.sync.run", args=[str(run_id)], queue="sync")
-        except Exception:
-            log.exception("could not enqueue a sync run", extra={"run_id": str(run_id)})
+        if run_id is not None:
+            hand_over(sync_engine.sessions, celery, run_id)
     return runs

@@ -66,7 +66,7 @@ def work(rt: Runtime, sync_engine: SyncEngine, run_id: uuid.UUID, name: str, con
             progress.update(task, completed=run.progress_done, total=run.progress_total)
             if run.status in (RunStatus.SUCCEEDED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value):
                 return run
-            if outcome.action == "retry":
+            if outcome.action in ("retry", "waiting"):
                 console.print(f"{name}: waiting {outcome.countdown:.0f}s ({run.error})")
                 time.sleep(outcome.countdown)
             elif outcome.action == "skipped":

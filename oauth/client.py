@@ -73,7 +73,10 @@ class OAuthClient:
                 body = session.refresh_token(self.config.token_url, refresh_token=refresh_token)
             except OAuthError as exc:
                 if exc.error in ("invalid_grant", "unauthorized_client", "invalid_client", "deleted_client"):
-                    raise AuthRevoked(f"{self.config.display_name} no longer accepts this grant ({exc.error})") from exc
+                    raise AuthRevoked(
+                        f"{self.config.display_name} no longer accepts this connection's access: it was revoked "
+                        f"or has expired ({exc.error})"
+                    ) from exc
                 raise Retryable(f"{self.config.display_name} token endpoint answered {exc.error}") from exc
             except httpx.HTTPError as exc:
                 raise Retryable(

@@ -17,9 +17,20 @@ TASK_ROUTES = {
     "synchub.maintenance.*": {"queue": "maintenance"},
 }
 
-BEAT_SCHEDULE = {
-    "enforce-retention": {"task": "synchub.maintenance.enforce_retention", "schedule": timedelta(hours=6)},
-}
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
+    """What beat sends and how often; what is due is decided from the database when each tick runs."""
+    return {
+        "enforce-retention": {"task": "synchub.maintenance.enforce_retention", "schedule": timedelta(hours=6)},
+        "refresh-tokens": {
+            "task": "synchub.maintenance.refresh_tokens",
+            "schedule": timedelta(seconds=settings.vault.refresh_tick_seconds),
+        },
+        "schedule-tick": {
+            "task": "synchub.maintenance.tick",
+            "schedule": timedelta(seconds=settings.schedule.tick_seconds),
+        },
+    }
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -48,7 +59,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
-        beat_schedule=BEAT_SCHEDULE,
+        beat_schedule=beat_schedule(settings),
         timezone="UTC",
         enable_utc=True,
     )

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Literal
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,11 +27,11 @@ from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
 from crm.sink import SINKS
 from oauth.scopes import covers
-from sync import checkpoints, retry
+from sync import checkpoints, retry, schedule
 from sync.checkpoints import Position
 from sync.models import RunStatus, SyncRun
 from sync.prefetch import Prefetch
-from token_vault.fresh import FreshTokens, NoCredential
+from token_vault.fresh import FreshTokens, NoCredential, reconnect_reason
 from token_vault.sealing import KeyRing
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,9 @@ RUN_LOCK_PREFIX = "synchub:run:"
 class Outcome:
     """What the task does next: nothing (`done`), enqueue again now (`continue`) or after `countdown`."""
 
-    action: Literal["done", "continue", "retry", "skipped"]
+    action: Literal["done", "continue", "retry", "waiting", "skipped"]
     countdown: float = 0.0
+    follow_up: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -87,16 +88,20 @@ class SyncEngine:
                 return None
             if not covers(connection.granted_scopes, found[1].required_scopes):
                 return None
+            schedule.ensure(session, self.settings, connection, capability)
             existing = self._active_run(session, connection_id, capability)
-            if existing is not None:
-                return existing
-            run = SyncRun(connection_id=connection_id, capability=capability, trigger=trigger)
-            try:
-                with session.begin_nested():
-                    session.add(run)
-            except IntegrityError:
-                return self._active_run(session, connection_id, capability)
-            return run.id
+            if existing is None:
+                run = SyncRun(connection_id=connection_id, capability=capability, trigger=trigger)
+                try:
+                    with session.begin_nested():
+                        session.add(run)
+                    return run.id
+                except IntegrityError:
+                    existing = self._active_run(session, connection_id, capability)
+            if existing is not None and trigger != "schedule":
+                # A run is already at work: this request becomes one follow-up run after it, never a second one.
+                session.execute(update(SyncRun).where(SyncRun.id == existing).values(follow_up=True))
+            return existing
 
     @staticmethod
     def _active_run(session: Session, connection_id: uuid.UUID, capability: str) -> uuid.UUID | None:
@@ -141,10 +146,10 @@ class SyncEngine:
                     page, ahead = pages.next(fetch_ahead=time.monotonic() < deadline)
                     if page is None:
                         return self._fail(run_id, "the connector's stream ended before its last page")
-                    position = self._commit(run_id, connection.id, capability, position, page)
+                    position, ended = self._commit(run_id, connection.id, capability, position, page)
                     keep_lock()
-                    if page.last:
-                        return Outcome("done")
+                    if ended is not None:
+                        return ended
                     if not ahead:
                         return Outcome("continue")
             except CursorExpired:
@@ -153,7 +158,7 @@ class SyncEngine:
                 restarted = True
                 position = self._restart_full(run_id, connection.id, capability)
             except RateLimited as exc:
-                return self._later(run_id, str(exc), exc.retry_after)
+                return self._later(run_id, str(exc), exc.retry_after, throttled=True)
             except Retryable as exc:
                 return self._later(run_id, str(exc), None)
             except (AuthRevoked, NoCredential) as exc:
@@ -207,7 +212,8 @@ class SyncEngine:
 
     def _commit(
         self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability, position: Position, page: Page
-    ) -> Position:
+    ) -> tuple[Position, Outcome | None]:
+        """Commit one page with its checkpoint; an Outcome when the run ends here (last page, or paused)."""
         full_pass_id = (position.full_pass_id or str(uuid.uuid4())) if page.full else None
         with transaction(self.sessions) as session:
             connection = session.get_one(Connection, connection_id)
@@ -228,7 +234,24 @@ class SyncEngine:
             run.heartbeat_at = utcnow()
             if page.last:
                 run.status, run.finished_at, run.error = RunStatus.SUCCEEDED.value, utcnow(), None
-        return after
+                schedule.succeeded(session, connection_id, capability.name)
+                return after, Outcome("done", follow_up=self._follow_up(session, run))
+            if connection.status != ConnectionStatus.ACTIVE.value:
+                run.status, run.finished_at = RunStatus.CANCELLED.value, utcnow()
+                run.error = f"stopped after a page: the connection is {connection.status.replace('_', ' ')}"
+                return after, Outcome("done")
+        return after, None
+
+    @staticmethod
+    def _follow_up(session: Session, run: SyncRun) -> uuid.UUID | None:
+        """A request that arrived while this run worked gets exactly one run after it."""
+        if not run.follow_up:
+            return None
+        session.flush()
+        follow = SyncRun(connection_id=run.connection_id, capability=run.capability, trigger="follow_up")
+        session.add(follow)
+        session.flush()
+        return follow.id
 
     def _restart_full(self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability) -> Position:
         with transaction(self.sessions) as session:
@@ -239,26 +262,43 @@ class SyncEngine:
         log.info("cursor expired; full pass", extra={"run_id": str(run_id)})
         return Position()
 
-    def _later(self, run_id: uuid.UUID, error: str, retry_after: float | None) -> Outcome:
+    def _later(self, run_id: uuid.UUID, error: str, retry_after: float | None, throttled: bool = False) -> Outcome:
+        """Reschedule: a countdown message when short enough, else a `waiting` run that beat picks up.
+
+        A throttled wait does not use up the retry budget; a failure does, and the last one fails the run.
+        """
         limits = self.settings.celery
         with transaction(self.sessions) as session:
             run = session.get_one(SyncRun, run_id)
-            wait = retry.countdown(run.attempts, limits.retry_base_seconds, limits.max_countdown, retry_after)
-            run.status, run.error = RunStatus.QUEUED.value, f"will retry: {error}"
+            if not throttled:
+                run.retries += 1
+                if run.retries >= self.settings.schedule.max_attempts:
+                    return self._fail_in(session, run, f"gave up after {run.retries} attempts: {error}")
+            attempt = max(1, run.retries)
+            wait = retry.countdown(attempt, limits.retry_base_seconds, retry.LONGEST_WAIT_SECONDS, retry_after)
+            run.error = f"will retry: {error}"
             run.not_before = utcnow() + timedelta(seconds=wait)
+            if wait > retry.longest_countdown(limits):
+                run.status = RunStatus.WAITING.value
+                return Outcome("waiting", wait)
+            run.status = RunStatus.QUEUED.value
         return Outcome("retry", wait)
 
     def _fail(self, run_id: uuid.UUID, error: str) -> Outcome:
         with transaction(self.sessions) as session:
-            run = session.get_one(SyncRun, run_id)
-            run.status, run.error, run.finished_at = RunStatus.FAILED.value, error, utcnow()
+            return self._fail_in(session, session.get_one(SyncRun, run_id), error)
+
+    def _fail_in(self, session: Session, run: SyncRun, error: str) -> Outcome:
+        run.status, run.error, run.finished_at = RunStatus.FAILED.value, error, utcnow()
+        connection = session.get_one(Connection, run.connection_id)
+        schedule.failed(session, self.settings, connection, run.capability, error)
         return Outcome("done")
 
     def _needs_reauth(self, run_id: uuid.UUID, connection_id: uuid.UUID, reason: str) -> Outcome:
         with transaction(self.sessions) as session:
             connection = session.get_one(Connection, connection_id)
             if connection.status == ConnectionStatus.ACTIVE.value:
-                connection.move_to(ConnectionStatus.NEEDS_REAUTH, f"Reconnect: {reason}")
+                connection.move_to(ConnectionStatus.NEEDS_REAUTH, reconnect_reason(reason))
                 audit(session, connection, "system", "connection.needs_reauth")
         return self._fail(run_id, f"reconnect needed: {reason}")
 

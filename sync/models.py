@@ -39,6 +39,23 @@ class Checkpoint(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class Schedule(Base):
+    """When a capability of a connection is next due, and how its recent runs went."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (Index("ix_schedules_next_run_at", "next_run_at"),)
+
+    connection_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    capability: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class SyncRun(Base):
     __tablename__ = "sync_runs"
     __table_args__ = (
@@ -67,6 +84,9 @@ class SyncRun(Base):
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    follow_up: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     error: Mapped[str | None] = mapped_column(Text)
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -16,10 +16,12 @@ from tenacity import (
 )
 
 from connectors.errors import RateLimited, Retryable
+from core.settings import CelerySettings
 
 T = TypeVar("T")
 IN_PLACE_ATTEMPTS = 3
 IN_PLACE_SECONDS = 2.0
+LONGEST_WAIT_SECONDS = 3600.0
 
 
 def _transient(exc: BaseException) -> bool:
@@ -48,3 +50,9 @@ def countdown(attempt: int, base: float, cap: float, retry_after: float | None =
     if retry_after is not None:
         return min(cap, max(1.0, retry_after))
     return float(min(cap, base * 2 ** max(0, attempt - 1) * random.uniform(1.0, 1.5)))
+
+
+def longest_countdown(limits: CelerySettings) -> float:
+    """The longest wait handed to Celery as a countdown: 10 minutes at most, and short enough that the
+    message is not redelivered while it waits (below visibility_timeout minus the task time limit)."""
+    return float(min(limits.max_countdown, 600, limits.visibility_timeout - limits.task_time_limit - 1))

@@ -11,9 +11,12 @@ from sqlalchemy import text
 
 from core.settings import get_settings
 from sync.celery_app import make_celery
+from sync.dispatch import RUN_TASK, hand_over
 from sync.retention import enforce_retention
 from sync.runtime import runtime
+from sync.schedule import tick
 from sync.wiring import engine
+from token_vault.keeper import renew_due
 
 app = make_celery(get_settings())
 
@@ -32,20 +35,33 @@ def ping() -> dict[str, Any]:
     }
 
 
-@app.task(name="synchub.sync.run")
+@app.task(name=RUN_TASK)
 def run_sync(run_id: str) -> str:
     """Work on one sync run for a time budget, then hand it to the next task (same run, from its checkpoint)."""
+    sessions = runtime().sessions
     outcome = engine().execute(uuid.UUID(run_id))
     if outcome.action == "continue":
-        run_sync.apply_async((run_id,))
+        hand_over(sessions, app, uuid.UUID(run_id))
     elif outcome.action == "retry":
-        run_sync.apply_async((run_id,), countdown=outcome.countdown)
+        hand_over(sessions, app, uuid.UUID(run_id), countdown=outcome.countdown)
+    if outcome.follow_up is not None:
+        hand_over(sessions, app, outcome.follow_up)
     return outcome.action
 
 
-def enqueue(run_id: uuid.UUID | None) -> None:
-    if run_id is not None:
-        run_sync.apply_async((str(run_id),))
+@app.task(name="synchub.maintenance.tick")
+def tick_task() -> dict[str, int]:
+    """Start what is due, send what was never sent, and re-queue runs whose worker stopped reporting."""
+    rt = runtime()
+    report = tick(rt.sessions, rt.settings, engine().request, lambda run_id: hand_over(rt.sessions, app, run_id))
+    return report.as_dict()
+
+
+@app.task(name="synchub.maintenance.refresh_tokens")
+def refresh_tokens_task() -> dict[str, object]:
+    """Renew tokens that expire soon and touch idle grants; failures cool down, refusals mean reconnect."""
+    rt = runtime()
+    return renew_due(rt.sessions, engine().fresh, rt.settings.vault).as_dict()
 
 
 @app.task(name="synchub.maintenance.enforce_retention")

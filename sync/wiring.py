@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 
 from core.models import Connection
@@ -26,7 +27,15 @@ class ProviderRefresher:
 
 def build_engine(rt: Runtime) -> SyncEngine:
     ring = key_ring(rt.settings.vault)
-    fresh = FreshTokens(Vault(ring), rt.sessions, rt.redis, ProviderRefresher(rt))
+    vault = rt.settings.vault
+    fresh = FreshTokens(
+        Vault(ring),
+        rt.sessions,
+        rt.redis,
+        ProviderRefresher(rt),
+        margin=timedelta(seconds=vault.refresh_margin_seconds),
+        lock_ttl=vault.refresh_lock_seconds,
+    )
     return SyncEngine(rt.settings, rt.sessions, rt.redis, ring, fresh)
 
 

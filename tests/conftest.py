@@ -29,7 +29,7 @@ from hub.app import create_app
 from hub.database import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_REDIS_DB = 13
+TEST_REDIS_DB = int(os.environ.get("SYNCHUB_TEST_REDIS_DB", "13"))
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Literal, Protocol, overload
 
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.errors import AuthRevoked
 from core.db import transaction
-from core.models import Connection, audit, utcnow
+from core.models import Connection, ConnectionStatus, audit, utcnow
 from token_vault.vault import Secret, Vault
 
 log = logging.getLogger(__name__)
@@ -57,8 +60,8 @@ class FreshTokens:
         self.margin, self.lock_ttl = margin, lock_ttl
 
     def get(self, connection_id: uuid.UUID) -> str:
-        access = self._read(connection_id)[1]
-        if self._fresh(access):
+        connection, access, _ = self._read(connection_id)
+        if self._fresh(access) and connection.status == ConnectionStatus.ACTIVE.value:
             assert access is not None
             return access.value
         return self._refresh(connection_id, rejected=None)
@@ -67,39 +70,94 @@ class FreshTokens:
         """The provider refused `token`: refresh unless another worker already replaced it."""
         return self._refresh(connection_id, rejected=token)
 
-    def _fresh(self, access: Secret | None) -> bool:
-        return access is not None and access.expires_at is not None and access.expires_at > utcnow() + self.margin
+    def renew(self, connection_id: uuid.UUID, ahead: timedelta) -> bool:
+        """Background refresh: renew unless the token is valid for `ahead` more; True if a refresh happened."""
+        return self._refresh(connection_id, rejected=None, margin=ahead, force=True) is not None
+
+    def _fresh(self, access: Secret | None, margin: timedelta | None = None) -> bool:
+        wanted = utcnow() + (self.margin if margin is None else margin)
+        return access is not None and access.expires_at is not None and access.expires_at > wanted
 
     def _read(self, connection_id: uuid.UUID) -> tuple[Connection, Secret | None, Secret | None]:
         with self.sessions() as session:
             connection = session.get_one(Connection, connection_id)
+            session.expunge(connection)
             return (
                 connection,
                 self.vault.read(session, connection, ACCESS),
                 self.vault.read(session, connection, REFRESH),
             )
 
-    def _refresh(self, connection_id: uuid.UUID, rejected: str | None) -> str:
-        lock = self.redis.lock(
-            LOCK_PREFIX + str(connection_id), timeout=self.lock_ttl, blocking_timeout=self.lock_ttl * 2
-        )
-        if not lock.acquire():
-            raise TimeoutError(f"no refresh lock for connection {connection_id} within {self.lock_ttl * 2:.0f}s")
+    def _usable(self, access: Secret | None, rejected: str | None, margin: timedelta | None = None) -> str | None:
+        if self._fresh(access, margin) and access is not None and access.value != rejected:
+            return access.value
+        return None
+
+    @overload
+    def _refresh(self, connection_id: uuid.UUID, rejected: str | None) -> str: ...
+    @overload
+    def _refresh(
+        self, connection_id: uuid.UUID, rejected: str | None, margin: timedelta, force: Literal[True]
+    ) -> str | None: ...
+
+    def _refresh(
+        self, connection_id: uuid.UUID, rejected: str | None, margin: timedelta | None = None, force: bool = False
+    ) -> str | None:
+        """Refresh under the connection's lock; waiters watch the lock and re-read instead of queueing on it.
+
+        Only one caller at a time talks to the token endpoint. The others return the token it stored, and if
+        the holder dies they take over once its lock expires. None of them ever returns an expired token.
+        """
+        key = LOCK_PREFIX + str(connection_id)
+        deadline = time.monotonic() + self.lock_ttl * 2 + 5
+        while True:
+            lock = self.redis.lock(key, timeout=self.lock_ttl)
+            if lock.acquire(blocking=False):
+                try:
+                    return self._refresh_locked(connection_id, rejected, margin, force)
+                finally:
+                    if lock.owned():
+                        lock.release()
+            while self.redis.exists(key):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no refresh of connection {connection_id} within {self.lock_ttl * 2:.0f}s")
+                time.sleep(random.uniform(0.02, 0.06))
+            connection, access, _ = self._read(connection_id)
+            self._check_usable(connection)
+            token = self._usable(access, rejected)
+            if token is not None and not force:
+                return token
+
+    def _check_usable(self, connection: Connection) -> None:
+        if connection.status != ConnectionStatus.ACTIVE.value:
+            raise AuthRevoked(connection.status_reason or f"the connection is {connection.status.replace('_', ' ')}")
+
+    def _refresh_locked(
+        self, connection_id: uuid.UUID, rejected: str | None, margin: timedelta | None, force: bool
+    ) -> str | None:
+        connection, access, refresh = self._read(connection_id)
+        self._check_usable(connection)
+        token = self._usable(access, rejected, margin)
+        if token is not None:
+            return None if force else token
+        if refresh is None:
+            raise NoCredential(f"connection {connection_id} has no refresh token")
         try:
-            connection, access, refresh = self._read(connection_id)
-            replaced = access is not None and access.value != rejected
-            if self._fresh(access) and (rejected is None or replaced):
-                assert access is not None
-                return access.value
-            if refresh is None:
-                raise NoCredential(f"connection {connection_id} has no refresh token")
             new = self.refresher(connection, refresh.value)
-            self._store(connection_id, new)
-            log.info("token refreshed", extra={"connection_id": str(connection_id)})
-            return new.access_token
-        finally:
-            if lock.owned():
-                lock.release()
+        except AuthRevoked as exc:
+            self._revoked(connection_id, str(exc))
+            raise
+        self._store(connection_id, new)
+        log.info("token refreshed", extra={"connection_id": str(connection_id)})
+        return new.access_token
+
+    def _revoked(self, connection_id: uuid.UUID, reason: str) -> None:
+        """The provider refused the grant: stop every call for this connection until the user reconnects."""
+        with transaction(self.sessions) as session:
+            connection = session.get_one(Connection, connection_id)
+            if connection.status == ConnectionStatus.ACTIVE.value:
+                connection.move_to(ConnectionStatus.NEEDS_REAUTH, reconnect_reason(reason))
+                audit(session, connection, "system", "connection.needs_reauth", cause="refresh_refused")
 
     def _store(self, connection_id: uuid.UUID, new: Refreshed) -> None:
         with transaction(self.sessions) as session:
@@ -107,4 +165,10 @@ class FreshTokens:
             self.vault.store(session, connection, ACCESS, new.access_token, new.expires_at)
             if new.refresh_token:
                 self.vault.store(session, connection, REFRESH, new.refresh_token)
+            connection.refreshed_at, connection.refresh_failures, connection.refresh_retry_at = utcnow(), 0, None
             audit(session, connection, "system", "token.refreshed", refresh_token_rotated=bool(new.refresh_token))
+
+
+def reconnect_reason(reason: str) -> str:
+    """The sentence the settings page shows on a connection that needs the user to connect again."""
+    return f"{reason.rstrip('.')}. Reconnect to resume syncing."

@@ -39,7 +39,7 @@ def classify(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -
     if status == 400 and ("EXPIRED_SYNC_TOKEN" in why or "sync token is expired" in message.lower()):
         return CursorExpired("Google's sync token expired; a full sync is needed")
     if status == 401:
-        return AuthRevoked("Google refused the access token after a refresh")
+        return AuthRevoked("Google refused a freshly renewed access token, so access was revoked")
     if status == 403 and why & SCOPE_REASONS:
         return ScopeMissing("Google says this account did not grant access to contacts")
     if status == 429 or (status == 403 and why & RATE_REASONS):

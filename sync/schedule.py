@@ -1,0 +1,184 @@
+"""What is due comes from the database, never from the queue.
+
+Each (connection, capability) has a `schedules` row with `next_run_at`. Beat's tick requests the due ones, hands
+to the workers runs that were never enqueued (Redis was down) or whose `waiting` time has come, and re-queues
+runs whose heartbeat stopped (the watchdog). Failures push `next_run_at` out on a doubling delay, never past the
+poll interval, so the schedule keeps going and the next success clears the error.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.base import Capability, ConnectorSpec
+from connectors.registry import capabilities_of
+from core.db import transaction
+from core.models import Connection, ConnectionStatus, utcnow
+from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS, Settings
+from sync.models import RunStatus, Schedule, SyncRun
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[uuid.UUID], bool]
+
+
+def interval_seconds(settings: Settings, spec: ConnectorSpec, capability: Capability, schedule: Schedule | None) -> int:
+    """Per connection, else per deployment, else the connector's own interval, always within 5 min..24 h."""
+    if schedule is not None and schedule.interval_seconds:
+        chosen = schedule.interval_seconds
+    else:
+        tuning = getattr(settings, spec.slug, None)
+        deployment = getattr(tuning, "poll_interval_seconds", None)
+        chosen = int(deployment or capability.poll_interval.total_seconds())
+    return max(MIN_POLL_SECONDS, min(MAX_POLL_SECONDS, chosen))
+
+
+def jittered(settings: Settings, seconds: float) -> timedelta:
+    return timedelta(seconds=seconds * (1 + random.uniform(0, settings.schedule.jitter)))
+
+
+def ensure(session: Session, settings: Settings, connection: Connection, name: str) -> Schedule | None:
+    """The schedule row of a capability, created due one interval from now."""
+    found = capabilities_of(settings, connection.auth_provider).get(name)
+    if found is None:
+        return None
+    schedule = session.get(Schedule, (connection.id, name))
+    if schedule is None:
+        seconds = interval_seconds(settings, found[0], found[1], None)
+        schedule = Schedule(
+            connection_id=connection.id, capability=name, next_run_at=utcnow() + jittered(settings, seconds)
+        )
+        try:
+            with session.begin_nested():
+                session.add(schedule)
+        except IntegrityError:  # created meanwhile by a concurrent request
+            schedule = session.get_one(Schedule, (connection.id, name))
+    return schedule
+
+
+def succeeded(session: Session, connection_id: uuid.UUID, capability: str) -> None:
+    schedule = session.get(Schedule, (connection_id, capability))
+    if schedule is not None:
+        schedule.failures, schedule.last_error, schedule.last_success_at = 0, None, utcnow()
+
+
+def failed(session: Session, settings: Settings, connection: Connection, capability: str, error: str) -> None:
+    """Count the failure; the next poll comes after a doubling back-off, never later than the interval."""
+    schedule = ensure(session, settings, connection, capability)
+    found = capabilities_of(settings, connection.auth_provider).get(capability)
+    if schedule is None or found is None:
+        return
+    schedule.failures += 1
+    schedule.last_error = error
+    interval = interval_seconds(settings, found[0], found[1], schedule)
+    backoff = min(interval, settings.schedule.failure_backoff_seconds * 2 ** (schedule.failures - 1))
+    schedule.next_run_at = utcnow() + jittered(settings, backoff)
+
+
+@dataclass
+class TickReport:
+    scheduled: int = 0
+    handed_over: int = 0
+    requeued: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"scheduled": self.scheduled, "handed_over": self.handed_over, "requeued": self.requeued}
+
+
+def watchdog(session: Session, settings: Settings) -> list[uuid.UUID]:
+    """Runs left `running` by a worker that stopped reporting go back to `queued`, resuming from their checkpoint."""
+    stale = utcnow() - timedelta(seconds=settings.schedule.heartbeat_timeout_seconds)
+    runs = session.scalars(
+        select(SyncRun)
+        .where(SyncRun.status == RunStatus.RUNNING.value, SyncRun.heartbeat_at < stale)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for run in runs:
+        run.status, run.enqueued_at = RunStatus.QUEUED.value, None
+        run.error = "re-queued: the worker working on it stopped reporting"
+        log.warning("watchdog re-queued a run", extra={"run_id": str(run.id)})
+    return [run.id for run in runs]
+
+
+def due_schedules(session: Session, settings: Settings) -> list[tuple[uuid.UUID, str]]:
+    """Ask for the runs that are due, and move each schedule on by its interval with jitter."""
+    now = utcnow()
+    rows = session.execute(
+        select(Schedule, Connection)
+        .join(Connection, Connection.id == Schedule.connection_id)
+        .where(Schedule.next_run_at <= now, Connection.status == ConnectionStatus.ACTIVE.value)
+        .with_for_update(of=Schedule, skip_locked=True)
+    ).all()
+    due = []
+    for schedule, connection in rows:
+        found = capabilities_of(settings, connection.auth_provider).get(schedule.capability)
+        if found is None:
+            continue
+        seconds = interval_seconds(settings, found[0], found[1], schedule)
+        schedule.next_run_at = now + jittered(settings, seconds)
+        due.append((connection.id, schedule.capability))
+    return due
+
+
+def missing_schedules(session: Session, settings: Settings) -> None:
+    """Connections made before schedules existed, or whose capabilities grew, get theirs (due now)."""
+    connections = session.scalars(select(Connection).where(Connection.status == ConnectionStatus.ACTIVE.value)).all()
+    for connection in connections:
+        for name in connection.capabilities:
+            if session.get(Schedule, (connection.id, name)) is None and ensure(session, settings, connection, name):
+                session.get_one(Schedule, (connection.id, name)).next_run_at = utcnow()
+
+
+def unsent_runs(session: Session, settings: Settings) -> list[uuid.UUID]:
+    """Queued runs never handed to a worker (or handed over so long ago the message is surely lost), and
+    waiting runs whose time has come."""
+    now = utcnow()
+    lost = now - timedelta(seconds=settings.schedule.heartbeat_timeout_seconds)
+    runs = session.scalars(
+        select(SyncRun)
+        .join(Connection, Connection.id == SyncRun.connection_id)
+        .where(
+            Connection.status == ConnectionStatus.ACTIVE.value,
+            or_(
+                (SyncRun.status == RunStatus.QUEUED.value)
+                & or_(SyncRun.enqueued_at.is_(None), SyncRun.enqueued_at < lost)
+                & or_(SyncRun.not_before.is_(None), SyncRun.not_before <= now),
+                (SyncRun.status == RunStatus.WAITING.value) & (SyncRun.not_before <= now),
+            ),
+        )
+        .with_for_update(of=SyncRun, skip_locked=True)
+    ).all()
+    for run in runs:
+        if run.status == RunStatus.WAITING.value:
+            run.status = RunStatus.QUEUED.value
+    return [run.id for run in runs]
+
+
+def tick(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    request: Callable[[uuid.UUID, str, str], uuid.UUID | None],
+    send: Send,
+) -> TickReport:
+    """One beat tick: watchdog, due schedules, then hand every unsent run to the workers."""
+    report = TickReport()
+    with transaction(sessions) as session:
+        missing_schedules(session, settings)
+        report.requeued = len(watchdog(session, settings))
+        due = due_schedules(session, settings)
+    for connection_id, capability in due:
+        if request(connection_id, capability, "schedule") is not None:
+            report.scheduled += 1
+    with transaction(sessions) as session:
+        unsent = unsent_runs(session, settings)
+    report.handed_over = sum(1 for run_id in unsent if send(run_id))
+    return report

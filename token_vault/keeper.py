@@ -1,0 +1,155 @@
+"""Background refresh: renew tokens before they expire and touch idle grants, without hammering a provider that is down.
+
+Beat calls `renew_due()` every `refresh_tick_seconds`. A connection is due when its access token expires within
+`refresh_ahead_seconds`, or when it was last refreshed more than `touch_idle_hours` ago (providers expire refresh
+tokens that go unused). A failed refresh is counted on the connection and waits a doubling cool-down; it never
+changes the connection's status. Only a refused grant does (`needs_reauth`, set by `FreshTokens`). After a few
+failures in a row at one provider, the rest of that provider's connections wait for the next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.errors import AuthRevoked
+from core.db import transaction
+from core.models import Connection, ConnectionStatus, audit, utcnow
+from core.settings import VaultSettings
+from token_vault.fresh import ACCESS, REFRESH, FreshTokens, NoCredential, reconnect_reason
+from token_vault.models import SealedCredential
+
+log = logging.getLogger(__name__)
+
+PROVIDER_FAILURES_PER_TICK = 3
+
+
+@dataclass
+class RenewReport:
+    renewed: int = 0
+    current: int = 0
+    failed: int = 0
+    revoked: int = 0
+    deferred: int = 0
+    providers_down: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "renewed": self.renewed,
+            "current": self.current,
+            "failed": self.failed,
+            "revoked": self.revoked,
+            "deferred": self.deferred,
+            "providers_down": self.providers_down,
+        }
+
+
+def due_connections(session: Session, settings: VaultSettings) -> list[tuple[uuid.UUID, str]]:
+    """Active connections with a refresh token whose access token expires soon or that sat idle too long."""
+    now = utcnow()
+    access = select(SealedCredential.connection_id, SealedCredential.expires_at).where(SealedCredential.kind == ACCESS)
+    access_sq = access.subquery()
+    has_refresh = select(SealedCredential.id).where(
+        SealedCredential.connection_id == Connection.id, SealedCredential.kind == REFRESH
+    )
+    rows = session.execute(
+        select(Connection.id, Connection.auth_provider)
+        .outerjoin(access_sq, access_sq.c.connection_id == Connection.id)
+        .where(
+            Connection.status == ConnectionStatus.ACTIVE.value,
+            has_refresh.exists(),
+            or_(Connection.refresh_retry_at.is_(None), Connection.refresh_retry_at <= now),
+            or_(
+                access_sq.c.expires_at.is_(None),
+                access_sq.c.expires_at <= now + timedelta(seconds=settings.refresh_ahead_seconds),
+                Connection.refreshed_at.is_(None),
+                Connection.refreshed_at <= now - timedelta(hours=settings.touch_idle_hours),
+            ),
+        )
+        .order_by(Connection.refresh_retry_at.nulls_first(), Connection.id)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def renew_due(sessions: sessionmaker[Session], fresh: FreshTokens, settings: VaultSettings) -> RenewReport:
+    with sessions() as session:
+        due = due_connections(session, settings)
+    report = RenewReport()
+    failures_in_a_row: Counter[str] = Counter()
+    for connection_id, provider in due:
+        if failures_in_a_row[provider] >= PROVIDER_FAILURES_PER_TICK:
+            report.deferred += 1
+            continue
+        idle = _idle(sessions, connection_id, settings)
+        ahead = (
+            timedelta(hours=settings.touch_idle_hours * 2)
+            if idle
+            else timedelta(seconds=settings.refresh_ahead_seconds)
+        )
+        try:
+            renewed = fresh.renew(connection_id, ahead)
+        except AuthRevoked:
+            report.revoked += 1
+            failures_in_a_row[provider] = 0
+            continue
+        except NoCredential as exc:
+            _needs_reauth(sessions, connection_id, str(exc))
+            report.revoked += 1
+            continue
+        except Exception as exc:
+            _cool_down(sessions, connection_id, settings, exc)
+            report.failed += 1
+            failures_in_a_row[provider] += 1
+            if failures_in_a_row[provider] == PROVIDER_FAILURES_PER_TICK:
+                report.providers_down.append(provider)
+            continue
+        failures_in_a_row[provider] = 0
+        if renewed:
+            report.renewed += 1
+        else:
+            report.current += 1
+            _touched(sessions, connection_id)
+    return report
+
+
+def _idle(sessions: sessionmaker[Session], connection_id: uuid.UUID, settings: VaultSettings) -> bool:
+    with sessions() as session:
+        refreshed_at = session.get_one(Connection, connection_id).refreshed_at
+    return refreshed_at is None or refreshed_at <= utcnow() - timedelta(hours=settings.touch_idle_hours)
+
+
+def _touched(sessions: sessionmaker[Session], connection_id: uuid.UUID) -> None:
+    with transaction(sessions) as session:
+        connection = session.get_one(Connection, connection_id)
+        connection.refresh_failures, connection.refresh_retry_at = 0, None
+
+
+def _cool_down(
+    sessions: sessionmaker[Session], connection_id: uuid.UUID, settings: VaultSettings, exc: Exception
+) -> None:
+    with transaction(sessions) as session:
+        connection = session.get_one(Connection, connection_id)
+        connection.refresh_failures += 1
+        wait = min(
+            settings.refresh_cooldown_max_seconds,
+            settings.refresh_cooldown_seconds * 2 ** (connection.refresh_failures - 1),
+        )
+        connection.refresh_retry_at = utcnow() + timedelta(seconds=wait)
+        log.warning(
+            "background refresh failed; cooling down",
+            extra={"connection_id": str(connection_id), "failures": connection.refresh_failures, "error": str(exc)},
+        )
+
+
+def _needs_reauth(sessions: sessionmaker[Session], connection_id: uuid.UUID, reason: str) -> None:
+    with transaction(sessions) as session:
+        connection = session.get_one(Connection, connection_id)
+        if connection.status == ConnectionStatus.ACTIVE.value:
+            connection.move_to(ConnectionStatus.NEEDS_REAUTH, reconnect_reason(reason))
+            audit(session, connection, "system", "connection.needs_reauth", cause="no_refresh_token")
