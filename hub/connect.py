@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.registry import capabilities_of
 from core.db import transaction
 from core.identity import Principal
-from core.models import Connection, ConnectionStatus, audit
+from core.models import Connection, ConnectionStatus, audit, utcnow
 from hub.connections import request_syncs
 from hub.deps import CurrentUser, SettingsDep
 from hub.pages import render
@@ -40,12 +41,24 @@ def refused_page(exc: ConnectRefused) -> HTMLResponse:
 
 @router.get("/connect/{provider}")
 def connect(
-    request: Request, provider: str, user: CurrentUser, settings: SettingsDep, capabilities: str = ""
+    request: Request,
+    provider: str,
+    user: CurrentUser,
+    settings: SettingsDep,
+    capabilities: str = "",
+    reconnect: str = "",
 ) -> Response:
     available = capabilities_of(settings, provider) if provider in PROVIDERS else {}
     if not available:
         return refused_page(ConnectRefused(f"{provider} is not a provider this hub connects to", 404))
-    wanted = [c.strip() for c in capabilities.split(",") if c.strip()] or list(available)
+    wanted = [c.strip() for c in capabilities.split(",") if c.strip()]
+    if reconnect:
+        try:
+            existing = reconnect_target(request, provider, user, reconnect)
+        except ConnectRefused as exc:
+            return refused_page(exc)
+        wanted = wanted or [c for c in existing.capabilities if c in available]
+    wanted = wanted or list(available)
     unknown = [c for c in wanted if c not in available]
     if unknown:
         return refused_page(ConnectRefused(f"unknown capabilities: {', '.join(unknown)}"))
@@ -54,10 +67,31 @@ def connect(
         dict.fromkeys([*config.signin_scopes, *(s for c in wanted for s in available[c][1].requested_scopes)])
     )
     verifier = new_code_verifier()
-    pending = PendingGrant(provider, user.workspace_id, user.user_id, tuple(wanted), tuple(scopes), verifier)
+    pending = PendingGrant(
+        provider, user.workspace_id, user.user_id, tuple(wanted), tuple(scopes), verifier, reconnect or None
+    )
     state = StateStore(request.app.state.redis).issue(pending)
     url = client_for(settings, provider).authorization_url(scopes, state, verifier)
     return RedirectResponse(url, status_code=303)
+
+
+def reconnect_target(request: Request, provider: str, user: Principal, connection_id: str) -> Connection:
+    """The user's own connection at this provider that a reconnect is for."""
+    try:
+        wanted = uuid.UUID(connection_id)
+    except ValueError as exc:
+        raise ConnectRefused(f"{connection_id!r} is not a connection id") from exc
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    with sessions() as session:
+        connection = session.get(Connection, wanted)
+        if (
+            connection is None
+            or (connection.workspace_id, connection.user_id) != (user.workspace_id, user.user_id)
+            or connection.auth_provider != provider
+        ):
+            raise ConnectRefused(f"no {provider} connection {connection_id} of yours to reconnect", 404)
+        session.expunge(connection)
+        return connection
 
 
 @router.get("/oauth/{provider}/callback")
@@ -87,10 +121,30 @@ def complete(request: Request, provider: str, user: Principal) -> uuid.UUID:
         raise ConnectRefused(f"access was not granted ({params['error']}); nothing was connected")
     client = client_for(request.app.state.settings, provider)
     grant = exchange(client, str(request.url), params["state"], pending)
+    if pending.reconnect:
+        same_account(reconnect_target(request, provider, user, pending.reconnect), grant)
     connection_id = store_grant(request, grant)
     state = request.app.state
     request_syncs(state.sync_engine, state.celery, connection_id, pending.capabilities, trigger="connect")
     return connection_id
+
+
+def same_account(connection: Connection, grant: Grant) -> None:
+    """A reconnect must sign in to the connection's own account; anything else changes nothing.
+
+    The other account's fresh tokens are dropped, not revoked: at Google a revoke ends the whole grant of that
+    account to this app, which would break a connection the user may already have for it.
+    """
+    if grant.account.account_id == connection.provider_account_id:
+        return
+    provider = PROVIDERS[connection.auth_provider].display_name
+    signed_in = grant.account.email or f"another {provider} account"
+    raise ConnectRefused(
+        f"You are signed in to {provider} as {signed_in}, but this connection is "
+        f"{connection.account_email or 'another account'}. Nothing was changed: sign in to {provider} as "
+        f"{connection.account_email or 'that account'} and reconnect again.",
+        409,
+    )
 
 
 def exchange(client: OAuthClient, callback_url: str, state: str, pending: PendingGrant) -> Grant:
@@ -130,10 +184,13 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
             session.add(connection)
             session.flush()
             action = "connection.created"
+        if not tokens.refresh_token and vault.read(session, connection, REFRESH) is None:
+            raise ConnectRefused("the provider did not grant offline access (no refresh token); try again")
         connection.account_email = grant.account.email
         connection.granted_scopes = sorted(tokens.scopes if tokens.scopes is not None else pending.scopes)
         connection.capabilities = sorted({*connection.capabilities, *pending.capabilities})
         connection.move_to(ConnectionStatus.ACTIVE)
+        connection.refreshed_at, connection.refresh_failures, connection.refresh_retry_at = utcnow(), 0, None
         vault.store(session, connection, ACCESS, tokens.access_token, tokens.expires_at)
         if tokens.refresh_token:
             vault.store(session, connection, REFRESH, tokens.refresh_token)

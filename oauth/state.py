@@ -20,6 +20,7 @@ class PendingGrant:
     capabilities: tuple[str, ...]
     scopes: tuple[str, ...]
     code_verifier: str
+    reconnect: str | None = None
 
 
 class StateStore:

@@ -117,6 +117,12 @@ class SandboxAdmin:
         ]
         return revoked
 
+    def narrow_grant(self, account: str, client_id: str, remove: list[str]) -> int:
+        """Take scopes away from a grant and its live tokens, as a user unticking a permission would."""
+        body = {"account": account, "client_id": client_id, "remove": remove}
+        narrowed: int = self.call("POST", "/google/grants/narrow", json=body)["narrowed"]
+        return narrowed
+
     def mint_tokens(self, account: str, client_id: str, scopes: list[str], offline: bool = True) -> dict[str, Any]:
         """A token response as if the user had consented, without the browser flow."""
         body = {"account": account, "client_id": client_id, "scopes": scopes, "offline": offline}

@@ -207,6 +207,16 @@ class Worker:
         return self.log.read_text(errors="replace")
 
 
+class Beat(Worker):
+    """A real `synchub beat` process with its schedule file in the log folder."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__(env)
+        schedule = self.log_dir / f"beat-{uuid.uuid4().hex[:8]}.schedule"
+        self.log = self.log_dir / f"beat-{uuid.uuid4().hex[:8]}.log"
+        self.argv = [sys.executable, "-m", "hub", "beat", "--schedule-file", str(schedule)]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Worker logs live in pytest's temporary tree, which keeps only the last few runs."""

@@ -172,6 +172,16 @@ async def revoke_grant(body: GrantIn, google: GoogleDep) -> dict[str, int]:
     return {"revoked": google.revoke_grant(body.account, body.client_id)}
 
 
+class NarrowIn(GrantIn):
+    remove: list[str] = Field(min_length=1)
+
+
+@router.post("/grants/narrow")
+async def narrow_grant(body: NarrowIn, google: GoogleDep) -> dict[str, int]:
+    known_account(google, body.account)
+    return {"narrowed": google.narrow_grant(body.account, body.client_id, set(parse_scopes(" ".join(body.remove))))}
+
+
 @router.get("/settings")
 async def get_settings(google: GoogleDep) -> GoogleSettings:
     return google.settings

@@ -189,6 +189,17 @@ class GoogleState:
             token.revoked = True
         return len(tokens)
 
+    def narrow_grant(self, account: str, client_id: str, remove: set[str]) -> int:
+        """What unticking a permission in the account's settings does: the grant and its live tokens lose scopes."""
+        if (account, client_id) in self.grants:
+            self.grants[(account, client_id)] -= remove
+        narrowed = 0
+        for token in self.grant_tokens.get((account, client_id), []):
+            if not token.revoked and remove & set(token.scopes):
+                token.scopes = tuple(s for s in token.scopes if s not in remove)
+                narrowed += 1
+        return narrowed
+
     def expire_tokens(self, kind: TokenKind, account: str | None, client_id: str | None) -> int:
         now = time.time()
         matching = [

@@ -167,11 +167,11 @@ def google_hub_factory(
     servers: list[LiveServer] = []
     engines: list[Engine] = []
 
-    def start() -> GoogleHub:
+    def start(**overrides: str) -> GoogleHub:
         port = free_port()
         client_id, client_secret = f"synchub-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(24)
         admin.register_client(client_id, client_secret, [f"http://127.0.0.1:{port}/oauth/google/callback"])
-        env = google_env(hub_env, sandbox_url, port, client_id, client_secret)
+        env = {**google_env(hub_env, sandbox_url, port, client_id, client_secret), **overrides}
         settings = settings_from_env(env)
         engine = make_engine(settings.database_url)
         engines.append(engine)

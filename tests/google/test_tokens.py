@@ -6,7 +6,6 @@ import base64
 import logging
 import subprocess
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -17,8 +16,6 @@ from sqlalchemy.engine import make_url
 from core.db import transaction
 from core.models import Connection, utcnow
 from sync.checkpoints import load
-from sync.runtime import Runtime
-from sync.wiring import build_engine
 from tests.conftest import Worker
 from tests.google import truth
 from tests.google.conftest import GoogleHub, new_account
@@ -53,32 +50,6 @@ def expire_stored_access_token(hub: GoogleHub, connection_id: object) -> str:
         assert secret is not None
         vault.store(session, connection, ACCESS, secret.value, utcnow() - timedelta(seconds=1))
     return secret.value
-
-
-def test_twenty_concurrent_gets_on_an_expired_token_refresh_once(google_hub: GoogleHub) -> None:
-    account = new_account(google_hub.admin, contacts=3)
-    browser = google_hub.browser(user="racer")
-    connection_id = google_hub.connect(browser, account)
-    google_hub.wait_run(browser, connection_id)
-    old = expire_stored_access_token(google_hub, connection_id)
-    google_hub.admin.expire_access_tokens(account=account, client_id=google_hub.client_id)
-    google_hub.admin.set_faults([{"path_prefix": "/token", "status": None, "rate": 1.0, "latency_ms": 300}])
-    mark = google_hub.log_mark()
-    fresh = build_engine(Runtime(google_hub.settings, google_hub.engine, google_hub.sessions, _redis(google_hub))).fresh
-    try:
-        with ThreadPoolExecutor(max_workers=20) as pool:
-            tokens = list(pool.map(lambda _: fresh.get(connection_id), range(20)))
-    finally:
-        google_hub.admin.clear_faults()
-    refreshes = [e for e in google_hub.admin.request_log(mark) if e["path"] == "/token"]
-    assert len(refreshes) == 1
-    assert len(set(tokens)) == 1 and tokens[0] != old
-    people = httpx.get(
-        f"{google_hub.admin.base_url}/v1/people/me/connections",
-        params={"personFields": "names"},
-        headers={"authorization": f"Bearer {tokens[0]}"},
-    )
-    assert people.status_code == 200
 
 
 def _redis(hub: GoogleHub) -> redis.Redis:

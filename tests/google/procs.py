@@ -1,0 +1,60 @@
+"""Code that runs in spawned processes during token tests (it must be importable by a fresh interpreter)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier, Event
+from typing import Any
+
+from core.db import make_engine, session_factory
+from core.redis import redis_client
+from core.settings import Settings
+from sync.runtime import Runtime
+from sync.wiring import build_engine
+from token_vault.fresh import FreshTokens
+
+
+def fresh_tokens(env: dict[str, str], lock_ttl: float | None = None) -> FreshTokens:
+    os.environ.update(env)
+    settings = Settings()  # type: ignore[call-arg]
+    engine = make_engine(settings.database_url, pool_size=4, max_overflow=0)  # 8 such processes stay under 100
+    fresh = build_engine(Runtime(settings, engine, session_factory(engine), redis_client(settings.redis_url))).fresh
+    if lock_ttl is not None:
+        fresh.lock_ttl = lock_ttl
+    return fresh
+
+
+def hammer(env: dict[str, str], connection_id: str, threads: int, start: Barrier, results: Queue[Any]) -> None:
+    """Call get() from `threads` threads at once, after every process is ready; report tokens or errors."""
+    fresh = fresh_tokens(env)
+    target = uuid.UUID(connection_id)
+
+    def one(_: int) -> tuple[str, str]:
+        try:
+            return ("token", fresh.get(target))
+        except Exception as exc:  # reported to the test, which fails on it
+            return ("error", f"{type(exc).__name__}: {exc}")
+
+    start.wait(timeout=60)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        outcomes = list(pool.map(one, range(threads)))
+    results.put(outcomes)
+
+
+def hold_refresh_lock(env: dict[str, str], connection_id: str, lock_ttl: float, holding: Event) -> None:
+    """Take the refresh lock as a refresh would, then hang inside the token call until killed."""
+    fresh = fresh_tokens(env, lock_ttl)
+
+    def hang(*_: object) -> Any:
+        holding.set()
+        time.sleep(3600)
+        raise AssertionError("should have been killed")
+
+    fresh.refresher = hang
+    fresh.margin = timedelta(days=365)  # every stored token counts as stale, so get() goes to refresh
+    fresh.get(uuid.UUID(connection_id))
