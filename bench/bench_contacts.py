@@ -85,6 +85,8 @@ def hub_env(db_url: str, redis_url: str, sandbox: str, client_id: str, client_se
         "SYNCHUB_GOOGLE__BASE_URL": sandbox,
         "SYNCHUB_LOG_LEVEL": "WARNING",
         "SYNCHUB_CELERY__SYNC_TIME_BUDGET": "60",
+        "SYNCHUB_GOOGLE_CONTACTS__APP_REQUESTS_PER_MINUTE": "1000000",
+        "SYNCHUB_GOOGLE_CONTACTS__CONNECTION_REQUESTS_PER_MINUTE": "1000000",
     }
 
 

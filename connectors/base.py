@@ -78,6 +78,17 @@ class Capability:
 
 
 @dataclass(frozen=True)
+class RateLimits:
+    """A provider's quotas in requests per minute: for the whole app (one OAuth client) and for one connection.
+
+    Deployments can override both per connector (`SYNCHUB_<CONNECTOR>__APP_REQUESTS_PER_MINUTE`, ...).
+    """
+
+    app_per_minute: int
+    connection_per_minute: int
+
+
+@dataclass(frozen=True)
 class ConnectorSpec:
     """A connector: slug (folder, URL segment, settings prefix), name, auth provider, capabilities."""
 
@@ -85,4 +96,5 @@ class ConnectorSpec:
     display_name: str
     auth_provider: str
     capabilities: tuple[Capability, ...] = ()
+    rate_limits: RateLimits = RateLimits(app_per_minute=600, connection_per_minute=60)
     needs_oauth_client: bool = True

@@ -13,6 +13,7 @@ ConnectorError
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 
 class ConnectorError(Exception):
@@ -24,9 +25,13 @@ class Retryable(ConnectorError):
 
 
 class RateLimited(Retryable):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    """`scope` says whose quota ran out: the whole provider app's, or this connection's (one user's)."""
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, scope: Literal["app", "connection"] = "app"
+    ) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after, self.scope = retry_after, scope
 
 
 class AuthRevoked(ConnectorError):

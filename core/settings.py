@@ -167,6 +167,12 @@ class StreamSettings(BaseModel):
         le=MAX_POLL_SECONDS,
         description="Poll interval for this deployment; unset uses the connector's.",
     )
+    app_requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Quota of the whole provider app; unset uses the connector's."
+    )
+    connection_requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Quota of one connection; unset uses the connector's."
+    )
 
 
 CsvList = Annotated[list[str], NoDecode]

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from core.models import Connection
 from sync.models import Checkpoint
 from token_vault.sealing import Binding, KeyRing
+from token_vault.vault import checkpoint_binding
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class Position:
 
 
 def _binding(connection: Connection, stream: str) -> Binding:
-    return Binding(connection.workspace_id, str(connection.id), f"checkpoint:{stream}")
+    return checkpoint_binding(connection.workspace_id, connection.id, stream)
 
 
 def load(session: Session, ring: KeyRing, connection: Connection, stream: str) -> Position:

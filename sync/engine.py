@@ -27,10 +27,11 @@ from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
 from crm.sink import SINKS
 from oauth.scopes import covers
-from sync import checkpoints, retry, schedule
+from sync import checkpoints, guard, retry, schedule
 from sync.checkpoints import Position
 from sync.models import RunStatus, SyncRun
 from sync.prefetch import Prefetch
+from sync.throttle import Throttle
 from token_vault.fresh import FreshTokens, NoCredential, reconnect_reason
 from token_vault.sealing import KeyRing
 
@@ -73,6 +74,7 @@ class SyncEngine:
         fresh: FreshTokens,
     ) -> None:
         self.settings, self.sessions, self.redis, self.ring, self.fresh = settings, sessions, client, ring, fresh
+        self.throttle = Throttle(client)
 
     def capability(self, connection: Connection, name: str) -> tuple[ConnectorSpec, Capability] | None:
         return capabilities_of(self.settings, connection.auth_provider).get(name)
@@ -128,14 +130,15 @@ class SyncEngine:
         started = self._start(run_id)
         if started is None:
             return Outcome("done")
-        connection, capability, position = started
+        connection, spec, capability, position = started
+        app_bucket, own_bucket = guard.buckets(self.settings, spec, str(connection.id))
         stream = capability.stream(
             StreamContext(
                 connection_id=str(connection.id),
                 tokens=ConnectionTokens(self.fresh, connection.id),
                 base_url=self._base_url(connection),
                 settings=self._stream_settings(connection, capability),
-                attempt=retry.in_place,
+                attempt=guard.Guard(self.throttle, app_bucket, own_bucket).attempt,
             )
         )
         restarted = False
@@ -157,6 +160,8 @@ class SyncEngine:
                     return self._fail(run_id, "the provider refused a fresh full sync's cursor")
                 restarted = True
                 position = self._restart_full(run_id, connection.id, capability)
+            except guard.Throttled as exc:
+                return self._later(run_id, str(exc), exc.retry_after, throttled=True, exact=True)
             except RateLimited as exc:
                 return self._later(run_id, str(exc), exc.retry_after, throttled=True)
             except Retryable as exc:
@@ -182,7 +187,7 @@ class SyncEngine:
         tuning = getattr(self.settings, found[0].slug, None) if found else None
         return tuning.model_dump() if tuning is not None else {}
 
-    def _start(self, run_id: uuid.UUID) -> tuple[Connection, Capability, Position] | None:
+    def _start(self, run_id: uuid.UUID) -> tuple[Connection, ConnectorSpec, Capability, Position] | None:
         with transaction(self.sessions) as session:
             run = session.get(SyncRun, run_id)
             if run is None or run.status not in ACTIVE:
@@ -198,7 +203,7 @@ class SyncEngine:
             run.status, run.heartbeat_at, run.attempts = RunStatus.RUNNING.value, utcnow(), run.attempts + 1
             run.started_at = run.started_at or utcnow()
             run.full_sync = run.full_sync or not position.cursor
-            return connection, found[1], position
+            return connection, found[0], found[1], position
 
     @staticmethod
     def _refusal(connection: Connection, found: tuple[ConnectorSpec, Capability] | None) -> str | None:
@@ -262,7 +267,9 @@ class SyncEngine:
         log.info("cursor expired; full pass", extra={"run_id": str(run_id)})
         return Position()
 
-    def _later(self, run_id: uuid.UUID, error: str, retry_after: float | None, throttled: bool = False) -> Outcome:
+    def _later(
+        self, run_id: uuid.UUID, error: str, retry_after: float | None, throttled: bool = False, exact: bool = False
+    ) -> Outcome:
         """Reschedule: a countdown message when short enough, else a `waiting` run that beat picks up.
 
         A throttled wait does not use up the retry budget; a failure does, and the last one fails the run.
@@ -275,7 +282,10 @@ class SyncEngine:
                 if run.retries >= self.settings.schedule.max_attempts:
                     return self._fail_in(session, run, f"gave up after {run.retries} attempts: {error}")
             attempt = max(1, run.retries)
-            wait = retry.countdown(attempt, limits.retry_base_seconds, retry.LONGEST_WAIT_SECONDS, retry_after)
+            if exact and retry_after is not None:
+                wait = max(retry.SHORTEST_WAIT_SECONDS, retry_after)
+            else:
+                wait = retry.countdown(attempt, limits.retry_base_seconds, retry.LONGEST_WAIT_SECONDS, retry_after)
             run.error = f"will retry: {error}"
             run.not_before = utcnow() + timedelta(seconds=wait)
             if wait > retry.longest_countdown(limits):

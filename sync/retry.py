@@ -22,6 +22,7 @@ T = TypeVar("T")
 IN_PLACE_ATTEMPTS = 3
 IN_PLACE_SECONDS = 2.0
 LONGEST_WAIT_SECONDS = 3600.0
+SHORTEST_WAIT_SECONDS = 0.05
 
 
 def _transient(exc: BaseException) -> bool:

@@ -98,12 +98,18 @@ class Bucket:
 
     @classmethod
     def per_minute(cls, key: str, per_minute: float, burst_share: float = 0.05) -> Bucket:
-        """A bucket for a per-minute quota: burst of at most `burst_share` of it (at least 1 token)."""
+        """A bucket for a per-minute quota: burst of at most `burst_share` of it (at least 1 token).
+
+        The refill is the quota less the burst, so no sliding minute ever holds more than the quota:
+        at most `capacity` tokens saved up plus `rate * 60` refilled.
+        """
         if _finite("per_minute", per_minute) <= 0:
             raise ValueError(f"per_minute must be > 0, got {per_minute!r}")
         if not 0 <= _finite("burst_share", burst_share) <= 1:
             raise ValueError(f"burst_share must be between 0 and 1, got {burst_share!r}")
-        return cls(key, capacity=max(1, math.floor(per_minute * burst_share)), rate=per_minute / 60)
+        capacity = max(1, math.floor(per_minute * burst_share))
+        refill = per_minute - capacity if per_minute > capacity else per_minute
+        return cls(key, capacity=capacity, rate=refill / 60)
 
 
 class Throttle:

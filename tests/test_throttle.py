@@ -164,8 +164,8 @@ def test_bucket_rejects_bad_limits(capacity: float, rate: float, named: str) -> 
 
 
 def test_per_minute() -> None:
-    assert Bucket.per_minute("k", 600) == Bucket("k", capacity=30, rate=10.0)
-    assert Bucket.per_minute("k", 10) == Bucket("k", capacity=1, rate=10 / 60)
+    assert Bucket.per_minute("k", 600) == Bucket("k", capacity=30, rate=9.5), "no sliding minute exceeds 600"
+    assert Bucket.per_minute("k", 10) == Bucket("k", capacity=1, rate=9 / 60)
     assert Bucket.per_minute("k", 600, burst_share=0.5).capacity == 300
     with pytest.raises(ValueError, match="per_minute"):
         Bucket.per_minute("k", 0)

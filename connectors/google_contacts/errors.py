@@ -43,7 +43,10 @@ def classify(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -
     if status == 403 and why & SCOPE_REASONS:
         return ScopeMissing("Google says this account did not grant access to contacts")
     if status == 429 or (status == 403 and why & RATE_REASONS):
-        return RateLimited(f"Google throttled the request ({status})", retry_after(headers))
+        per_user = "userRateLimitExceeded" in why or "per user" in message.lower()
+        return RateLimited(
+            f"Google throttled the request ({status})", retry_after(headers), "connection" if per_user else "app"
+        )
     if status >= 500:
         return Retryable(f"Google answered {status}")
     return PayloadRejected(f"Google refused the request ({status}: {message[:200]})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from connectors.base import Capability, ConnectorSpec
+from connectors.base import Capability, ConnectorSpec, RateLimits
 from connectors.google_api import method_scopes
 from connectors.google_contacts.stream import GoogleContactsStream
 
@@ -18,6 +18,12 @@ CONTACTS = Capability(
     poll_interval=timedelta(minutes=15),
 )
 
+# Google publishes no People API quota table; about 90 critical reads per minute per user is what third
+# parties observe (UNVERIFIED, see shared/providers.md 2.4). The per-app figure is a project's default.
 SPEC = ConnectorSpec(
-    slug="google_contacts", display_name="Google Contacts", auth_provider="google", capabilities=(CONTACTS,)
+    slug="google_contacts",
+    display_name="Google Contacts",
+    auth_provider="google",
+    capabilities=(CONTACTS,),
+    rate_limits=RateLimits(app_per_minute=600, connection_per_minute=90),
 )
