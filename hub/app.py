@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -17,9 +18,9 @@ from core.db import make_engine, session_factory
 from core.identity import IdentityError, Principal, verify_token
 from core.models import Connection
 from core.redis import redis_client
-from core.settings import Settings
+from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS, Settings
 from hub import connect, errors
-from hub.connections import disconnect, owned, request_syncs
+from hub.connections import disconnect, owned, pause_or_resume, request_syncs, set_interval
 from hub.deps import CurrentUser, NotSignedIn, RedisDep, SessionDep, SettingsDep
 from hub.pages import render
 from hub.records import contacts_page
@@ -129,6 +130,29 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         names = [capability] if capability else list(connection.capabilities)
         return {"runs": request_syncs(app.state.sync_engine, app.state.celery, connection.id, names, trigger="manual")}
 
+    @app.post("/api/v1/connections/{connection_id}/pause", tags=["connections"])
+    def pause(connection_id: uuid.UUID, user: CurrentUser) -> dict[str, Any]:
+        owner = (user.workspace_id, user.user_id)
+        return pause_or_resume(app.state.sync_engine, app.state.celery, connection_id, True, user.user_id, owner)
+
+    @app.post("/api/v1/connections/{connection_id}/resume", tags=["connections"])
+    def resume(connection_id: uuid.UUID, user: CurrentUser) -> dict[str, Any]:
+        owner = (user.workspace_id, user.user_id)
+        return pause_or_resume(app.state.sync_engine, app.state.celery, connection_id, False, user.user_id, owner)
+
+    @app.put("/api/v1/connections/{connection_id}/schedule/{capability}", tags=["connections"])
+    def put_schedule(
+        connection_id: uuid.UUID, capability: str, body: ScheduleIn, user: CurrentUser, settings: SettingsDep
+    ) -> dict[str, Any]:
+        owner = (user.workspace_id, user.user_id)
+        return set_interval(settings, app.state.sessions, connection_id, capability, body.interval_seconds, owner)
+
+    @app.post("/connections/{connection_id}/{action}", response_class=RedirectResponse, tags=["pages"])
+    def pause_from_page(connection_id: uuid.UUID, action: Literal["pause", "resume"], user: CurrentUser) -> Response:
+        owner = (user.workspace_id, user.user_id)
+        pause_or_resume(app.state.sync_engine, app.state.celery, connection_id, action == "pause", user.user_id, owner)
+        return RedirectResponse("/", status_code=303)
+
     @app.get("/api/v1/contacts", tags=["records"])
     def list_contacts(
         user: CurrentUser,
@@ -140,6 +164,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return contacts_page(session, user.workspace_id, cursor, limit, connection_id)
 
     return app
+
+
+class ScheduleIn(BaseModel):
+    interval_seconds: int | None = Field(
+        ge=MIN_POLL_SECONDS,
+        le=MAX_POLL_SECONDS,
+        description="Seconds between polls, 300 to 86400; null returns to the deployment's interval.",
+    )
 
 
 def _mine(session: Session, user: Principal) -> list[Connection]:

@@ -1,4 +1,4 @@
-"""The `synchub` command: api, worker, beat, db upgrade, dev. Settings are validated before anything runs."""
+"""The `synchub` command: api, worker, beat, db upgrade, vault, dev. Settings are validated before anything runs."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from sqlalchemy.engine import Engine
 
 from core.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="synchub, the integration sync hub.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
+vault_app = typer.Typer(no_args_is_help=True, help="The vault's key ring: re-seal under the active key, check it.")
+app.add_typer(vault_app, name="vault")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -135,6 +138,86 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     upgrade(engine, revision)
     engine.dispose()
     print(f"database at {revision}")
+
+
+def migrated_engine(settings: Settings) -> Engine:
+    """An engine on a database whose schema is at head, or exit saying why in one line."""
+    from core.db import make_engine
+    from hub.startup import check_schema
+
+    engine = make_engine(settings.database_url)
+    try:
+        check_schema(engine)
+    except Exception as exc:
+        engine.dispose()
+        fail(str(exc).splitlines()[0])
+    return engine
+
+
+@vault_app.command("rotate")
+def vault_rotate() -> None:
+    """Re-seal every credential and checkpoint under the active key; syncs and refreshes may keep running."""
+    from core.db import session_factory
+    from token_vault.rotation import rotate
+    from token_vault.vault import counted, key_ring
+
+    settings = settings_or_exit()
+    ring = key_ring(settings.vault)
+    engine = migrated_engine(settings)
+    try:
+        report = rotate(session_factory(engine), ring)
+    finally:
+        engine.dispose()
+    resealed = " and ".join(counted(count, table) for table, count in report.resealed.items())
+    print(
+        f"re-sealed {resealed} under key id {ring.active_key_id}; {report.retried} retried after a concurrent "
+        f"write, {report.current} already on key id {ring.active_key_id}"
+    )
+    problems = [
+        f"{counted(count, table)} did not open with the key ring and were left as they were: see `synchub vault status`"
+        for table, count in report.unopened.items()
+        if count
+    ]
+    if report.contended:
+        problems.append(
+            f"{report.contended} rows kept changing and were left on their old key: run `synchub vault rotate` again"
+        )
+    if problems:
+        fail("\n".join(problems), code=1)
+
+
+@vault_app.command("status")
+def vault_status() -> None:
+    """Count rows per key id and check that every credential and checkpoint opens with the key ring."""
+    from core.db import session_factory
+    from token_vault.rotation import status
+    from token_vault.vault import counted, key_ring
+
+    settings = settings_or_exit()
+    ring = key_ring(settings.vault)
+    engine = migrated_engine(settings)
+    try:
+        found = status(session_factory(engine), ring)
+    finally:
+        engine.dispose()
+    print(f"key ring: key ids {', '.join(map(str, sorted(ring.key_ids)))}; active key id {ring.active_key_id}")
+    for table in found.tables:
+        on_keys = [
+            f"{count} on key id {key_id}{'' if key_id in ring.key_ids else ' (not in the ring)'}"
+            for key_id, count in sorted(table.by_key.items())
+        ]
+        print(f"{table.name}: {', '.join(on_keys) or 'none'}")
+    if found.healthy:
+        print(f"all {' and '.join(counted(table.rows, table.name) for table in found.tables)} open with the key ring")
+        return
+    unopened = " and ".join(f"{t.unopened} of {counted(t.rows, t.name)}" for t in found.tables if t.unopened)
+    problems = [f"{unopened} do not open with the key ring"] if unopened else []
+    problems += [
+        f"key id {key_id} ({', '.join(counted(count, name) for name, count in rows.items())}) "
+        "is not in SYNCHUB_VAULT__KEYS"
+        for key_id, rows in sorted(found.missing_keys.items())
+    ]
+    fail("\n".join(problems), code=1)
 
 
 @app.command()

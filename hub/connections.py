@@ -11,12 +11,14 @@ from celery import Celery
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.registry import capabilities_of
 from core.db import transaction
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
 from crm.models import ContactRow
-from hub.errors import NotFound
+from hub.errors import Conflict, NotFound
 from oauth.client import client_for
+from sync import schedule
 from sync.dispatch import hand_over
 from sync.engine import SyncEngine
 from sync.models import Checkpoint, RunStatus, SyncRun
@@ -101,3 +103,81 @@ def request_syncs(
         if run_id is not None:
             hand_over(sync_engine.sessions, celery, run_id)
     return runs
+
+
+def set_paused(
+    sessions: sessionmaker[Session],
+    connection_id: uuid.UUID,
+    paused: bool,
+    actor: str,
+    owner: tuple[str, str] | None = None,
+) -> tuple[Connection, bool]:
+    """Pause (no new runs, a running one stops after its page, no provider calls) or resume a connection.
+
+    Returns the connection and whether it changed; `owner` (workspace, user) limits it to that user's own.
+    Pausing or resuming twice is a no-op; a connection that needs reconnecting or is disconnected refuses.
+    """
+    with transaction(sessions) as session:
+        connection = owned(session, connection_id, *owner) if owner else session.get(Connection, connection_id)
+        if connection is None:
+            raise NotFound(f"connection {connection_id}")
+        wanted, source = (
+            (ConnectionStatus.PAUSED, ConnectionStatus.ACTIVE)
+            if paused
+            else (ConnectionStatus.ACTIVE, ConnectionStatus.PAUSED)
+        )
+        if connection.status == wanted.value:
+            session.expunge(connection)
+            return connection, False
+        if connection.status != source.value:
+            raise Conflict(
+                f"the connection is {connection.status.replace('_', ' ')}; "
+                + (
+                    "reconnect it first"
+                    if connection.status == ConnectionStatus.NEEDS_REAUTH.value
+                    else "connect it again"
+                )
+            )
+        connection.move_to(wanted, "paused by its owner" if paused else None)
+        audit(session, connection, actor, "connection.paused" if paused else "connection.resumed")
+        session.flush()
+        session.expunge(connection)
+        return connection, True
+
+
+def pause_or_resume(
+    sync_engine: SyncEngine,
+    celery: Celery,
+    connection_id: uuid.UUID,
+    paused: bool,
+    actor: str,
+    owner: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """The API's and the CLI's pause/resume: a resumed connection syncs at once, from its checkpoints."""
+    connection, changed = set_paused(sync_engine.sessions, connection_id, paused, actor, owner)
+    runs: dict[str, str | None] = {}
+    if changed and not paused:
+        runs = request_syncs(sync_engine, celery, connection.id, connection.capabilities, trigger="resume")
+    return {"id": str(connection.id), "status": connection.status, "changed": changed, "runs": runs}
+
+
+def set_interval(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    connection_id: uuid.UUID,
+    capability: str,
+    seconds: int | None,
+    owner: tuple[str, str],
+) -> dict[str, Any]:
+    """A connection's own poll interval for one capability (None returns to the deployment's)."""
+    with transaction(sessions) as session:
+        connection = owned(session, connection_id, *owner)
+        row = schedule.ensure(session, settings, connection, capability)
+        if row is None or capability not in connection.capabilities:
+            raise NotFound(f"capability {capability} of connection {connection_id}")
+        row.interval_seconds = seconds
+        found = capabilities_of(settings, connection.auth_provider)[capability]
+        effective = schedule.interval_seconds(settings, found[0], found[1], row)
+        row.next_run_at = min(row.next_run_at, utcnow() + schedule.jittered(settings, effective))
+        audit(session, connection, owner[1], "schedule.changed", capability=capability, interval_seconds=seconds)
+        return {"capability": capability, "interval_seconds": effective, "next_run_at": row.next_run_at.isoformat()}

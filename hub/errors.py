@@ -15,6 +15,10 @@ class NotFound(Exception):
         self.what = what
 
 
+class Conflict(Exception):
+    """The request cannot apply to the resource as it is now; the message says why and what to do."""
+
+
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "text/html")
 
@@ -31,6 +35,10 @@ def install(app: FastAPI) -> None:
         response = _reply(request, 401, "not signed in", exc.reason)
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
+
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict) -> Response:
+        return _reply(request, 409, "conflict", str(exc))
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> Response:

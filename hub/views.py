@@ -13,7 +13,8 @@ from core.models import Connection, ConnectionStatus
 from core.settings import Settings
 from crm.models import ContactRow
 from oauth.scopes import covers
-from sync.models import RunStatus, SyncRun
+from sync.models import RunStatus, Schedule, SyncRun
+from sync.schedule import interval_seconds
 
 STATE_WORDS = {
     "ok": "synced",
@@ -50,6 +51,20 @@ def run_view(run: SyncRun | None) -> dict[str, Any] | None:
     }
 
 
+def schedule_view(
+    settings: Settings, connection: Connection, name: str, plan: Schedule | None
+) -> dict[str, Any] | None:
+    found = capabilities_of(settings, connection.auth_provider).get(name)
+    if found is None:
+        return None
+    return {
+        "interval_seconds": interval_seconds(settings, found[0], found[1], plan),
+        "next_run_at": plan.next_run_at.isoformat() if plan and connection.status == "active" else None,
+        "failures_in_a_row": plan.failures if plan else 0,
+        "last_success_at": plan.last_success_at.isoformat() if plan and plan.last_success_at else None,
+    }
+
+
 def capability_state(connection: Connection, granted: bool, run: SyncRun | None) -> str:
     if connection.status in (ConnectionStatus.NEEDS_REAUTH.value, ConnectionStatus.PAUSED.value):
         return connection.status
@@ -66,6 +81,7 @@ def connection_view(session: Session, settings: Settings, connection: Connection
         granted = name in connection.capabilities and covers(connection.granted_scopes, capability.required_scopes)
         run = last_run(session, connection.id, name)
         state = capability_state(connection, granted, run)
+        plan = session.get(Schedule, (connection.id, name))
         capabilities.append(
             {
                 "name": name,
@@ -73,6 +89,7 @@ def connection_view(session: Session, settings: Settings, connection: Connection
                 "state": state,
                 "state_words": STATE_WORDS[state],
                 "last_run": run_view(run),
+                "schedule": schedule_view(settings, connection, name, plan),
             }
         )
     contacts = session.scalar(

@@ -113,6 +113,10 @@ class SyncEngine:
             )
         )
 
+    def worked_on(self, run_id: uuid.UUID) -> bool:
+        """Whether some worker holds this run's lock right now."""
+        return bool(self.redis.exists(RUN_LOCK_PREFIX + str(run_id)))
+
     def execute(self, run_id: uuid.UUID, budget_seconds: float | None = None) -> Outcome:
         """Work on a run until it ends or the budget is spent; a run already being worked on is skipped."""
         ttl = self.settings.celery.task_time_limit

@@ -94,19 +94,23 @@ class TickReport:
         return {"scheduled": self.scheduled, "handed_over": self.handed_over, "requeued": self.requeued}
 
 
-def watchdog(session: Session, settings: Settings) -> list[uuid.UUID]:
-    """Runs left `running` by a worker that stopped reporting go back to `queued`, resuming from their checkpoint."""
+def watchdog(session: Session, settings: Settings, alive: Callable[[uuid.UUID], bool]) -> list[uuid.UUID]:
+    """Runs left `running` by a worker that stopped reporting go back to `queued`, resuming from their checkpoint.
+
+    A run counts as dead when its heartbeat is older than the timeout and nobody holds its lock (`alive`).
+    """
     stale = utcnow() - timedelta(seconds=settings.schedule.heartbeat_timeout_seconds)
     runs = session.scalars(
         select(SyncRun)
         .where(SyncRun.status == RunStatus.RUNNING.value, SyncRun.heartbeat_at < stale)
         .with_for_update(skip_locked=True)
     ).all()
-    for run in runs:
+    dead = [run for run in runs if not alive(run.id)]
+    for run in dead:
         run.status, run.enqueued_at = RunStatus.QUEUED.value, None
         run.error = "re-queued: the worker working on it stopped reporting"
         log.warning("watchdog re-queued a run", extra={"run_id": str(run.id)})
-    return [run.id for run in runs]
+    return [run.id for run in dead]
 
 
 def due_schedules(session: Session, settings: Settings) -> list[tuple[uuid.UUID, str]]:
@@ -168,12 +172,13 @@ def tick(
     settings: Settings,
     request: Callable[[uuid.UUID, str, str], uuid.UUID | None],
     send: Send,
+    alive: Callable[[uuid.UUID], bool],
 ) -> TickReport:
     """One beat tick: watchdog, due schedules, then hand every unsent run to the workers."""
     report = TickReport()
     with transaction(sessions) as session:
         missing_schedules(session, settings)
-        report.requeued = len(watchdog(session, settings))
+        report.requeued = len(watchdog(session, settings, alive))
         due = due_schedules(session, settings)
     for connection_id, capability in due:
         if request(connection_id, capability, "schedule") is not None:

@@ -53,7 +53,10 @@ def run_sync(run_id: str) -> str:
 def tick_task() -> dict[str, int]:
     """Start what is due, send what was never sent, and re-queue runs whose worker stopped reporting."""
     rt = runtime()
-    report = tick(rt.sessions, rt.settings, engine().request, lambda run_id: hand_over(rt.sessions, app, run_id))
+    sync = engine()
+    report = tick(
+        rt.sessions, rt.settings, sync.request, lambda run_id: hand_over(rt.sessions, app, run_id), sync.worked_on
+    )
     return report.as_dict()
 
 

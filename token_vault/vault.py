@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import LargeBinary, SmallInteger, String, Uuid, column, func, select, table
 from sqlalchemy.orm import Session
 
 from core.models import Connection
@@ -14,9 +14,18 @@ from core.settings import VaultSettings
 from token_vault.models import SealedCredential
 from token_vault.sealing import Binding, KeyRing
 
+CHECKPOINTS = table(
+    "checkpoints",
+    column("connection_id", Uuid()),
+    column("stream", String()),
+    column("key_id", SmallInteger()),
+    column("sealed", LargeBinary()),
+)
+"""sync/'s sealed checkpoints, named by the columns the vault reads and re-seals (token_vault never imports sync)."""
+
 
 class MissingKeys(Exception):
-    """Stored credentials name key ids the ring does not have."""
+    """Stored credentials or checkpoints name key ids the ring does not have."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,14 @@ def key_ring(settings: VaultSettings) -> KeyRing:
     return KeyRing(settings.ring(), settings.active_key_id)
 
 
+def credential_binding(workspace_id: str, connection_id: uuid.UUID, kind: str) -> Binding:
+    return Binding(workspace_id, str(connection_id), kind)
+
+
+def checkpoint_binding(workspace_id: str, connection_id: uuid.UUID, stream: str) -> Binding:
+    return Binding(workspace_id, str(connection_id), f"checkpoint:{stream}")
+
+
 class Vault:
     """Seal on write, open on read; a ciphertext opens only in the row it was written for."""
 
@@ -37,7 +54,7 @@ class Vault:
 
     @staticmethod
     def _binding(connection: Connection, kind: str) -> Binding:
-        return Binding(connection.workspace_id, str(connection.id), kind)
+        return credential_binding(connection.workspace_id, connection.id, kind)
 
     def store(
         self,
@@ -47,7 +64,10 @@ class Vault:
         value: str,
         expires_at: datetime | None = None,
     ) -> SealedCredential:
-        """Seal and upsert one credential of a connection in the caller's transaction."""
+        """Seal and upsert one credential of a connection in the caller's transaction.
+
+        `version` goes up in SQL, so a rotation's compare-and-swap sees every write, even one based on a stale read.
+        """
         sealed = self.ring.seal(value.encode(), self._binding(connection, kind))
         row = session.scalar(
             select(SealedCredential).where(
@@ -60,7 +80,7 @@ class Vault:
             )
             session.add(row)
         else:
-            row.sealed, row.key_id, row.version = sealed, self.ring.active_key_id, row.version + 1
+            row.sealed, row.key_id, row.version = sealed, self.ring.active_key_id, SealedCredential.version + 1
         row.expires_at = expires_at
         session.flush()
         return row
@@ -82,10 +102,29 @@ class Vault:
         return len(rows)
 
 
+def key_counts(session: Session) -> dict[str, dict[int, int]]:
+    """Rows per key id, by table (`credentials`, `checkpoints`)."""
+    columns = {"credentials": SealedCredential.key_id, "checkpoints": CHECKPOINTS.c.key_id}
+    return {
+        name: {key_id: count for key_id, count in session.execute(select(key_id, func.count()).group_by(key_id))}
+        for name, key_id in columns.items()
+    }
+
+
+def counted(count: int, table: str) -> str:
+    """`1 credential`, `3 checkpoints`: a count of rows of a sealed table."""
+    return f"{count} {table if count != 1 else table.removesuffix('s')}"
+
+
 def check_key_ids(session: Session, ring: KeyRing) -> None:
-    """Refuse to start when a stored credential names a key id that is not in the ring."""
-    counts = session.execute(select(SealedCredential.key_id, func.count()).group_by(SealedCredential.key_id)).all()
-    missing = {key_id: count for key_id, count in counts if key_id not in ring.key_ids}
+    """Refuse to start when a stored credential or checkpoint names a key id that is not in the ring."""
+    missing: dict[int, list[str]] = {}
+    for table_name, counts in key_counts(session).items():
+        for key_id, count in sorted(counts.items()):
+            if key_id not in ring.key_ids:
+                missing.setdefault(key_id, []).append(counted(count, table_name))
     if missing:
-        listed = ", ".join(f"key id {key_id} ({count} credentials)" for key_id, count in sorted(missing.items()))
-        raise MissingKeys(f"SYNCHUB_VAULT__KEYS lacks keys that stored credentials were sealed with: {listed}")
+        listed = ", ".join(f"key id {key_id} ({', '.join(rows)})" for key_id, rows in sorted(missing.items()))
+        raise MissingKeys(
+            f"SYNCHUB_VAULT__KEYS lacks keys that stored credentials or checkpoints were sealed with: {listed}"
+        )
