@@ -127,6 +127,52 @@ def sync(
     raise typer.Exit(code)
 
 
+def _pause_or_resume(connection_id: str, paused: bool) -> None:
+    import uuid
+
+    from core.db import make_engine, session_factory
+    from core.redis import redis_client
+    from hub.connections import pause_or_resume
+    from hub.errors import Conflict, NotFound
+    from sync.celery_app import make_celery
+    from sync.runtime import Runtime
+    from sync.wiring import build_engine
+
+    settings = ready_settings()
+    try:
+        parsed = uuid.UUID(connection_id)
+    except ValueError:
+        fail(f"{connection_id} is not a connection id")
+    engine = make_engine(settings.database_url)
+    rt = Runtime(settings, engine, session_factory(engine), redis_client(settings.redis_url))
+    try:
+        result = pause_or_resume(build_engine(rt), make_celery(settings), parsed, paused, actor="cli")
+    except NotFound as exc:
+        fail(f"{exc.what} does not exist", code=1)
+    except Conflict as exc:
+        fail(str(exc), code=1)
+    finally:
+        engine.dispose()
+    verb = "paused" if paused else "resumed"
+    print(
+        f"connection {result['id']} {verb if result['changed'] else 'was already ' + verb}; status {result['status']}"
+    )
+    for capability, run_id in result["runs"].items():
+        print(f"{capability}: run {run_id} queued" if run_id else f"{capability}: not run (access not granted)")
+
+
+@app.command()
+def pause(connection_id: Annotated[str, typer.Argument(help="The connection to pause.")]) -> None:
+    """Pause a connection: no new runs, a running one stops after its current page, no provider calls."""
+    _pause_or_resume(connection_id, paused=True)
+
+
+@app.command()
+def resume(connection_id: Annotated[str, typer.Argument(help="The connection to resume.")]) -> None:
+    """Resume a paused connection; it syncs at once from its checkpoints."""
+    _pause_or_resume(connection_id, paused=False)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Run the migrations up to REVISION."""

@@ -16,6 +16,9 @@ from sync.models import SyncRun
 log = logging.getLogger(__name__)
 
 RUN_TASK = "synchub.sync.run"
+# Give up on an unreachable broker within about a second: the run is in the database and the next tick sends it,
+# so a settings page or a webhook never hangs on Redis.
+SEND_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
 def hand_over(
@@ -23,7 +26,14 @@ def hand_over(
 ) -> bool:
     """Send a run's task; on success note when, so the tick does not send it again. False if Redis refused."""
     try:
-        celery.send_task(RUN_TASK, args=[str(run_id)], queue="sync", countdown=countdown)
+        celery.send_task(
+            RUN_TASK,
+            args=[str(run_id)],
+            queue="sync",
+            countdown=countdown,
+            ignore_result=True,
+            retry_policy=SEND_RETRY,
+        )
     except Exception:
         log.exception("could not enqueue a sync run; the next tick will", extra={"run_id": str(run_id)})
         return False

@@ -147,7 +147,7 @@ class FreshTokens:
         except AuthRevoked as exc:
             self._revoked(connection_id, str(exc))
             raise
-        self._store(connection_id, new)
+        self._store(connection_id, new, refresh.value)
         log.info("token refreshed", extra={"connection_id": str(connection_id)})
         return new.access_token
 
@@ -159,14 +159,17 @@ class FreshTokens:
                 connection.move_to(ConnectionStatus.NEEDS_REAUTH, reconnect_reason(reason))
                 audit(session, connection, "system", "connection.needs_reauth", cause="refresh_refused")
 
-    def _store(self, connection_id: uuid.UUID, new: Refreshed) -> None:
+    def _store(self, connection_id: uuid.UUID, new: Refreshed, old_refresh: str) -> None:
+        """Keep the new access token; the refresh token only when the provider rotated it (Authlib echoes the
+        old one back when the provider sends none)."""
+        rotated = bool(new.refresh_token) and new.refresh_token != old_refresh
         with transaction(self.sessions) as session:
             connection = session.get_one(Connection, connection_id)
             self.vault.store(session, connection, ACCESS, new.access_token, new.expires_at)
-            if new.refresh_token:
+            if rotated and new.refresh_token:
                 self.vault.store(session, connection, REFRESH, new.refresh_token)
             connection.refreshed_at, connection.refresh_failures, connection.refresh_retry_at = utcnow(), 0, None
-            audit(session, connection, "system", "token.refreshed", refresh_token_rotated=bool(new.refresh_token))
+            audit(session, connection, "system", "token.refreshed", refresh_token_rotated=rotated)
 
 
 def reconnect_reason(reason: str) -> str:
