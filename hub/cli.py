@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from token_vault.sealing import KeyRing
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="synchub, the integration sync hub.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -200,20 +206,29 @@ def migrated_engine(settings: Settings) -> Engine:
     return engine
 
 
-@vault_app.command("rotate")
-def vault_rotate() -> None:
-    """Re-seal every credential and checkpoint under the active key; syncs and refreshes may keep running."""
+@contextmanager
+def vault_sessions() -> Iterator[tuple[KeyRing, sessionmaker[Session]]]:
+    """The configured key ring and sessions on a migrated database, for the vault commands."""
     from core.db import session_factory
-    from token_vault.rotation import rotate
-    from token_vault.vault import counted, key_ring
+    from token_vault.vault import key_ring
 
     settings = settings_or_exit()
     ring = key_ring(settings.vault)
     engine = migrated_engine(settings)
     try:
-        report = rotate(session_factory(engine), ring)
+        yield ring, session_factory(engine)
     finally:
         engine.dispose()
+
+
+@vault_app.command("rotate")
+def vault_rotate() -> None:
+    """Re-seal every credential and checkpoint under the active key; syncs and refreshes may keep running."""
+    from token_vault.rotation import rotate
+    from token_vault.vault import counted
+
+    with vault_sessions() as (ring, sessions):
+        report = rotate(sessions, ring)
     resealed = " and ".join(counted(count, table) for table, count in report.resealed.items())
     print(
         f"re-sealed {resealed} under key id {ring.active_key_id}; {report.retried} retried after a concurrent "
@@ -235,17 +250,11 @@ def vault_rotate() -> None:
 @vault_app.command("status")
 def vault_status() -> None:
     """Count rows per key id and check that every credential and checkpoint opens with the key ring."""
-    from core.db import session_factory
     from token_vault.rotation import status
-    from token_vault.vault import counted, key_ring
+    from token_vault.vault import counted
 
-    settings = settings_or_exit()
-    ring = key_ring(settings.vault)
-    engine = migrated_engine(settings)
-    try:
-        found = status(session_factory(engine), ring)
-    finally:
-        engine.dispose()
+    with vault_sessions() as (ring, sessions):
+        found = status(sessions, ring)
     print(f"key ring: key ids {', '.join(map(str, sorted(ring.key_ids)))}; active key id {ring.active_key_id}")
     for table in found.tables:
         on_keys = [

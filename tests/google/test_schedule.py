@@ -22,7 +22,7 @@ from hub.app import create_app
 from tests.conftest import ROOT, Beat, LiveServer, Worker, clean_environ, settings_from_env, wait_for
 from tests.google.conftest import PAGE_SIZE, GoogleHub, new_account
 from tests.google.test_run_hygiene import runs_of, settled
-from tests.google.test_token_pressure import make_due
+from tests.google.test_token_pressure import connected, make_due
 
 PEOPLE = "/v1/people"
 
@@ -60,9 +60,7 @@ def schedule_row(hub: GoogleHub, connection_id: uuid.UUID) -> dict[str, Any]:
 def test_a_run_the_queue_never_got_is_started_by_the_next_tick(schedule_hub: GoogleHub, worker: Worker) -> None:
     hub = schedule_hub
     browser = hub.browser(user="no-redis")
-    account = new_account(hub.admin, contacts=5)
-    connection_id = hub.connect(browser, account)
-    assert hub.wait_run(browser, connection_id)["status"] == "succeeded"
+    account, connection_id = connected(hub, browser)
     hub.admin.add_contact(account, {"names": [{"givenName": "Late", "familyName": "Arrival"}]})
 
     cut_off = {**hub.env, "SYNCHUB_REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens on port 1
@@ -82,9 +80,7 @@ def test_failing_runs_show_failed_keep_the_schedule_and_the_next_success_clears_
 ) -> None:
     hub = schedule_hub
     browser = hub.browser(user="flaky")
-    account = new_account(hub.admin, contacts=5)
-    connection_id = hub.connect(browser, account)
-    assert hub.wait_run(browser, connection_id)["status"] == "succeeded"
+    _account, connection_id = connected(hub, browser)
     hub.admin.set_faults([{"path_prefix": PEOPLE, "status": 500, "rate": 1.0}])
     try:
         failed = hub.sync_now(browser, connection_id)
@@ -159,9 +155,7 @@ def synchub(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 def test_cli_pauses_and_resumes_a_connection(schedule_hub: GoogleHub, worker: Worker) -> None:
     hub = schedule_hub
     browser = hub.browser(user="operator")
-    account = new_account(hub.admin, contacts=5)
-    connection_id = hub.connect(browser, account)
-    assert hub.wait_run(browser, connection_id)["status"] == "succeeded"
+    account, connection_id = connected(hub, browser)
 
     paused = synchub(hub.env, "pause", str(connection_id))
     assert paused.returncode == 0, paused.stderr
