@@ -17,8 +17,10 @@ from core.db import make_engine, session_factory
 from core.identity import issue_token
 from core.settings import Settings
 from hub.app import create_app
+from hub.views import run_view
 from sandbox.admin_client import SandboxAdmin
 from sandbox.process import running_sandbox
+from sync.models import SyncRun
 from tests.conftest import LiveServer, Worker, free_port, settings_from_env, wait_for
 from tests.sandbox.browser import authorize
 
@@ -93,11 +95,15 @@ class GoogleHub:
         return next(c for c in self.connection(browser, connection_id)["capabilities"] if c["name"] == name)
 
     def wait_run(self, browser: httpx.Client, connection_id: uuid.UUID, run_id: str | None = None) -> dict[str, Any]:
-        """Wait until the capability's last run (or run `run_id`) has ended; return it."""
+        """Wait until the capability's last run (or run `run_id`, even if a follow-up came after it) has ended."""
 
         def ended() -> dict[str, Any] | None:
-            run = self.capability(browser, connection_id)["last_run"]
-            if run and run["status"] in TERMINAL and (run_id is None or run["id"] == run_id):
+            if run_id is not None:
+                with self.sessions() as session:
+                    run = run_view(session.get(SyncRun, uuid.UUID(run_id)))
+            else:
+                run = self.capability(browser, connection_id)["last_run"]
+            if run and run["status"] in TERMINAL:
                 return dict(run)
             return None
 
