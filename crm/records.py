@@ -34,5 +34,8 @@ class Contact:
 
     @property
     def primary_email(self) -> str | None:
-        chosen = next((e for e in self.emails if e.primary), self.emails[0] if self.emails else None)
-        return chosen.value.strip().lower() if chosen else None
+        """The address marked primary, else the first; lower-cased for matching."""
+        for email in self.emails:
+            if email.primary:
+                return email.value.strip().lower()
+        return self.emails[0].value.strip().lower() if self.emails else None

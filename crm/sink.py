@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Table, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy import JSON, Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Connection, utcnow
@@ -60,22 +60,22 @@ def _addresses(content: dict[str, Any]) -> set[str]:
 
 
 def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert a page of rows in one statement on PostgreSQL (INSERT ... SELECT FROM unnest of one array per
-    column); elsewhere as an executemany. The ORM's bulk insert sent one statement per row."""
+    """Insert a page of rows: on PostgreSQL with COPY in the session's transaction (psycopg formats the rows in C);
+    elsewhere as an executemany. The ORM's bulk insert sent one statement per row, and an INSERT from unnest()
+    arrays spent most of its time quoting array elements in Python."""
     if not rows:
         return
-    dialect = session.get_bind().dialect
-    if dialect.name != "postgresql":
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
         session.execute(insert(table), rows)
         return
-    columns = [table.c[name] for name in rows[0]]
-    arrays = {
-        column.name: [json.dumps(r[column.name]) if isinstance(column.type, JSON) else r[column.name] for r in rows]
-        for column in columns
-    }
-    casts = ", ".join(f"CAST(:{c.name} AS {c.type.compile(dialect=dialect)}[])" for c in columns)
-    names = ", ".join(c.name for c in columns)
-    session.execute(text(f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({casts})"), arrays)  # noqa: S608
+    names = list(rows[0])
+    json_columns = {name for name in names if isinstance(table.c[name].type, JSON)}
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[n]) if n in json_columns else row[n] for n in names])
 
 
 class ContactSink:

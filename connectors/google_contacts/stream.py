@@ -15,31 +15,43 @@ DEFAULT_ENDPOINT = "https://people.googleapis.com/"
 MAX_PAGE_SIZE = 1000
 
 
-def _primary(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return next((i for i in items if i.get("metadata", {}).get("primary")), items[0] if items else {})
+NOTHING: Mapping[str, Any] = {}
+
+
+def _is_primary(item: Mapping[str, Any]) -> bool:
+    return bool((item.get("metadata") or NOTHING).get("primary"))
+
+
+def _primary(items: list[dict[str, Any]] | None) -> Mapping[str, Any]:
+    if not items:
+        return NOTHING
+    for item in items:
+        if _is_primary(item):
+            return item
+    return items[0]
 
 
 def to_contact(person: Mapping[str, Any]) -> Contact:
-    name = _primary(person.get("names", []))
-    organization = _primary(person.get("organizations", []))
+    """Map one Person; plain loops, since this runs for every contact of every page."""
+    name = _primary(person.get("names"))
+    organization = _primary(person.get("organizations"))
+    emails = person.get("emailAddresses")
+    phones = person.get("phoneNumbers")
+    metadata = person.get("metadata") or NOTHING
     return Contact(
         external_id=person["resourceName"],
         display_name=name.get("displayName"),
         given_name=name.get("givenName"),
         family_name=name.get("familyName"),
-        emails=tuple(
-            EmailAddress(e["value"], e.get("type"), bool(e.get("metadata", {}).get("primary")))
-            for e in person.get("emailAddresses", [])
-            if e.get("value")
-        ),
-        phones=tuple(
-            PhoneNumber(p["value"], p.get("type"), bool(p.get("metadata", {}).get("primary")))
-            for p in person.get("phoneNumbers", [])
-            if p.get("value")
-        ),
+        emails=tuple([EmailAddress(e["value"], e.get("type"), _is_primary(e)) for e in emails if e.get("value")])
+        if emails
+        else (),
+        phones=tuple([PhoneNumber(p["value"], p.get("type"), _is_primary(p)) for p in phones if p.get("value")])
+        if phones
+        else (),
         organization=organization.get("name"),
         job_title=organization.get("title"),
-        previous_external_ids=tuple(person.get("metadata", {}).get("previousResourceNames", [])),
+        previous_external_ids=tuple(metadata.get("previousResourceNames", ())),
     )
 
 
@@ -58,8 +70,12 @@ class GoogleContactsStream:
             body = self._list(sync_token, page_token)
             people = body.get("connections", [])
             page_token = body.get("nextPageToken")
-            deleted = [p["resourceName"] for p in people if p.get("metadata", {}).get("deleted")]
-            records = [to_contact(p) for p in people if not p.get("metadata", {}).get("deleted")]
+            deleted, records = [], []
+            for person in people:
+                if (person.get("metadata") or NOTHING).get("deleted"):
+                    deleted.append(person["resourceName"])
+                else:
+                    records.append(to_contact(person))
             last = not page_token
             if last:
                 checkpoint = {"sync_token": body["nextSyncToken"]} if body.get("nextSyncToken") else {}
