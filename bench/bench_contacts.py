@@ -211,6 +211,29 @@ def pool_child(worker: subprocess.Popen[bytes]) -> int:
     raise RuntimeError("no pool child")
 
 
+def cpu_by_role(worker_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the worker's process group, every PostgreSQL process and the sandbox."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"worker": 0.0, "postgres": 0.0, "sandbox": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if int(fields[2]) == worker_pid:
+            used["worker"] += seconds
+        elif stat.split("(", 1)[1].startswith("postgres"):
+            used["postgres"] += seconds
+        elif b"sandbox" in argv and b"--seed" in argv:
+            used["sandbox"] += seconds
+    return used
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -218,7 +241,7 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def whole_sync(env: dict[str, str], connection_id: uuid.UUID) -> tuple[float, float, dict[str, int]]:
+def whole_sync(env: dict[str, str], connection_id: uuid.UUID) -> tuple[float, float, dict[str, float]]:
     os.environ.update(env)
     settings = load_settings()
     engine = make_engine(settings.database_url)
@@ -235,6 +258,7 @@ def whole_sync(env: dict[str, str], connection_id: uuid.UUID) -> tuple[float, fl
         assert celery.send_task("synchub.maintenance.ping", queue="sync").get(timeout=60)
         child = pool_child(worker)
         run_id = build_engine(rt).request(connection_id, "contacts", "bench")
+        cpu_before = cpu_by_role(worker.pid)
         started = time.perf_counter()
         celery.send_task("synchub.sync.run", args=[str(run_id)], queue="sync")
         while True:
@@ -244,7 +268,13 @@ def whole_sync(env: dict[str, str], connection_id: uuid.UUID) -> tuple[float, fl
                     break
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
-        counts = {"status_ok": int(run.status == "succeeded"), "created": run.records_created, "calls": run.api_calls}
+        cpu = {role: used - cpu_before[role] for role, used in cpu_by_role(worker.pid).items()}
+        counts = {
+            "status_ok": int(run.status == "succeeded"),
+            "created": run.records_created,
+            "calls": run.api_calls,
+            **{f"c_cpu_{role}_s": round(seconds, 2) for role, seconds in cpu.items()},
+        }
         return elapsed, peak_rss_mb(child), counts
     finally:
         os.killpg(worker.pid, 15)

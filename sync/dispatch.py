@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
 from core.models import utcnow
-from sync.models import SyncRun
+from sync.models import RunStatus, SyncRun
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,19 @@ def hand_over(
         )
     except Exception:
         log.exception("could not enqueue a sync run; the next tick will", extra={"run_id": str(run_id)})
+        leave_to_tick(sessions, run_id)
         return False
     with transaction(sessions) as session:
         session.execute(update(SyncRun).where(SyncRun.id == run_id).values(enqueued_at=utcnow()))
     return True
+
+
+def leave_to_tick(sessions: sessionmaker[Session], run_id: uuid.UUID) -> None:
+    """The queue did not take the run: mark it unsent (a running one, whose next slice was lost, as queued) so
+    the next tick sends it instead of the watchdog an hour later."""
+    with transaction(sessions) as session:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status.in_((RunStatus.QUEUED.value, RunStatus.RUNNING.value)))
+            .values(enqueued_at=None, status=RunStatus.QUEUED.value)
+        )
