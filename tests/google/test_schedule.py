@@ -180,3 +180,34 @@ def test_cli_pauses_and_resumes_a_connection(schedule_hub: GoogleHub, worker: Wo
     assert refused.returncode == 1 and "reconnect it first" in refused.stderr
     page = httpx.get(f"{hub.url}/", cookies=browser.cookies).text
     assert "Reconnect" in page
+
+
+def test_a_connection_can_poll_on_its_own_interval_within_bounds(schedule_hub: GoogleHub, worker: Worker) -> None:
+    hub = schedule_hub
+    browser = hub.browser(user="interval")
+    _account, connection_id = connected(hub, browser)
+    url = f"{hub.url}/api/v1/connections/{connection_id}/schedule/contacts"
+    assert hub.capability(browser, connection_id)["schedule"]["interval_seconds"] == 900
+
+    changed = browser.put(url, json={"interval_seconds": 3600})
+    assert changed.status_code == 200 and changed.json()["interval_seconds"] == 3600
+    assert hub.capability(browser, connection_id)["schedule"]["interval_seconds"] == 3600
+    for bad in (299, 86401, "often"):
+        refused = browser.put(url, json={"interval_seconds": bad})
+        assert refused.status_code == 422, bad
+    assert schedule_row(hub, connection_id)["interval_seconds"] == 3600, "a refused change changes nothing"
+    back = browser.put(url, json={"interval_seconds": None})
+    assert back.status_code == 200 and back.json()["interval_seconds"] == 900
+    assert browser.put(f"{hub.url}/api/v1/connections/{connection_id}/schedule/calendar", json={}).status_code in (
+        404,
+        422,
+    )
+    stranger = hub.browser(user="someone-else")
+    assert stranger.put(url, json={"interval_seconds": 3600}).status_code == 404
+
+    page = browser.post(f"{hub.url}/connections/{connection_id}/pause")
+    assert page.status_code == 303 and hub.connection(browser, connection_id)["status"] == "paused"
+    assert "Resume syncing" in browser.get(f"{hub.url}/").text
+    assert stranger.post(f"{hub.url}/api/v1/connections/{connection_id}/resume").status_code == 404
+    assert browser.post(f"{hub.url}/connections/{connection_id}/resume").status_code == 303
+    assert hub.connection(browser, connection_id)["status"] == "active"
