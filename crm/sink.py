@@ -6,10 +6,9 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Table, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy import JSON, Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.models import Connection, utcnow
@@ -79,31 +78,6 @@ def bulk_insert(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
             copy.write_row([json.dumps(row[n]) if n in json_columns else row[n] for n in names])
 
 
-_PAGE_COLUMNS = ", ".join(CONTENT_FIELDS)
-# One statement per page for new contacts on PostgreSQL: the page arrives as one JSON document, the contacts and
-# their email index (addresses normalised in Python, as `_addresses` does everywhere) are written together.
-INSERT_PAGE = text(
-    f"""
-WITH page AS (
-  SELECT * FROM json_to_recordset(CAST(:page AS json)) AS p(
-    external_id text, display_name text, given_name text, family_name text, emails json, phones json,
-    organization text, job_title text, primary_email text, addresses json)
-), added AS (
-  INSERT INTO crm_contacts (id, workspace_id, connection_id, provider, external_id, full_pass_id, created_at,
-    updated_at, {_PAGE_COLUMNS})
-  SELECT gen_random_uuid(), CAST(:workspace_id AS varchar), CAST(:connection_id AS uuid), CAST(:provider AS varchar),
-    p.external_id, CAST(:full_pass_id AS varchar), CAST(:now AS timestamptz), CAST(:now AS timestamptz),
-    {", ".join(f"p.{name}" for name in CONTENT_FIELDS)}
-  FROM page p
-  RETURNING id, external_id
-)
-INSERT INTO crm_contact_emails (contact_id, email, workspace_id)
-SELECT added.id, address, CAST(:workspace_id AS varchar)
-FROM added JOIN page p USING (external_id), json_array_elements_text(p.addresses) AS address
-"""  # noqa: S608 (column names are this module's constants)
-)
-
-
 class ContactSink:
     """Writes one page of contacts for one connection, in the caller's transaction."""
 
@@ -115,7 +89,7 @@ class ContactSink:
         counts = Counts()
         latest = {record.external_id: record for record in records}
         existing = self._existing({*latest, *(p for r in latest.values() for p in r.previous_external_ids)})
-        new: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         reindex: dict[uuid.UUID, set[str]] = {}
         now = utcnow()
@@ -125,7 +99,21 @@ class ContactSink:
                 (existing[p] for p in record.previous_external_ids if p in existing), None
             )
             if row is None:
-                new.append({"external_id": record.external_id, **content})
+                new_id = uuid.uuid4()
+                inserts.append(
+                    {
+                        "id": new_id,
+                        "workspace_id": self.connection.workspace_id,
+                        "connection_id": self.connection.id,
+                        "provider": self.connection.auth_provider,
+                        "external_id": record.external_id,
+                        "full_pass_id": full_pass_id,
+                        "created_at": now,
+                        "updated_at": now,
+                        **content,
+                    }
+                )
+                reindex[new_id] = _addresses(content)
                 continue
             changed = row["external_id"] != record.external_id or any(row[k] != content[k] for k in CONTENT_FIELDS)
             stamp = full_pass_id is not None and row["full_pass_id"] != full_pass_id
@@ -139,49 +127,11 @@ class ContactSink:
                 updates.append(values)
             counts.updated += int(changed)
         self._update(updates)
-        counts.created = self._insert(new, full_pass_id, now, reindex)
+        bulk_insert(self.session, CONTACTS, inserts)
+        counts.created = len(inserts)
         self._reindex(reindex, replaced={u["id"] for u in updates if "emails" in u})
         counts.deleted = self._delete(set(deleted_ids) - set(latest))
         return counts
-
-    def _insert(
-        self, new: list[dict[str, Any]], full_pass_id: str | None, now: datetime, reindex: dict[uuid.UUID, set[str]]
-    ) -> int:
-        """Insert contacts not stored yet. On PostgreSQL the page goes as one JSON document into one statement that
-        writes the contacts and their email index (PostgreSQL unpacks it in C, on its own core); elsewhere as rows,
-        whose email index joins `reindex`."""
-        if not new:
-            return 0
-        owner = {
-            "workspace_id": self.connection.workspace_id,
-            "connection_id": self.connection.id,
-            "provider": self.connection.auth_provider,
-            "full_pass_id": full_pass_id,
-            "now": now,
-        }
-        if self.session.get_bind().dialect.name == "postgresql":
-            for content in new:
-                content["addresses"] = sorted(_addresses(content))
-            self.session.execute(INSERT_PAGE, {"page": json.dumps(new), **owner})
-            return len(new)
-        rows = []
-        for content in new:
-            new_id = uuid.uuid4()
-            reindex[new_id] = _addresses(content)
-            rows.append(
-                {
-                    "id": new_id,
-                    "workspace_id": owner["workspace_id"],
-                    "connection_id": owner["connection_id"],
-                    "provider": owner["provider"],
-                    "full_pass_id": full_pass_id,
-                    "created_at": now,
-                    "updated_at": now,
-                    **content,
-                }
-            )
-        bulk_insert(self.session, CONTACTS, rows)
-        return len(rows)
 
     def delete_unseen(self, full_pass_id: str) -> int:
         """After a complete full pass: remove the connection's records that pass did not see."""
