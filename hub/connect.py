@@ -189,7 +189,8 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
         connection.account_email = grant.account.email
         connection.granted_scopes = sorted(tokens.scopes if tokens.scopes is not None else pending.scopes)
         connection.capabilities = sorted({*connection.capabilities, *pending.capabilities})
-        connection.move_to(ConnectionStatus.ACTIVE)
+        if connection.status != ConnectionStatus.PAUSED.value:  # a reconnect does not undo the user's pause
+            connection.move_to(ConnectionStatus.ACTIVE)
         connection.refreshed_at, connection.refresh_failures, connection.refresh_retry_at = utcnow(), 0, None
         vault.store(session, connection, ACCESS, tokens.access_token, tokens.expires_at)
         if tokens.refresh_token:

@@ -72,10 +72,17 @@ class OAuthClient:
             try:
                 body = session.refresh_token(self.config.token_url, refresh_token=refresh_token)
             except OAuthError as exc:
-                if exc.error in ("invalid_grant", "unauthorized_client", "invalid_client", "deleted_client"):
+                if exc.error == "invalid_grant":
                     raise AuthRevoked(
                         f"{self.config.display_name} no longer accepts this connection's access: it was revoked "
                         f"or has expired ({exc.error})"
+                    ) from exc
+                if exc.error in ("invalid_client", "unauthorized_client", "deleted_client"):
+                    # Our client id or secret, not the user's grant: every connection would fail the same way,
+                    # so nothing is marked for reconnecting; the operator has to fix the settings.
+                    raise Retryable(
+                        f"{self.config.display_name} refused this hub's OAuth client ({exc.error}): check the "
+                        f"client id and secret settings"
                     ) from exc
                 raise Retryable(f"{self.config.display_name} token endpoint answered {exc.error}") from exc
             except httpx.HTTPError as exc:

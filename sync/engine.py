@@ -32,7 +32,7 @@ from sync.checkpoints import Position
 from sync.models import RunStatus, SyncRun
 from sync.prefetch import Prefetch
 from sync.throttle import Throttle
-from token_vault.fresh import FreshTokens, NoCredential, reconnect_reason
+from token_vault.fresh import FreshTokens, Inactive, NoCredential, reconnect_reason
 from token_vault.sealing import KeyRing
 
 log = logging.getLogger(__name__)
@@ -91,19 +91,28 @@ class SyncEngine:
             if not covers(connection.granted_scopes, found[1].required_scopes):
                 return None
             schedule.ensure(session, self.settings, connection, capability)
-            existing = self._active_run(session, connection_id, capability)
-            if existing is None:
-                run = SyncRun(connection_id=connection_id, capability=capability, trigger=trigger)
-                try:
-                    with session.begin_nested():
-                        session.add(run)
-                    return run.id
-                except IntegrityError:
-                    existing = self._active_run(session, connection_id, capability)
-            if existing is not None and trigger != "schedule":
-                # A run is already at work: this request becomes one follow-up run after it, never a second one.
-                session.execute(update(SyncRun).where(SyncRun.id == existing).values(follow_up=True))
-            return existing
+            for _ in range(3):
+                existing = self._active_run(session, connection_id, capability)
+                if existing is None:
+                    run = SyncRun(connection_id=connection_id, capability=capability, trigger=trigger)
+                    try:
+                        with session.begin_nested():
+                            session.add(run)
+                        return run.id
+                    except IntegrityError:  # a concurrent request made one first: join it
+                        continue
+                if trigger == "schedule":
+                    return existing
+                # A run already started: this request becomes one follow-up run after it, never a second one. A run
+                # still queued will read the newest data anyway. If it ended meanwhile, make a new run instead.
+                flagged = session.execute(
+                    update(SyncRun)
+                    .where(SyncRun.id == existing, SyncRun.status.in_(ACTIVE))
+                    .values(follow_up=SyncRun.follow_up | SyncRun.started_at.is_not(None))
+                )
+                if getattr(flagged, "rowcount", 0):
+                    return existing
+            return self._active_run(session, connection_id, capability)
 
     @staticmethod
     def _active_run(session: Session, connection_id: uuid.UUID, capability: str) -> uuid.UUID | None:
@@ -172,6 +181,8 @@ class SyncEngine:
                 return self._later(run_id, str(exc), None)
             except (AuthRevoked, NoCredential) as exc:
                 return self._needs_reauth(run_id, connection.id, str(exc))
+            except Inactive as exc:
+                return self._cancel(run_id, f"stopped: {exc}")
             except ScopeMissing:
                 return self._scope_lost(run_id, connection.id, capability)
             except ConnectorError as exc:
@@ -225,6 +236,11 @@ class SyncEngine:
         """Commit one page with its checkpoint; an Outcome when the run ends here (last page, or paused)."""
         full_pass_id = (position.full_pass_id or str(uuid.uuid4())) if page.full else None
         with transaction(self.sessions) as session:
+            # Lock the run first: a disconnect (which cancels it and erases the data) or the watchdog may have
+            # moved it meanwhile, and then this page must not be written back.
+            current = session.get_one(SyncRun, run_id, with_for_update=True, populate_existing=True)
+            if current.status != RunStatus.RUNNING.value:
+                return position, Outcome("done")
             connection = session.get_one(Connection, connection_id)
             sink = SINKS[capability.record_kind](session, connection)
             counts = sink.apply(page.records, page.deleted_ids, full_pass_id)
@@ -254,9 +270,10 @@ class SyncEngine:
     @staticmethod
     def _follow_up(session: Session, run: SyncRun) -> uuid.UUID | None:
         """A request that arrived while this run worked gets exactly one run after it."""
+        session.flush()
+        session.refresh(run, ["follow_up"])
         if not run.follow_up:
             return None
-        session.flush()
         follow = SyncRun(connection_id=run.connection_id, capability=run.capability, trigger="follow_up")
         session.add(follow)
         session.flush()
@@ -297,6 +314,13 @@ class SyncEngine:
                 return Outcome("waiting", wait)
             run.status = RunStatus.QUEUED.value
         return Outcome("retry", wait)
+
+    def _cancel(self, run_id: uuid.UUID, reason: str) -> Outcome:
+        with transaction(self.sessions) as session:
+            run = session.get_one(SyncRun, run_id)
+            if run.status in ACTIVE:
+                run.status, run.error, run.finished_at = RunStatus.CANCELLED.value, reason, utcnow()
+        return Outcome("done")
 
     def _fail(self, run_id: uuid.UUID, error: str) -> Outcome:
         with transaction(self.sessions) as session:

@@ -107,10 +107,17 @@ def watchdog(session: Session, settings: Settings, alive: Callable[[uuid.UUID], 
     ).all()
     dead = [run for run in runs if not alive(run.id)]
     for run in dead:
+        run.retries += 1
+        if run.retries >= settings.schedule.max_attempts:
+            # A run that kills its worker every time (memory, hard time limit) must not hold the slot forever.
+            error = f"gave up after {run.retries} attempts: its worker stopped reporting each time"
+            run.status, run.error, run.finished_at = RunStatus.FAILED.value, error, utcnow()
+            failed(session, settings, session.get_one(Connection, run.connection_id), run.capability, error)
+            continue
         run.status, run.enqueued_at = RunStatus.QUEUED.value, None
         run.error = "re-queued: the worker working on it stopped reporting"
         log.warning("watchdog re-queued a run", extra={"run_id": str(run.id)})
-    return [run.id for run in dead]
+    return [run.id for run in dead if run.status == RunStatus.QUEUED.value]
 
 
 def due_schedules(session: Session, settings: Settings) -> list[tuple[uuid.UUID, str]]:
@@ -162,8 +169,8 @@ def unsent_runs(session: Session, settings: Settings) -> list[uuid.UUID]:
         .with_for_update(of=SyncRun, skip_locked=True)
     ).all()
     for run in runs:
-        if run.status == RunStatus.WAITING.value:
-            run.status = RunStatus.QUEUED.value
+        run.status = RunStatus.QUEUED.value
+        run.enqueued_at = now  # claimed in this transaction, so an overlapping tick does not send it too
     return [run.id for run in runs]
 
 
@@ -181,8 +188,11 @@ def tick(
         report.requeued = len(watchdog(session, settings, alive))
         due = due_schedules(session, settings)
     for connection_id, capability in due:
-        if request(connection_id, capability, "schedule") is not None:
-            report.scheduled += 1
+        try:
+            if request(connection_id, capability, "schedule") is not None:
+                report.scheduled += 1
+        except Exception:
+            log.exception("could not request a scheduled run", extra={"connection_id": str(connection_id)})
     with transaction(sessions) as session:
         unsent = unsent_runs(session, settings)
     report.handed_over = sum(1 for run_id in unsent if send(run_id))

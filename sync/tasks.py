@@ -64,7 +64,8 @@ def tick_task() -> dict[str, int]:
 def refresh_tokens_task() -> dict[str, object]:
     """Renew tokens that expire soon and touch idle grants; failures cool down, refusals mean reconnect."""
     rt = runtime()
-    return renew_due(rt.sessions, engine().fresh, rt.settings.vault).as_dict()
+    budget = max(5.0, rt.settings.celery.task_soft_time_limit - 10.0)
+    return renew_due(rt.sessions, engine().fresh, rt.settings.vault, budget).as_dict()
 
 
 @app.task(name="synchub.maintenance.enforce_retention")

@@ -13,7 +13,7 @@ from typing import Literal, Protocol, overload
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.errors import AuthRevoked
+from connectors.errors import AuthRevoked, Retryable
 from core.db import transaction
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from token_vault.vault import Secret, Vault
@@ -26,6 +26,14 @@ LOCK_PREFIX = "synchub:vault:refresh:"
 
 class NoCredential(Exception):
     """The connection has no stored refresh credential: the user has to connect again."""
+
+
+class Inactive(Exception):
+    """The connection is paused or disconnected: no provider call is made for it (not a failure)."""
+
+
+class RefreshBusy(Retryable):
+    """Another worker held the refresh lock for longer than a refresh can take: try again later."""
 
 
 class Refreshed(Protocol):
@@ -120,7 +128,7 @@ class FreshTokens:
                         lock.release()
             while self.redis.exists(key):
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"no refresh of connection {connection_id} within {self.lock_ttl * 2:.0f}s")
+                    raise RefreshBusy(f"no refresh of connection {connection_id} within {self.lock_ttl * 2:.0f}s")
                 time.sleep(random.uniform(0.02, 0.06))
             connection, access, _ = self._read(connection_id)
             self._check_usable(connection)
@@ -129,8 +137,10 @@ class FreshTokens:
                 return token
 
     def _check_usable(self, connection: Connection) -> None:
+        if connection.status == ConnectionStatus.NEEDS_REAUTH.value:
+            raise AuthRevoked(connection.status_reason or "the connection needs to be reconnected")
         if connection.status != ConnectionStatus.ACTIVE.value:
-            raise AuthRevoked(connection.status_reason or f"the connection is {connection.status.replace('_', ' ')}")
+            raise Inactive(f"the connection is {connection.status.replace('_', ' ')}")
 
     def _refresh_locked(
         self, connection_id: uuid.UUID, rejected: str | None, margin: timedelta | None, force: bool
@@ -145,31 +155,45 @@ class FreshTokens:
         try:
             new = self.refresher(connection, refresh.value)
         except AuthRevoked as exc:
-            self._revoked(connection_id, str(exc))
+            self._revoked(connection_id, str(exc), refresh.value)
             raise
-        self._store(connection_id, new, refresh.value)
+        if not self._store(connection_id, new, refresh.value):
+            raise Inactive("the connection changed while its token was being refreshed")
         log.info("token refreshed", extra={"connection_id": str(connection_id)})
         return new.access_token
 
-    def _revoked(self, connection_id: uuid.UUID, reason: str) -> None:
+    def _current(self, session: Session, connection_id: uuid.UUID, used_refresh: str) -> Connection | None:
+        """The connection, locked, if it is still active on the grant this refresh used; a reconnect or a
+        disconnect meanwhile (a new grant, or none) makes this refresh's outcome stale, and it is dropped."""
+        connection = session.get(Connection, connection_id, with_for_update=True, populate_existing=True)
+        if connection is None or connection.status != ConnectionStatus.ACTIVE.value:
+            return None
+        stored = self.vault.read(session, connection, REFRESH)
+        return connection if stored is not None and stored.value == used_refresh else None
+
+    def _revoked(self, connection_id: uuid.UUID, reason: str, used_refresh: str) -> None:
         """The provider refused the grant: stop every call for this connection until the user reconnects."""
         with transaction(self.sessions) as session:
-            connection = session.get_one(Connection, connection_id)
-            if connection.status == ConnectionStatus.ACTIVE.value:
+            connection = self._current(session, connection_id, used_refresh)
+            if connection is not None:
                 connection.move_to(ConnectionStatus.NEEDS_REAUTH, reconnect_reason(reason))
                 audit(session, connection, "system", "connection.needs_reauth", cause="refresh_refused")
 
-    def _store(self, connection_id: uuid.UUID, new: Refreshed, old_refresh: str) -> None:
+    def _store(self, connection_id: uuid.UUID, new: Refreshed, old_refresh: str) -> bool:
         """Keep the new access token; the refresh token only when the provider rotated it (Authlib echoes the
         old one back when the provider sends none)."""
         rotated = bool(new.refresh_token) and new.refresh_token != old_refresh
         with transaction(self.sessions) as session:
-            connection = session.get_one(Connection, connection_id)
+            connection = self._current(session, connection_id, old_refresh)
+            if connection is None:
+                log.info("refresh outcome dropped: the connection changed", extra={"connection_id": str(connection_id)})
+                return False
             self.vault.store(session, connection, ACCESS, new.access_token, new.expires_at)
             if rotated and new.refresh_token:
                 self.vault.store(session, connection, REFRESH, new.refresh_token)
             connection.refreshed_at, connection.refresh_failures, connection.refresh_retry_at = utcnow(), 0, None
             audit(session, connection, "system", "token.refreshed", refresh_token_rotated=rotated)
+        return True
 
 
 def reconnect_reason(reason: str) -> str:

@@ -10,6 +10,7 @@ failures in a row at one provider, the rest of that provider's connections wait 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from connectors.errors import AuthRevoked
 from core.db import transaction
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import VaultSettings
-from token_vault.fresh import ACCESS, REFRESH, FreshTokens, NoCredential, reconnect_reason
+from token_vault.fresh import ACCESS, REFRESH, FreshTokens, Inactive, NoCredential, reconnect_reason
 from token_vault.models import SealedCredential
 
 log = logging.getLogger(__name__)
@@ -77,13 +78,17 @@ def due_connections(session: Session, settings: VaultSettings) -> list[tuple[uui
     return [(row[0], row[1]) for row in rows]
 
 
-def renew_due(sessions: sessionmaker[Session], fresh: FreshTokens, settings: VaultSettings) -> RenewReport:
+def renew_due(
+    sessions: sessionmaker[Session], fresh: FreshTokens, settings: VaultSettings, budget_seconds: float = 60.0
+) -> RenewReport:
+    """Renew what is due, one connection at a time, until the budget is spent (the rest waits for the next tick)."""
     with sessions() as session:
         due = due_connections(session, settings)
     report = RenewReport()
     failures_in_a_row: Counter[str] = Counter()
+    deadline = time.monotonic() + budget_seconds
     for connection_id, provider in due:
-        if failures_in_a_row[provider] >= PROVIDER_FAILURES_PER_TICK:
+        if time.monotonic() > deadline or failures_in_a_row[provider] >= PROVIDER_FAILURES_PER_TICK:
             report.deferred += 1
             continue
         idle = _idle(sessions, connection_id, settings)
@@ -97,6 +102,8 @@ def renew_due(sessions: sessionmaker[Session], fresh: FreshTokens, settings: Vau
         except AuthRevoked:
             report.revoked += 1
             failures_in_a_row[provider] = 0
+            continue
+        except Inactive:  # paused or disconnected since it was picked: nothing to do
             continue
         except NoCredential as exc:
             _needs_reauth(sessions, connection_id, str(exc))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -13,15 +12,14 @@ from typing import Any
 
 from core.db import make_engine, session_factory
 from core.redis import redis_client
-from core.settings import Settings
 from sync.runtime import Runtime
 from sync.wiring import build_engine
+from tests.conftest import settings_from_env
 from token_vault.fresh import FreshTokens
 
 
 def fresh_tokens(env: dict[str, str], lock_ttl: float | None = None) -> FreshTokens:
-    os.environ.update(env)
-    settings = Settings()  # type: ignore[call-arg]
+    settings = settings_from_env(env)  # leaves this process's environment as it was
     engine = make_engine(settings.database_url, pool_size=4, max_overflow=0)  # 8 such processes stay under 100
     fresh = build_engine(Runtime(settings, engine, session_factory(engine), redis_client(settings.redis_url))).fresh
     if lock_ttl is not None:

@@ -127,6 +127,7 @@ def test_two_requests_at_once_make_one_run_and_one_follow_up(hygiene_hub: Google
     mark = hub.log_mark()
     try:
         connection_id = hub.connect(browser, account)
+        wait_for(lambda: runs_of(hub, connection_id)[0]["progress_done"] > 0, what="the first run to be at work")
         with ThreadPoolExecutor(max_workers=2) as pool:
             answers = list(
                 pool.map(lambda _: browser.post(f"{hub.url}/api/v1/connections/{connection_id}/sync").json(), range(2))

@@ -11,9 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from sqlalchemy import update
 
+from connectors.errors import Retryable
 from core.db import transaction
 from core.models import Connection, utcnow
 from sync.models import Schedule
@@ -162,3 +164,15 @@ def test_reconnecting_as_another_account_changes_nothing_and_says_who_is_signed_
     assert [c["account_email"] for c in listed] == [account]
     other = browser.get(f"{google_hub.url}/connect/google", params={"reconnect": str(uuid.uuid4())})
     assert other.status_code == 404
+
+
+def test_a_refused_oauth_client_is_a_settings_problem_not_a_revoked_grant(google_hub: GoogleHub) -> None:
+    browser = google_hub.browser(user="wrong-secret")
+    _account, connection_id = connected(google_hub, browser)
+    expire_stored_access_token(google_hub, connection_id)
+    misconfigured = procs.fresh_tokens({**google_hub.env, "SYNCHUB_GOOGLE__CLIENT_SECRET": "not-the-secret"})
+    with pytest.raises(Retryable, match="refused this hub's OAuth client"):
+        misconfigured.get(connection_id)
+    view = google_hub.connection(browser, connection_id)
+    assert view["status"] == "active", "every connection would otherwise need reconnecting after a bad deploy"
+    assert accepted(google_hub, procs.fresh_tokens(google_hub.env).get(connection_id))
