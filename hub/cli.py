@@ -136,8 +136,6 @@ def sync(
 def _pause_or_resume(connection_id: str, paused: bool) -> None:
     import uuid
 
-    from core.db import make_engine, session_factory
-    from core.redis import redis_client
     from hub.connections import pause_or_resume
     from hub.errors import Conflict, NotFound
     from sync.celery_app import make_celery
@@ -149,8 +147,7 @@ def _pause_or_resume(connection_id: str, paused: bool) -> None:
         parsed = uuid.UUID(connection_id)
     except ValueError:
         fail(f"{connection_id} is not a connection id")
-    engine = make_engine(settings.database_url)
-    rt = Runtime(settings, engine, session_factory(engine), redis_client(settings.redis_url))
+    rt = Runtime.build(settings)
     try:
         result = pause_or_resume(build_engine(rt), make_celery(settings), parsed, paused, actor="cli")
     except NotFound as exc:
@@ -158,7 +155,7 @@ def _pause_or_resume(connection_id: str, paused: bool) -> None:
     except Conflict as exc:
         fail(str(exc), code=1)
     finally:
-        engine.dispose()
+        rt.engine.dispose()
     verb = "paused" if paused else "resumed"
     print(
         f"connection {result['id']} {verb if result['changed'] else 'was already ' + verb}; status {result['status']}"

@@ -9,9 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.registry import capabilities_of
-from core.db import make_engine, session_factory
 from core.models import Connection
-from core.redis import redis_client
 from core.settings import Settings
 from sync.engine import SyncEngine
 from sync.models import RunStatus, SyncRun
@@ -26,8 +24,7 @@ class ForegroundError(Exception):
 
 
 def sync_in_foreground(settings: Settings, connection_id: uuid.UUID, only: str | None) -> int:
-    engine = make_engine(settings.database_url)
-    rt = Runtime(settings, engine, session_factory(engine), redis_client(settings.redis_url))
+    rt = Runtime.build(settings)
     sync_engine = build_engine(rt)
     with rt.sessions() as session:
         connection = session.get(Connection, connection_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import redis
 from sqlalchemy.engine import Engine
@@ -21,9 +22,13 @@ class Runtime:
     sessions: sessionmaker[Session]
     redis: redis.Redis
 
+    @classmethod
+    def build(cls, settings: Settings, **engine_options: Any) -> Runtime:
+        """A database engine, sessions and Redis client for these settings."""
+        engine = make_engine(settings.database_url, **engine_options)
+        return cls(settings, engine, session_factory(engine), redis_client(settings.redis_url))
+
 
 @lru_cache(maxsize=1)
 def runtime() -> Runtime:
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
-    return Runtime(settings, engine, session_factory(engine), redis_client(settings.redis_url))
+    return Runtime.build(get_settings())

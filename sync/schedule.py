@@ -143,10 +143,11 @@ def due_schedules(session: Session, settings: Settings) -> list[tuple[uuid.UUID,
 def missing_schedules(session: Session, settings: Settings) -> None:
     """Connections made before schedules existed, or whose capabilities grew, get theirs (due now)."""
     connections = session.scalars(select(Connection).where(Connection.status == ConnectionStatus.ACTIVE.value)).all()
+    have = set(session.execute(select(Schedule.connection_id, Schedule.capability)).tuples())
     for connection in connections:
         for name in connection.capabilities:
-            if session.get(Schedule, (connection.id, name)) is None and ensure(session, settings, connection, name):
-                session.get_one(Schedule, (connection.id, name)).next_run_at = utcnow()
+            if (connection.id, name) not in have and (row := ensure(session, settings, connection, name)):
+                row.next_run_at = utcnow()
 
 
 def unsent_runs(session: Session, settings: Settings) -> list[uuid.UUID]:

@@ -68,7 +68,7 @@ class FreshTokens:
         self.margin, self.lock_ttl = margin, lock_ttl
 
     def get(self, connection_id: uuid.UUID) -> str:
-        connection, access, _ = self._read(connection_id)
+        connection, access, _ = self._read(connection_id, refresh=False)
         if self._fresh(access) and connection.status == ConnectionStatus.ACTIVE.value:
             assert access is not None
             return access.value
@@ -86,14 +86,16 @@ class FreshTokens:
         wanted = utcnow() + (self.margin if margin is None else margin)
         return access is not None and access.expires_at is not None and access.expires_at > wanted
 
-    def _read(self, connection_id: uuid.UUID) -> tuple[Connection, Secret | None, Secret | None]:
+    def _read(self, connection_id: uuid.UUID, refresh: bool = True) -> tuple[Connection, Secret | None, Secret | None]:
+        """The connection and its access token; the refresh token too unless `refresh` is False (every provider
+        call reads the access token, only a refresh needs the other)."""
         with self.sessions() as session:
             connection = session.get_one(Connection, connection_id)
             session.expunge(connection)
             return (
                 connection,
                 self.vault.read(session, connection, ACCESS),
-                self.vault.read(session, connection, REFRESH),
+                self.vault.read(session, connection, REFRESH) if refresh else None,
             )
 
     def _usable(self, access: Secret | None, rejected: str | None, margin: timedelta | None = None) -> str | None:
@@ -130,7 +132,7 @@ class FreshTokens:
                 if time.monotonic() > deadline:
                     raise RefreshBusy(f"no refresh of connection {connection_id} within {self.lock_ttl * 2:.0f}s")
                 time.sleep(random.uniform(0.02, 0.06))
-            connection, access, _ = self._read(connection_id)
+            connection, access, _ = self._read(connection_id, refresh=False)
             self._check_usable(connection)
             token = self._usable(access, rejected)
             if token is not None and not force:

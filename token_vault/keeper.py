@@ -51,16 +51,24 @@ class RenewReport:
         }
 
 
-def due_connections(session: Session, settings: VaultSettings) -> list[tuple[uuid.UUID, str]]:
+@dataclass(frozen=True)
+class Due:
+    connection_id: uuid.UUID
+    provider: str
+    idle: bool  # not refreshed for `touch_idle_hours`: refresh even though the token is still valid
+
+
+def due_connections(session: Session, settings: VaultSettings) -> list[Due]:
     """Active connections with a refresh token whose access token expires soon or that sat idle too long."""
     now = utcnow()
+    idle_since = now - timedelta(hours=settings.touch_idle_hours)
     access = select(SealedCredential.connection_id, SealedCredential.expires_at).where(SealedCredential.kind == ACCESS)
     access_sq = access.subquery()
     has_refresh = select(SealedCredential.id).where(
         SealedCredential.connection_id == Connection.id, SealedCredential.kind == REFRESH
     )
     rows = session.execute(
-        select(Connection.id, Connection.auth_provider)
+        select(Connection.id, Connection.auth_provider, Connection.refreshed_at)
         .outerjoin(access_sq, access_sq.c.connection_id == Connection.id)
         .where(
             Connection.status == ConnectionStatus.ACTIVE.value,
@@ -70,12 +78,12 @@ def due_connections(session: Session, settings: VaultSettings) -> list[tuple[uui
                 access_sq.c.expires_at.is_(None),
                 access_sq.c.expires_at <= now + timedelta(seconds=settings.refresh_ahead_seconds),
                 Connection.refreshed_at.is_(None),
-                Connection.refreshed_at <= now - timedelta(hours=settings.touch_idle_hours),
+                Connection.refreshed_at <= idle_since,
             ),
         )
         .order_by(Connection.refresh_retry_at.nulls_first(), Connection.id)
     ).all()
-    return [(row[0], row[1]) for row in rows]
+    return [Due(row[0], row[1], row[2] is None or row[2] <= idle_since) for row in rows]
 
 
 def renew_due(
@@ -87,14 +95,15 @@ def renew_due(
     report = RenewReport()
     failures_in_a_row: Counter[str] = Counter()
     deadline = time.monotonic() + budget_seconds
-    for connection_id, provider in due:
+    for item in due:
+        connection_id, provider = item.connection_id, item.provider
         if time.monotonic() > deadline or failures_in_a_row[provider] >= PROVIDER_FAILURES_PER_TICK:
             report.deferred += 1
             continue
-        idle = _idle(sessions, connection_id, settings)
+        # An idle grant is refreshed whatever its token's lifetime; others only when expiring within the look-ahead.
         ahead = (
             timedelta(hours=settings.touch_idle_hours * 2)
-            if idle
+            if item.idle
             else timedelta(seconds=settings.refresh_ahead_seconds)
         )
         try:
@@ -123,12 +132,6 @@ def renew_due(
             report.current += 1
             _touched(sessions, connection_id)
     return report
-
-
-def _idle(sessions: sessionmaker[Session], connection_id: uuid.UUID, settings: VaultSettings) -> bool:
-    with sessions() as session:
-        refreshed_at = session.get_one(Connection, connection_id).refreshed_at
-    return refreshed_at is None or refreshed_at <= utcnow() - timedelta(hours=settings.touch_idle_hours)
 
 
 def _touched(sessions: sessionmaker[Session], connection_id: uuid.UUID) -> None:

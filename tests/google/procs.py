@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -10,8 +10,6 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier, Event
 from typing import Any
 
-from core.db import make_engine, session_factory
-from core.redis import redis_client
 from sync.runtime import Runtime
 from sync.wiring import build_engine
 from tests.conftest import settings_from_env
@@ -20,8 +18,8 @@ from token_vault.fresh import FreshTokens
 
 def fresh_tokens(env: dict[str, str], lock_ttl: float | None = None) -> FreshTokens:
     settings = settings_from_env(env)  # leaves this process's environment as it was
-    engine = make_engine(settings.database_url, pool_size=4, max_overflow=0)  # 8 such processes stay under 100
-    fresh = build_engine(Runtime(settings, engine, session_factory(engine), redis_client(settings.redis_url))).fresh
+    rt = Runtime.build(settings, pool_size=4, max_overflow=0)  # 8 such processes stay under 100 connections
+    fresh = build_engine(rt).fresh
     if lock_ttl is not None:
         fresh.lock_ttl = lock_ttl
     return fresh
@@ -50,7 +48,7 @@ def hold_refresh_lock(env: dict[str, str], connection_id: str, lock_ttl: float, 
 
     def hang(*_: object) -> Any:
         holding.set()
-        time.sleep(3600)
+        threading.Event().wait()  # inside the token call, holding the lock, until the test kills this process
         raise AssertionError("should have been killed")
 
     fresh.refresher = hang

@@ -4,7 +4,6 @@ a seeded fault storm, a shared pause after a 429, coalesced sync requests, and p
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,7 +17,8 @@ from sqlalchemy import text
 from tests.conftest import Beat, Worker, wait_for
 from tests.google import truth
 from tests.google.conftest import PAGE_SIZE, TERMINAL, GoogleHub, new_account
-from tests.google.test_token_pressure import make_due
+from tests.google.test_token_beat import finished_scheduled_runs
+from tests.google.test_token_pressure import connected, make_due
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,8 @@ def test_two_requests_at_once_make_one_run_and_one_follow_up(hygiene_hub: Google
     assert {a["runs"]["contacts"] for a in answers} == {str(first["id"])}, "both requests joined the active run"
     assert first["trigger"] == "connect" and first["status"] == "succeeded"
     assert follow["trigger"] == "follow_up" and follow["status"] == "succeeded"
-    time.sleep(1.5)  # a window for a third run to appear if coalescing were broken (it must not)
+    # A follow-up is created in the transaction that ends its run, so a third run would already be there.
+    assert first["follow_up"] is True and follow["follow_up"] is False
     assert len(runs_of(hub, connection_id)) == 2
     calls = [e["query"] for e in hub.people_calls(account, mark) if e["status"] == 200]
     page_tokens = [q for q in calls if "pageToken=" in q]
@@ -153,6 +154,7 @@ def test_pause_stops_after_the_current_page_and_resume_continues(hygiene_hub: Go
     pages = 40
     account = new_account(admin, contacts=pages * PAGE_SIZE)
     browser = hub.browser(user="pauser")
+    _witness_account, witness = connected(hub, browser, contacts=2)
     admin.set_faults([{"path_prefix": PEOPLE, "status": None, "rate": 1.0, "latency_ms": 150}])
     try:
         mark = hub.log_mark()
@@ -169,8 +171,11 @@ def test_pause_stops_after_the_current_page_and_resume_continues(hygiene_hub: Go
         make_due(hub, connection_id)
         refused = browser.post(f"{hub.url}/api/v1/connections/{connection_id}/sync").json()
         assert refused["runs"] == {"contacts": None}
-        time.sleep(3)  # three beat ticks with the schedule due: a paused connection must stay silent
-        assert hub.people_calls(account, quiet_from) == []
+        for period in (1, 2):  # beat ticks with the paused schedule due, proven by the witness's scheduled runs
+            before = finished_scheduled_runs(hub, witness)
+            make_due(hub, witness)
+            wait_for(lambda b=before: finished_scheduled_runs(hub, witness) > b, timeout=30, what=f"tick {period}")
+        assert hub.people_calls(account, quiet_from) == [], "a paused connection stays silent"
 
         resumed = browser.post(f"{hub.url}/api/v1/connections/{connection_id}/resume")
         assert resumed.status_code == 200 and resumed.json()["status"] == "active"
