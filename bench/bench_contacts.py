@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import math
 import os
 import secrets
@@ -41,7 +40,8 @@ from core.db import make_engine, session_factory, transaction  # noqa: E402
 from core.models import Connection, utcnow  # noqa: E402
 from core.settings import load_settings, normalise_database_url  # noqa: E402
 from crm.models import ContactRow  # noqa: E402
-from crm.sink import _addresses, _content  # noqa: E402
+from crm.records import Contact  # noqa: E402
+from crm.sink import _content, addresses, encode_json  # noqa: E402
 from hub.database import scratch_database  # noqa: E402
 from sandbox.admin_client import SandboxAdmin  # noqa: E402
 from sandbox.process import running_sandbox  # noqa: E402
@@ -112,7 +112,11 @@ def connector_read(sandbox: str, token: str, keep: bool = False) -> tuple[float,
         if keep:
             records.append(page.records)
     elapsed = time.perf_counter() - started
-    return elapsed, items, [[{"external_id": r.external_id, **_content(r)} for r in page] for page in records]
+    return elapsed, items, [[_floor_row(r) for r in page] for page in records]
+
+
+def _floor_row(contact: Contact) -> dict[str, Any]:
+    return {"external_id": contact.external_id, **_content(contact), "addresses": sorted(addresses(contact))}
 
 
 JSON_FLOOR = """
@@ -159,11 +163,11 @@ def write_floor_json(
     started = time.perf_counter()
     with psycopg.connect(url) as connection:
         for page in pages:
+            document = encode_json(page).decode()
             if indexed:
-                rows = [{**r, "addresses": sorted(_addresses(r))} for r in page]
-                connection.execute(JSON_FLOOR_INDEXED, {"page": json.dumps(rows), "connection": connection_id})
+                connection.execute(JSON_FLOOR_INDEXED, {"page": document, "connection": connection_id})
             else:
-                connection.execute(JSON_FLOOR, (connection_id, json.dumps(page)))
+                connection.execute(JSON_FLOOR, (connection_id, document))
             connection.commit()
     return time.perf_counter() - started
 
@@ -211,8 +215,8 @@ def write_floor(db_url: str, connection_id: uuid.UUID, pages: list[list[dict[str
                     r["display_name"],
                     r["given_name"],
                     r["family_name"],
-                    json.dumps(r["emails"]),
-                    json.dumps(r["phones"]),
+                    encode_json(r["emails"]).decode(),
+                    encode_json(r["phones"]).decode(),
                     r["organization"],
                     r["job_title"],
                     r["primary_email"],

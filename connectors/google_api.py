@@ -1,4 +1,5 @@
-"""Shared plumbing for Google APIs: per-thread cached resources, bearer injection, one 401 refresh-and-retry."""
+"""Shared plumbing for Google APIs: per-thread cached resources, bearer injection, one 401 refresh-and-retry, and
+typed decoding of answers (msgspec) instead of the client library's `json.loads` into dicts."""
 
 from __future__ import annotations
 
@@ -6,16 +7,20 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import googleapiclient
 import httplib2
+import msgspec
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest
+from googleapiclient.model import JsonModel
 
 from connectors.base import TokenSource
-from connectors.errors import ConnectorError, Retryable
+from connectors.errors import ConnectorError, PayloadRejected, Retryable
+
+T = TypeVar("T")
 
 HTTP_TIMEOUT_SECONDS = 30
 DISCOVERY_DIR = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
@@ -37,6 +42,18 @@ def method_scopes(api: str, version: str, *path: str) -> frozenset[str]:
     return frozenset(node["methods"][path[-1]]["scopes"])
 
 
+class UndecodedJson(JsonModel):  # type: ignore[misc]
+    """JSON on the wire exactly as the library's own model asks for it (Accept, `alt=json`), and errors raised the
+    same way, but a successful body is handed back as bytes for the caller's typed decoder."""
+
+    def deserialize(self, content: bytes) -> bytes:
+        return content
+
+    @property
+    def no_content_response(self) -> bytes:
+        return b"{}"
+
+
 def service(api: str, version: str, endpoint: str) -> Any:
     """A discovery-built service for this thread (httplib2 is not thread-safe), without credentials."""
     cache: dict[tuple[str, str, str], Any] = _local.__dict__.setdefault("services", {})
@@ -49,6 +66,7 @@ def service(api: str, version: str, endpoint: str) -> Any:
             static_discovery=True,
             client_options={"api_endpoint": endpoint},
             cache_discovery=False,
+            model=UndecodedJson(),
         )
     return cache[key]
 
@@ -62,15 +80,26 @@ def error_body(error: HttpError) -> dict[str, Any]:
     return inner if isinstance(inner, dict) else {}
 
 
-def execute(make_request: Callable[[], HttpRequest], tokens: TokenSource, classify: Classifier) -> dict[str, Any]:
+def decoded(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """A typed answer; a body cut short is worth another try, a body of another shape is not."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise PayloadRejected(f"Google answered in a shape this hub cannot read ({exc})") from exc
+    except msgspec.DecodeError as exc:
+        raise Retryable("Google's answer was not complete JSON") from exc
+
+
+def execute(
+    make_request: Callable[[], HttpRequest], tokens: TokenSource, classify: Classifier, decoder: msgspec.json.Decoder[T]
+) -> T:
     """Run a request with a fresh bearer token; a 401 refreshes once and retries, a second is classified."""
     token = tokens.access_token()
     for attempt in (1, 2):
         request = make_request()
         request.headers["authorization"] = f"Bearer {token}"
         try:
-            result: dict[str, Any] = request.execute(num_retries=0)
-            return result
+            body: bytes = request.execute(num_retries=0)
         except HttpError as exc:
             if exc.resp.status == 401 and attempt == 1:
                 token = tokens.rejected(token)
@@ -78,4 +107,5 @@ def execute(make_request: Callable[[], HttpRequest], tokens: TokenSource, classi
             raise classify(exc.resp.status, error_body(exc), dict(exc.resp)) from exc
         except (TimeoutError, ConnectionError, httplib2.HttpLib2Error, OSError) as exc:
             raise Retryable(f"Google could not be reached ({type(exc).__name__})") from exc
+        return decoded(decoder, body)
     raise AssertionError("unreachable")

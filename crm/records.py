@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+
+import msgspec
 
 
-class EmailAddress(NamedTuple):
+class EmailAddress(msgspec.Struct, frozen=True):
+    """Stored as `{"value", "type", "primary"}`; msgspec encodes a contact's list of them in one C call."""
+
     value: str
     type: str | None = None
     primary: bool = False
 
 
-class PhoneNumber(NamedTuple):
+class PhoneNumber(msgspec.Struct, frozen=True):
     value: str
     type: str | None = None
     primary: bool = False

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from pydantic import BaseModel, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ADMIN_PREFIX = "/_sandbox/"
@@ -46,6 +46,11 @@ class FaultRule(BaseModel):
     rate: float = Field(default=1.0, ge=0, le=1, description="Probability that a candidate request is hit.")
     retry_after: float | None = Field(default=None, ge=0, description="Seconds sent as Retry-After with the status.")
     latency_ms: float = Field(default=0, ge=0, le=60_000, description="Delay added before answering.")
+    body: str | None = Field(
+        default=None,
+        max_length=1_000_000,
+        description="Answer with this raw body (status `status`, else 200), as a broken proxy or a changed API would.",
+    )
     times: int | None = Field(default=None, ge=0, description="Hit at most this many requests; None is unlimited.")
     skip: int = Field(default=0, ge=0, description="Let this many candidate requests through before the rule applies.")
 
@@ -67,6 +72,12 @@ class Fault:
     status: int | None
     retry_after: float | None
     latency: float
+    body: str | None = None
+
+    @property
+    def answers(self) -> bool:
+        """Whether the fault answers instead of the provider (a status or a body), not only delays it."""
+        return self.status is not None or self.body is not None
 
 
 class Faults:
@@ -89,7 +100,8 @@ class Faults:
             if self.skipped[index] < rule.skip:
                 self.skipped[index] += 1
                 continue
-            if hit is not None and rule.status is not None:
+            answers = rule.status is not None or rule.body is not None
+            if hit is not None and answers:
                 continue
             if self.rng.random() >= rule.rate:
                 continue
@@ -97,9 +109,9 @@ class Faults:
             if left is not None:
                 self.remaining[index] = left - 1
             latency += rule.latency_ms / 1000
-            if rule.status is not None:
+            if answers:
                 hit = rule
-        return Fault(hit.status, hit.retry_after, latency) if hit else Fault(None, None, latency)
+        return Fault(hit.status, hit.retry_after, latency, hit.body) if hit else Fault(None, None, latency)
 
 
 @dataclass
@@ -193,7 +205,7 @@ class TrafficMiddleware:
         try:
             if fault.latency:
                 await asyncio.sleep(fault.latency)
-            if fault.status is None:
+            if not fault.answers:
                 await self.app(scope, receive, recording_send)
             else:
                 await self.fault_response(scope["path"], fault)(scope, receive, recording_send)
@@ -208,11 +220,13 @@ class TrafficMiddleware:
                     "app": tags.get("sandbox_app"),
                     "time": started,
                     "duration_ms": round((time.time() - started) * 1000, 3),
-                    "fault": fault.status is not None,
+                    "fault": fault.answers,
                 }
             )
 
-    def fault_response(self, path: str, fault: Fault) -> JSONResponse:
+    def fault_response(self, path: str, fault: Fault) -> Response:
         headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+        if fault.body is not None:
+            return Response(fault.body, fault.status or 200, headers, media_type="application/json; charset=UTF-8")
         status = fault.status or 500
         return JSONResponse(self.fault_body(path, status), status_code=status, headers=headers)

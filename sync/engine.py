@@ -52,7 +52,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class ConnectionTokens:
-    """The TokenSource a stream sees: the vault's fresh tokens for one connection."""
+    """The TokenSource a stream sees: the vault's fresh tokens for one connection. Read before every call (about
+    3 ms), so a fetch the prefetch thread starts after a pause or disconnect makes no provider call."""
 
     fresh: FreshTokens
     connection_id: uuid.UUID

@@ -2,56 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from connectors import google_api
 from connectors.base import Cursor, Page, StreamContext
 from connectors.google_contacts.errors import classify
+from connectors.google_contacts.wire import PAGE_DECODER, ConnectionsPage, Item, Name, Organization, Person
 from crm.records import Contact, EmailAddress, PhoneNumber
+
+P = TypeVar("P", Item, Name, Organization)
 
 PERSON_FIELDS = "metadata,names,emailAddresses,phoneNumbers,organizations"
 DEFAULT_ENDPOINT = "https://people.googleapis.com/"
 MAX_PAGE_SIZE = 1000
 
 
-NOTHING: Mapping[str, Any] = {}
+def _is_primary(item: Item | Name | Organization) -> bool:
+    return item.metadata is not None and item.metadata.primary
 
 
-def _is_primary(item: Mapping[str, Any]) -> bool:
-    return bool((item.get("metadata") or NOTHING).get("primary"))
-
-
-def _primary(items: list[dict[str, Any]] | None) -> Mapping[str, Any]:
-    if not items:
-        return NOTHING
+def _primary(items: tuple[P, ...]) -> P | None:
     for item in items:
         if _is_primary(item):
             return item
-    return items[0]
+    return items[0] if items else None
 
 
-def to_contact(person: Mapping[str, Any]) -> Contact:
+def to_contact(person: Person) -> Contact:
     """Map one Person; plain loops, since this runs for every contact of every page."""
-    name = _primary(person.get("names"))
-    organization = _primary(person.get("organizations"))
-    emails = person.get("emailAddresses")
-    phones = person.get("phoneNumbers")
-    metadata = person.get("metadata") or NOTHING
+    name = _primary(person.names)
+    organization = _primary(person.organizations)
+    metadata = person.metadata
     return Contact(
-        external_id=person["resourceName"],
-        display_name=name.get("displayName"),
-        given_name=name.get("givenName"),
-        family_name=name.get("familyName"),
-        emails=tuple([EmailAddress(e["value"], e.get("type"), _is_primary(e)) for e in emails if e.get("value")])
-        if emails
-        else (),
-        phones=tuple([PhoneNumber(p["value"], p.get("type"), _is_primary(p)) for p in phones if p.get("value")])
-        if phones
-        else (),
-        organization=organization.get("name"),
-        job_title=organization.get("title"),
-        previous_external_ids=tuple(metadata.get("previousResourceNames", ())),
+        external_id=person.resource_name,
+        display_name=name.display_name if name else None,
+        given_name=name.given_name if name else None,
+        family_name=name.family_name if name else None,
+        emails=tuple([EmailAddress(e.value, e.type, _is_primary(e)) for e in person.email_addresses if e.value]),
+        phones=tuple([PhoneNumber(p.value, p.type, _is_primary(p)) for p in person.phone_numbers if p.value]),
+        organization=organization.name if organization else None,
+        job_title=organization.title if organization else None,
+        previous_external_ids=metadata.previous_resource_names if metadata else (),
     )
 
 
@@ -68,24 +60,24 @@ class GoogleContactsStream:
         full = sync_token is None
         while True:
             body = self._list(sync_token, page_token)
-            people = body.get("connections", [])
-            page_token = body.get("nextPageToken")
+            page_token = body.next_page_token
             deleted, records = [], []
-            for person in people:
-                if (person.get("metadata") or NOTHING).get("deleted"):
-                    deleted.append(person["resourceName"])
+            for person in body.connections:
+                if person.metadata is not None and person.metadata.deleted:
+                    deleted.append(person.resource_name)
                 else:
                     records.append(to_contact(person))
             last = not page_token
+            checkpoint: dict[str, str | None]
             if last:
-                checkpoint = {"sync_token": body["nextSyncToken"]} if body.get("nextSyncToken") else {}
+                checkpoint = {"sync_token": body.next_sync_token} if body.next_sync_token else {}
             else:
                 checkpoint = {"sync_token": sync_token, "page_token": page_token}
-            yield Page(records, deleted, checkpoint, last=last, full=full, total=body.get("totalItems"))
+            yield Page(records, deleted, checkpoint, last=last, full=full, total=body.total_items)
             if last:
                 return
 
-    def _list(self, sync_token: str | None, page_token: str | None) -> dict[str, Any]:
+    def _list(self, sync_token: str | None, page_token: str | None) -> ConnectionsPage:
         params: dict[str, Any] = {
             "resourceName": "people/me",
             "personFields": PERSON_FIELDS,
@@ -96,7 +88,9 @@ class GoogleContactsStream:
             params["syncToken"] = sync_token
         if page_token:
             params["pageToken"] = page_token
-        body: dict[str, Any] = self.context.attempt(
-            lambda: google_api.execute(lambda: self.connections.list(**params), self.context.tokens, classify)
+        page: ConnectionsPage = self.context.attempt(
+            lambda: google_api.execute(
+                lambda: self.connections.list(**params), self.context.tokens, classify, PAGE_DECODER
+            )
         )
-        return body
+        return page

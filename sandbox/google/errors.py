@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from starlette.responses import JSONResponse
 
 NO_STORE = {"Cache-Control": "no-cache, no-store, max-age=0, must-revalidate", "Pragma": "no-cache"}
@@ -25,7 +26,13 @@ SERVER_ERRORS: dict[int, tuple[str, str]] = {
 
 
 class GoogleJSONResponse(JSONResponse):
+    """Compact UTF-8 JSON like Starlette's, rendered by msgspec: a 1,000-person page costs the sandbox a tenth of
+    what `json.dumps` does, so a benchmark's provider takes little of the CPU the hub is measured on."""
+
     media_type = "application/json; charset=UTF-8"
+
+    def render(self, content: Any) -> bytes:
+        return msgspec.json.encode(content)
 
 
 class ApiError(Exception):

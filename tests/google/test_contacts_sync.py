@@ -304,3 +304,44 @@ def test_a_run_split_by_its_time_budget_fetches_each_page_once(google_hub: Googl
     with google_hub.engine.connect() as db:
         tasks = db.execute(text("select attempts from sync_runs where id = :r"), {"r": run["id"]}).scalar_one()
     assert tasks >= 2, "the run was meant to continue in a second task"
+
+
+def people_requests(hub: GoogleHub, after: int) -> list[dict[str, object]]:
+    """Every People request since `after`; a faulted one carries no account, so this counts the whole log."""
+    return [e for e in hub.admin.request_log(after) if str(e["path"]).startswith("/v1/people")]
+
+
+def test_a_page_in_a_shape_the_hub_cannot_read_fails_plainly_without_retry_or_writes(google_hub: GoogleHub) -> None:
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=3 * PAGE_SIZE)
+    browser = google_hub.browser(user="shapes")
+    wrong = '{"connections": [{"resourceName": 7}], "nextPageToken": "x"}'
+    admin.set_faults([{"path_prefix": "/v1/people", "rate": 1.0, "skip": 1, "times": 1, "body": wrong}])
+    try:
+        mark = google_hub.log_mark()
+        connection_id = google_hub.connect(browser, account)
+        run = google_hub.wait_run(browser, connection_id)
+    finally:
+        admin.clear_faults()
+    assert run["status"] == "failed"
+    assert "shape this hub cannot read" in run["error"] and "$.connections[0].resourceName" in run["error"]
+    requests = people_requests(google_hub, mark)
+    assert [e["fault"] for e in requests] == [False, True], "page 1, then the unreadable page once: never retried"
+    assert len(google_hub.contacts(browser, connection_id)) == PAGE_SIZE, "only the page before it was written"
+
+
+def test_a_page_that_is_not_json_is_fetched_again_and_nothing_is_lost_or_doubled(google_hub: GoogleHub) -> None:
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=3 * PAGE_SIZE)
+    browser = google_hub.browser(user="cut-short")
+    admin.set_faults([{"path_prefix": "/v1/people", "rate": 1.0, "skip": 1, "times": 1, "body": '{"connections": [{'}])
+    try:
+        mark = google_hub.log_mark()
+        connection_id = google_hub.connect(browser, account)
+        run = google_hub.wait_run(browser, connection_id)
+    finally:
+        admin.clear_faults()
+    assert run["status"] == "succeeded", run
+    assert run["counts"]["created"] == 3 * PAGE_SIZE
+    requests = people_requests(google_hub, mark)
+    assert [e["fault"] for e in requests] == [False, True, False, False], "the broken page once more, then on"
+    stored = Counter(c["external_id"] for c in google_hub.contacts(browser, connection_id))
+    assert stored == Counter(truth.people(admin, account, google_hub.client_id).keys())
