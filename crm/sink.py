@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +50,10 @@ NEW_CONTACT_COLUMNS = (
     "connection_id",
     "provider",
     "external_id",
-    "full_pass_id",
     "created_at",
     "updated_at",
     *CONTENT_FIELDS,
+    "full_pass_id",
 )
 EMAIL_COLUMNS = ("contact_id", "email", "workspace_id")
 encode_json = msgspec.json.Encoder().encode
@@ -116,6 +117,16 @@ def rows_by_external_id(
     return select(found).select_from(wanted).join(found, true())
 
 
+def random_uuids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs as text, from one read of the OS's random source: `uuid.uuid4()` reads
+    it once per id and, with `str()`, cost 6 µs an id, more than formatting the row it keys."""
+    digits = os.urandom(16 * count).hex()
+    return [
+        f"{digits[i : i + 12]}4{digits[i + 13 : i + 16]}{'89ab'[int(digits[i + 16], 16) & 3]}{digits[i + 17 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
+
+
 def bulk_insert(session: Session, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
     """Insert a page of rows given as tuples in `columns` order, JSON columns already encoded as text.
 
@@ -139,6 +150,32 @@ def bulk_insert(session: Session, table: Table, columns: Sequence[str], rows: li
             copy.write_row(row)
 
 
+@dataclass(frozen=True)
+class Owner:
+    """Whose new rows a sink builds, read once per run so rows can be built outside any session. `as_text`: the
+    database is PostgreSQL, whose COPY takes ids and times as text; psycopg's dumpers for UUID and datetime
+    objects run in Python and made formatting a row four times slower than the strings PostgreSQL parses anyway."""
+
+    workspace_id: str
+    connection_id: uuid.UUID
+    provider: str
+    as_text: bool
+
+    @classmethod
+    def of(cls, connection: Connection, dialect: str) -> Owner:
+        return cls(connection.workspace_id, connection.id, connection.auth_provider, dialect == "postgresql")
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """A page's records as new rows: record i's contact row (all columns but the full-pass stamp) and its
+    email-index rows. Built ahead on the thread that reads the next page, while this one waits on the database;
+    a record that turns out to exist already is written the slow way instead."""
+
+    contacts: list[tuple[Any, ...]]
+    emails: list[list[tuple[Any, ...]]]
+
+
 class ContactSink:
     """Writes one page of contacts for one connection, in the caller's transaction."""
 
@@ -146,52 +183,71 @@ class ContactSink:
         self.session = session
         self.connection = connection
 
-    def apply(self, records: Sequence[Contact], deleted_ids: Iterable[str], full_pass_id: str | None) -> Counts:
+    @staticmethod
+    def prepare(owner: Owner, records: Sequence[Contact]) -> NewRows:
+        """Every record as a new row; pure, so it may run on any thread."""
+        as_text = owner.as_text
+        ids: list[Any] = random_uuids(len(records)) if as_text else [uuid.uuid4() for _ in records]
+        stamped: Any = utcnow().isoformat() if as_text else utcnow()
+        connection_id: Any = str(owner.connection_id) if as_text else owner.connection_id
+        workspace, provider = owner.workspace_id, owner.provider
+        contacts = [
+            (
+                contact_id,
+                workspace,
+                connection_id,
+                provider,
+                record.external_id,
+                stamped,
+                stamped,
+                record.display_name,
+                record.given_name,
+                record.family_name,
+                encode_json(record.emails).decode(),
+                encode_json(record.phones).decode(),
+                record.organization,
+                record.job_title,
+                record.primary_email,
+            )
+            for contact_id, record in zip(ids, records, strict=True)
+        ]
+        emails = [
+            [(contact_id, address, workspace) for address in addresses(record)]
+            for contact_id, record in zip(ids, records, strict=True)
+        ]
+        return NewRows(contacts, emails)
+
+    def apply(
+        self,
+        records: Sequence[Contact],
+        deleted_ids: Iterable[str],
+        full_pass_id: str | None,
+        ready: NewRows | None = None,
+    ) -> Counts:
+        """Upsert a page and delete `deleted_ids`; `ready` is `prepare(records)` if it was built ahead."""
         counts = Counts()
         latest = {record.external_id: record for record in records}
         wanted = set(latest)
         for record in records:
             wanted.update(record.previous_external_ids)
         existing = self._existing(wanted)
+        if ready is None:
+            ready = self.prepare(Owner.of(self.connection, self.session.get_bind().dialect.name), records)
         inserts: list[tuple[Any, ...]] = []
         indexed: list[tuple[Any, ...]] = []
         updates: list[dict[str, Any]] = []
         reindex: dict[uuid.UUID, set[str]] = {}
         now = utcnow()
-        # On PostgreSQL new rows go to COPY as text: psycopg's dumpers for UUID and datetime objects run in Python
-        # and made formatting a row four times slower than the strings PostgreSQL parses anyway.
-        as_text = self.session.get_bind().dialect.name == "postgresql"
-        new_id: Callable[[], Any] = (lambda: str(uuid.uuid4())) if as_text else uuid.uuid4
-        workspace, provider = self.connection.workspace_id, self.connection.auth_provider
-        stamped: Any = now.isoformat() if as_text else now
-        connection_value: Any = str(self.connection.id) if as_text else self.connection.id
-        for record in latest.values():
+        stamp_column = (full_pass_id,)
+        for index, record in enumerate(records):
+            if latest[record.external_id] is not record:
+                continue  # the page lists this contact again further on; the later one wins
             row = existing.get(record.external_id) if existing else None
             if row is None and existing and record.previous_external_ids:
                 row = next((existing[p] for p in record.previous_external_ids if p in existing), None)
             if row is None:
-                contact_id = new_id()
-                inserts.append(
-                    (
-                        contact_id,
-                        workspace,
-                        connection_value,
-                        provider,
-                        record.external_id,
-                        full_pass_id,
-                        stamped,
-                        stamped,
-                        record.display_name,
-                        record.given_name,
-                        record.family_name,
-                        encode_json(record.emails).decode(),
-                        encode_json(record.phones).decode(),
-                        record.organization,
-                        record.job_title,
-                        record.primary_email,
-                    )
-                )
-                indexed.extend((contact_id, address, workspace) for address in addresses(record))
+                inserts.append(ready.contacts[index] + stamp_column)
+                indexed.extend(ready.emails[index])
                 continue
             content = _content(record)
             changed = row["external_id"] != record.external_id or any(row[k] != content[k] for k in CONTENT_FIELDS)
@@ -208,6 +264,7 @@ class ContactSink:
         self._update(updates)
         bulk_insert(self.session, CONTACTS, NEW_CONTACT_COLUMNS, inserts)
         counts.created = len(inserts)
+        workspace = self.connection.workspace_id
         indexed.extend((contact_id, email, workspace) for contact_id, emails in reindex.items() for email in emails)
         self._reindex(indexed, replaced=list(reindex))
         counts.deleted = self._delete(set(deleted_ids) - set(latest))
@@ -259,4 +316,4 @@ class ContactSink:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-SINKS: dict[str, Callable[[Session, Connection], ContactSink]] = {"contact": ContactSink}
+SINKS: dict[str, type[ContactSink]] = {"contact": ContactSink}

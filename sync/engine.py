@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -25,7 +25,7 @@ from connectors.registry import capabilities_of
 from core.db import transaction
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
-from crm.sink import SINKS
+from crm.sink import SINKS, ContactSink, NewRows, Owner
 from oauth.scopes import covers
 from sync import checkpoints, guard, retry, schedule
 from sync.checkpoints import Position
@@ -65,6 +65,24 @@ class ConnectionTokens:
         return self.fresh.rejected(self.connection_id, token)
 
 
+@dataclass(frozen=True)
+class Ready:
+    """A page as read, with its records already built into rows: the reading thread does that work while the
+    writing thread waits on the database for the page before."""
+
+    page: Page
+    rows: NewRows
+
+    @property
+    def last(self) -> bool:
+        return self.page.last
+
+    @classmethod
+    def read(cls, pages: Iterable[Page], sink: type[ContactSink], owner: Owner) -> Iterator[Ready]:
+        for page in pages:
+            yield cls(page, sink.prepare(owner, page.records))
+
+
 class SyncEngine:
     def __init__(
         self,
@@ -76,6 +94,7 @@ class SyncEngine:
     ) -> None:
         self.settings, self.sessions, self.redis, self.ring, self.fresh = settings, sessions, client, ring, fresh
         self.throttle = Throttle(client)
+        self.dialect = sessions.kw["bind"].dialect.name
 
     def capability(self, connection: Connection, name: str) -> tuple[ConnectorSpec, Capability] | None:
         return capabilities_of(self.settings, connection.auth_provider).get(name)
@@ -155,15 +174,17 @@ class SyncEngine:
                 attempt=guard.Guard(self.throttle, app_bucket, own_bucket).attempt,
             )
         )
+        sink = SINKS[capability.record_kind]
+        owner = Owner.of(connection, self.dialect)
         restarted = False
         while True:
-            pages = Prefetch(iter(stream.read(position.cursor or None)))
+            pages = Prefetch(Ready.read(stream.read(position.cursor or None), sink, owner))
             try:
                 while True:
-                    page, ahead = pages.next(fetch_ahead=time.monotonic() < deadline)
-                    if page is None:
+                    ready, ahead = pages.next(fetch_ahead=time.monotonic() < deadline)
+                    if ready is None:
                         return self._fail(run_id, "the connector's stream ended before its last page")
-                    position, ended = self._commit(run_id, connection.id, capability, position, page)
+                    position, ended = self._commit(run_id, connection.id, capability, position, ready.page, ready.rows)
                     keep_lock()
                     if ended is not None:
                         return ended
@@ -232,7 +253,13 @@ class SyncEngine:
         return None
 
     def _commit(
-        self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability, position: Position, page: Page
+        self,
+        run_id: uuid.UUID,
+        connection_id: uuid.UUID,
+        capability: Capability,
+        position: Position,
+        page: Page,
+        rows: NewRows | None = None,
     ) -> tuple[Position, Outcome | None]:
         """Commit one page with its checkpoint; an Outcome when the run ends here (last page, or paused)."""
         full_pass_id = (position.full_pass_id or str(uuid.uuid4())) if page.full else None
@@ -244,7 +271,7 @@ class SyncEngine:
                 return position, Outcome("done")
             connection = session.get_one(Connection, connection_id)
             sink = SINKS[capability.record_kind](session, connection)
-            counts = sink.apply(page.records, page.deleted_ids, full_pass_id)
+            counts = sink.apply(page.records, page.deleted_ids, full_pass_id, rows)
             if page.last and full_pass_id is not None:
                 counts.deleted += sink.delete_unseen(full_pass_id)
             after = Position(dict(page.checkpoint), None if page.last else full_pass_id)

@@ -9,20 +9,28 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Literal
-
-from connectors.base import Page
+from typing import Generic, Literal, Protocol, TypeVar
 
 JOIN_SECONDS = 60.0
 
-Result = tuple[Literal["page"], Page] | tuple[Literal["end"], None] | tuple[Literal["error"], BaseException]
+
+class Ending(Protocol):
+    @property
+    def last(self) -> bool: ...
 
 
-class Prefetch:
-    def __init__(self, pages: Iterator[Page]) -> None:
+P = TypeVar("P", bound=Ending)
+
+
+class Prefetch(Generic[P]):
+    """Pages (anything that says whether it is the `last`) read one ahead on a thread of their own."""
+
+    def __init__(self, pages: Iterator[P]) -> None:
         self._pages = pages
         self._permits: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[
+            tuple[Literal["page"], P] | tuple[Literal["end"], None] | tuple[Literal["error"], BaseException]
+        ] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._read, name="synchub-prefetch", daemon=True)
         self._permits.put(True)
         self._thread.start()
@@ -39,7 +47,7 @@ class Prefetch:
                 return
             self._results.put(("page", page))
 
-    def next(self, fetch_ahead: bool) -> tuple[Page | None, bool]:
+    def next(self, fetch_ahead: bool) -> tuple[P | None, bool]:
         """The next page (None at the end) and whether the one after it is already being fetched."""
         result = self._results.get()
         if result[0] == "error":
