@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from sqlalchemy import text
 
@@ -311,37 +312,36 @@ def people_requests(hub: GoogleHub, after: int) -> list[dict[str, object]]:
     return [e for e in hub.admin.request_log(after) if str(e["path"]).startswith("/v1/people")]
 
 
-def test_a_page_in_a_shape_the_hub_cannot_read_fails_plainly_without_retry_or_writes(google_hub: GoogleHub) -> None:
-    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=3 * PAGE_SIZE)
-    browser = google_hub.browser(user="shapes")
-    wrong = '{"connections": [{"resourceName": 7}], "nextPageToken": "x"}'
-    admin.set_faults([{"path_prefix": "/v1/people", "rate": 1.0, "skip": 1, "times": 1, "body": wrong}])
+def sync_with_second_page_answered(
+    hub: GoogleHub, user: str, body: str
+) -> tuple[dict[str, Any], list[dict[str, object]], list[dict[str, Any]], str]:
+    """A first sync of three pages whose second page is answered once with `body` instead of the People API's:
+    the run, the People requests it made, the contacts stored, and the account."""
+    admin, account = hub.admin, new_account(hub.admin, contacts=3 * PAGE_SIZE)
+    browser = hub.browser(user=user)
+    admin.set_faults([{"path_prefix": "/v1/people", "rate": 1.0, "skip": 1, "times": 1, "body": body}])
     try:
-        mark = google_hub.log_mark()
-        connection_id = google_hub.connect(browser, account)
-        run = google_hub.wait_run(browser, connection_id)
+        mark = hub.log_mark()
+        connection_id = hub.connect(browser, account)
+        run = hub.wait_run(browser, connection_id)
     finally:
         admin.clear_faults()
+    return run, people_requests(hub, mark), hub.contacts(browser, connection_id), account
+
+
+def test_a_page_in_a_shape_the_hub_cannot_read_fails_plainly_without_retry_or_writes(google_hub: GoogleHub) -> None:
+    wrong = '{"connections": [{"resourceName": 7}], "nextPageToken": "x"}'
+    run, requests, stored, _ = sync_with_second_page_answered(google_hub, "shapes", wrong)
     assert run["status"] == "failed"
     assert "shape this hub cannot read" in run["error"] and "$.connections[0].resourceName" in run["error"]
-    requests = people_requests(google_hub, mark)
     assert [e["fault"] for e in requests] == [False, True], "page 1, then the unreadable page once: never retried"
-    assert len(google_hub.contacts(browser, connection_id)) == PAGE_SIZE, "only the page before it was written"
+    assert len(stored) == PAGE_SIZE, "only the page before it was written"
 
 
 def test_a_page_that_is_not_json_is_fetched_again_and_nothing_is_lost_or_doubled(google_hub: GoogleHub) -> None:
-    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=3 * PAGE_SIZE)
-    browser = google_hub.browser(user="cut-short")
-    admin.set_faults([{"path_prefix": "/v1/people", "rate": 1.0, "skip": 1, "times": 1, "body": '{"connections": [{'}])
-    try:
-        mark = google_hub.log_mark()
-        connection_id = google_hub.connect(browser, account)
-        run = google_hub.wait_run(browser, connection_id)
-    finally:
-        admin.clear_faults()
+    run, requests, stored, account = sync_with_second_page_answered(google_hub, "cut-short", '{"connections": [{')
     assert run["status"] == "succeeded", run
     assert run["counts"]["created"] == 3 * PAGE_SIZE
-    requests = people_requests(google_hub, mark)
     assert [e["fault"] for e in requests] == [False, True, False, False], "the broken page once more, then on"
-    stored = Counter(c["external_id"] for c in google_hub.contacts(browser, connection_id))
-    assert stored == Counter(truth.people(admin, account, google_hub.client_id).keys())
+    truth_ids = truth.people(google_hub.admin, account, google_hub.client_id).keys()
+    assert Counter(c["external_id"] for c in stored) == Counter(truth_ids)
