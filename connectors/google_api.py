@@ -81,7 +81,8 @@ def error_body(error: HttpError) -> dict[str, Any]:
 
 
 def decoded(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
-    """A typed answer; a body cut short is worth another try, a body of another shape is not."""
+    """A typed answer. A body that is not JSON (cut short, or a proxy's error page) is retried, within the run's
+    bounded attempts; valid JSON of another shape would fail the same way every time, so it is not."""
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:

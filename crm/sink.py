@@ -169,8 +169,8 @@ class Owner:
 @dataclass(frozen=True)
 class NewRows:
     """A page's records as new rows: record i's contact row (all columns but the full-pass stamp) and its
-    email-index rows. Built ahead on the thread that reads the next page, while this one waits on the database;
-    a record that turns out to exist already is written the slow way instead."""
+    email-index rows. Built ahead on the thread that reads the next page, while this one waits on the database
+    (so `created_at` is when the page was read); a record that turns out to exist is written the slow way."""
 
     contacts: list[tuple[Any, ...]]
     emails: list[list[tuple[Any, ...]]]
@@ -226,8 +226,9 @@ class ContactSink:
     ) -> Counts:
         """Upsert a page and delete `deleted_ids`; `ready` is `prepare(records)` if it was built ahead."""
         counts = Counts()
-        latest = {record.external_id: record for record in records}
-        wanted = set(latest)
+        # A contact the page lists twice is written once, as its later listing says.
+        last = {record.external_id: index for index, record in enumerate(records)}
+        wanted = set(last)
         for record in records:
             wanted.update(record.previous_external_ids)
         existing = self._existing(wanted)
@@ -239,9 +240,8 @@ class ContactSink:
         reindex: dict[uuid.UUID, set[str]] = {}
         now = utcnow()
         stamp_column = (full_pass_id,)
-        for index, record in enumerate(records):
-            if latest[record.external_id] is not record:
-                continue  # the page lists this contact again further on; the later one wins
+        for index in last.values():
+            record = records[index]
             row = existing.get(record.external_id) if existing else None
             if row is None and existing and record.previous_external_ids:
                 row = next((existing[p] for p in record.previous_external_ids if p in existing), None)
@@ -267,7 +267,7 @@ class ContactSink:
         workspace = self.connection.workspace_id
         indexed.extend((contact_id, email, workspace) for contact_id, emails in reindex.items() for email in emails)
         self._reindex(indexed, replaced=list(reindex))
-        counts.deleted = self._delete(set(deleted_ids) - set(latest))
+        counts.deleted = self._delete(set(deleted_ids) - set(last))
         return counts
 
     def delete_unseen(self, full_pass_id: str) -> int:

@@ -41,7 +41,7 @@ FaultBody = Callable[[int], dict[str, Any]]
 class FaultRule(BaseModel):
     path_prefix: str = Field(default="/", description="Requests whose path starts with this are candidates.")
     status: int | None = Field(
-        default=None, ge=400, le=599, description="Answer with this status; None adds latency only."
+        default=None, ge=400, le=599, description="Answer with this status; None adds latency only (unless `body`)."
     )
     rate: float = Field(default=1.0, ge=0, le=1, description="Probability that a candidate request is hit.")
     retry_after: float | None = Field(default=None, ge=0, description="Seconds sent as Retry-After with the status.")

@@ -94,7 +94,8 @@ class SyncEngine:
     ) -> None:
         self.settings, self.sessions, self.redis, self.ring, self.fresh = settings, sessions, client, ring, fresh
         self.throttle = Throttle(client)
-        self.dialect = sessions.kw["bind"].dialect.name
+        with sessions() as session:
+            self.dialect = session.get_bind().dialect.name
 
     def capability(self, connection: Connection, name: str) -> tuple[ConnectorSpec, Capability] | None:
         return capabilities_of(self.settings, connection.auth_provider).get(name)

@@ -19,14 +19,16 @@ MAX_PAGE_SIZE = 1000
 
 
 def _is_primary(item: Item | Name | Organization) -> bool:
-    return item.metadata is not None and item.metadata.primary
+    return item.metadata is not None and bool(item.metadata.primary)
 
 
-def _primary(items: tuple[P, ...]) -> P | None:
+def _primary(items: tuple[P, ...] | None) -> P | None:
+    if not items:
+        return None
     for item in items:
         if _is_primary(item):
             return item
-    return items[0] if items else None
+    return items[0]
 
 
 def to_contact(person: Person) -> Contact:
@@ -39,11 +41,11 @@ def to_contact(person: Person) -> Contact:
         display_name=name.display_name if name else None,
         given_name=name.given_name if name else None,
         family_name=name.family_name if name else None,
-        emails=tuple([EmailAddress(e.value, e.type, _is_primary(e)) for e in person.email_addresses if e.value]),
-        phones=tuple([PhoneNumber(p.value, p.type, _is_primary(p)) for p in person.phone_numbers if p.value]),
+        emails=tuple([EmailAddress(e.value, e.type, _is_primary(e)) for e in person.email_addresses or () if e.value]),
+        phones=tuple([PhoneNumber(p.value, p.type, _is_primary(p)) for p in person.phone_numbers or () if p.value]),
         organization=organization.name if organization else None,
         job_title=organization.title if organization else None,
-        previous_external_ids=metadata.previous_resource_names if metadata else (),
+        previous_external_ids=(metadata.previous_resource_names or ()) if metadata else (),
     )
 
 
@@ -62,7 +64,7 @@ class GoogleContactsStream:
             body = self._list(sync_token, page_token)
             page_token = body.next_page_token
             deleted, records = [], []
-            for person in body.connections:
+            for person in body.connections or ():
                 if person.metadata is not None and person.metadata.deleted:
                     deleted.append(person.resource_name)
                 else:

@@ -13,7 +13,7 @@ import msgspec
 
 
 class FieldMetadata(msgspec.Struct, frozen=True, gc=False):
-    primary: bool = False
+    primary: bool | None = None
 
 
 class Name(msgspec.Struct, frozen=True, gc=False, rename="camel"):
@@ -38,21 +38,21 @@ class Organization(msgspec.Struct, frozen=True, gc=False):
 
 
 class PersonMetadata(msgspec.Struct, frozen=True, gc=False, rename="camel"):
-    deleted: bool = False
-    previous_resource_names: tuple[str, ...] = ()
+    deleted: bool | None = None
+    previous_resource_names: tuple[str, ...] | None = None
 
 
 class Person(msgspec.Struct, frozen=True, gc=False, rename="camel"):
     resource_name: str
-    names: tuple[Name, ...] = ()
-    email_addresses: tuple[Item, ...] = ()
-    phone_numbers: tuple[Item, ...] = ()
-    organizations: tuple[Organization, ...] = ()
+    names: tuple[Name, ...] | None = None
+    email_addresses: tuple[Item, ...] | None = None
+    phone_numbers: tuple[Item, ...] | None = None
+    organizations: tuple[Organization, ...] | None = None
     metadata: PersonMetadata | None = None
 
 
 class ConnectionsPage(msgspec.Struct, frozen=True, gc=False, rename="camel"):
-    connections: tuple[Person, ...] = ()
+    connections: tuple[Person, ...] | None = None
     next_page_token: str | None = None
     next_sync_token: str | None = None
     total_items: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -345,3 +346,43 @@ def test_a_page_that_is_not_json_is_fetched_again_and_nothing_is_lost_or_doubled
     assert [e["fault"] for e in requests] == [False, True, False, False], "the broken page once more, then on"
     truth_ids = truth.people(google_hub.admin, account, google_hub.client_id).keys()
     assert Counter(c["external_id"] for c in stored) == Counter(truth_ids)
+
+
+def test_null_fields_and_a_contact_listed_twice_in_a_page_are_read_as_google_means_them(google_hub: GoogleHub) -> None:
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=1)
+    browser = google_hub.browser(user="nulls")
+    empty = {"names": None, "emailAddresses": None, "phoneNumbers": None, "organizations": None}
+    page = {
+        "connections": [
+            {"resourceName": "people/c900", **empty, "metadata": {"deleted": None, "previousResourceNames": None}},
+            {"resourceName": "people/c901", "names": [{"displayName": "Earlier", "metadata": {"primary": None}}]},
+            {
+                "resourceName": "people/c901",
+                "names": [{"displayName": "Later", "givenName": "Lea"}],
+                "emailAddresses": [{"value": "Lea@Example.com", "metadata": {"primary": True}}],
+            },
+        ],
+        "totalItems": 3,
+    }
+    admin.set_faults([{"path_prefix": "/v1/people", "rate": 1.0, "times": 1, "body": json.dumps(page)}])
+    try:
+        connection_id = google_hub.connect(browser, account)
+        run = google_hub.wait_run(browser, connection_id)
+    finally:
+        admin.clear_faults()
+    assert run["status"] == "succeeded", run
+    assert run["counts"]["created"] == 2
+    stored = {c["external_id"]: truth.as_stored(c) for c in google_hub.contacts(browser, connection_id)}
+    nothing = dict.fromkeys(("display_name", "given_name", "family_name", "organization", "job_title"))
+    assert stored == {
+        "people/c900": {"external_id": "people/c900", **nothing, "emails": [], "phones": []},
+        "people/c901": {
+            "external_id": "people/c901",
+            **nothing,
+            "display_name": "Later",
+            "given_name": "Lea",
+            "emails": [{"value": "Lea@Example.com", "type": None, "primary": True}],
+            "phones": [],
+        },
+    }
+    assert {email for _, email in email_index(google_hub, connection_id)} == {"lea@example.com"}

@@ -67,6 +67,30 @@ def test_fault_bodies_are_google_errors(admin: SandboxAdmin, people: People, ada
     }
 
 
+def test_a_body_fault_answers_that_body_with_its_status_and_latency(sandbox: Sandbox, ada_token: str) -> None:
+    sandbox.admin.set_faults(
+        [
+            {"path_prefix": PEOPLE_PATH, "latency_ms": 200, "times": 2},
+            {"path_prefix": PEOPLE_PATH, "body": "<html>proxy error</html>", "times": 1},
+            {"path_prefix": PEOPLE_PATH, "body": '{"error": 1}', "status": 502, "times": 1},
+        ]
+    )
+    headers = {"authorization": f"Bearer {ada_token}"}
+    params = {"personFields": "names", "pageSize": 5}
+    url = sandbox.url + PEOPLE_PATH
+
+    started = time.monotonic()
+    first = httpx.get(url, params=params, headers=headers)
+    slow = time.monotonic() - started
+    second, third = (httpx.get(url, params=params, headers=headers) for _ in range(2))
+
+    assert (first.status_code, first.text) == (200, "<html>proxy error</html>") and slow >= 0.2
+    assert (second.status_code, second.text) == (502, '{"error": 1}')
+    assert third.status_code == 200 and "connections" in third.json(), "the People API answers again"
+    log = sandbox.admin.request_log()
+    assert [(e["status"], e["fault"]) for e in log] == [(200, True), (502, True), (200, False)]
+
+
 def test_429_with_and_without_retry_after(sandbox: Sandbox, ada_token: str) -> None:
     sandbox.admin.set_faults(
         [
