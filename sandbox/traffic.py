@@ -184,10 +184,17 @@ def tag_request(request: Request, account: str | None = None, app: str | None = 
 class TrafficMiddleware:
     """Injects faults before the app sees a request, and logs every provider request (not the admin API)."""
 
-    def __init__(self, app: ASGIApp, traffic: Callable[[], Traffic], fault_body: Callable[[str, int], dict[str, Any]]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        traffic: Callable[[], Traffic],
+        fault_body: Callable[[str, int], dict[str, Any]],
+        identify: Callable[[Request], None] = lambda request: None,
+    ):
         self.app = app
         self.traffic = traffic
         self.fault_body = fault_body
+        self.identify = identify
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
@@ -208,6 +215,7 @@ class TrafficMiddleware:
             if not fault.answers:
                 await self.app(scope, receive, recording_send)
             else:
+                self.identify(Request(scope))  # the app never sees a faulted request: name its caller for the log
                 await self.fault_response(scope["path"], fault)(scope, receive, recording_send)
         finally:
             traffic.log.add(

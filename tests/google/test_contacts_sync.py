@@ -308,11 +308,6 @@ def test_a_run_split_by_its_time_budget_fetches_each_page_once(google_hub: Googl
     assert tasks >= 2, "the run was meant to continue in a second task"
 
 
-def people_requests(hub: GoogleHub, after: int) -> list[dict[str, object]]:
-    """Every People request since `after`; a faulted one carries no account, so this counts the whole log."""
-    return [e for e in hub.admin.request_log(after) if str(e["path"]).startswith("/v1/people")]
-
-
 def sync_with_second_page_answered(
     hub: GoogleHub, user: str, body: str
 ) -> tuple[dict[str, Any], list[dict[str, object]], list[dict[str, Any]], str]:
@@ -327,7 +322,7 @@ def sync_with_second_page_answered(
         run = hub.wait_run(browser, connection_id)
     finally:
         admin.clear_faults()
-    return run, people_requests(hub, mark), hub.contacts(browser, connection_id), account
+    return run, hub.people_calls(account, mark), hub.contacts(browser, connection_id), account
 
 
 def test_a_page_in_a_shape_the_hub_cannot_read_fails_plainly_without_retry_or_writes(google_hub: GoogleHub) -> None:

@@ -43,6 +43,7 @@ def test_faults_are_served_as_configured_and_logged(admin: SandboxAdmin, people:
     assert served == [503, 503, 200]
     assert [(e["status"], e["fault"]) for e in log] == [(503, True), (503, True), (200, False)]
     assert log[-1]["account"] == ADA and log[-1]["app"] == CLIENT_ID
+    assert all((e["account"], e["app"]) == (ADA, CLIENT_ID) for e in log), "a faulted request names its caller too"
 
 
 def test_a_fault_can_start_after_skipping_requests(admin: SandboxAdmin, people: People, ada_token: str) -> None:
