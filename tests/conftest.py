@@ -1,9 +1,8 @@
-"""Test session: its own PostgreSQL database (built by the migrations), its own Redis db, real servers."""
+"""Test session: its own PostgreSQL database (built by the migrations), its own redis-server, real servers."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import secrets
 import subprocess
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-import redis
 import uvicorn
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,9 +25,9 @@ from core.identity import issue_token
 from core.settings import Settings, load_settings, normalise_database_url
 from hub.app import create_app
 from hub.database import scratch_database
+from tests.servers import free_port, kill_group, redis_server, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_REDIS_DB = int(os.environ.get("SYNCHUB_TEST_REDIS_DB", "13"))
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
@@ -62,14 +60,10 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    base = os.environ.get("SYNCHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-    url = f"{base.rstrip('/')}/{TEST_REDIS_DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This pytest process's own redis-server: no other session's worker can take its tasks."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -131,15 +125,6 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
     return session_factory(engine)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class LiveServer:
     """A uvicorn server on a loopback port in a background thread."""
 
@@ -187,21 +172,13 @@ class Worker:
 
     def start(self) -> Worker:
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT
-            )
+            self.process = spawn(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         return self
 
     def stop(self, sig: int = 15) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, 9)
-            self.process.wait()
+        """Signal the worker's process group; whatever has not exited within 20 s is killed."""
+        if self.process is not None:
+            kill_group(self.process, sig)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
