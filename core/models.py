@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from core.db import Base
+from core.holdings import Owner, Role, holding
 
 
 def utcnow() -> datetime:
@@ -65,6 +66,7 @@ class Connection(Base):
     __table_args__ = (
         UniqueConstraint("workspace_id", "user_id", "auth_provider", "provider_account_id"),
         Index("ix_connections_workspace_user", "workspace_id", "user_id"),
+        holding(Owner.CONNECTION, Role.HISTORY, key="id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -101,7 +103,10 @@ class AuditEvent(Base):
     """Who did what, when: ids and counts only, never secrets or record contents."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_workspace_at", "workspace_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_log_workspace_at", "workspace_id", "at"),
+        holding(Owner.WORKSPACE, Role.AUDIT, key="workspace_id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

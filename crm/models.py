@@ -10,6 +10,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
+from core.holdings import Owner, Role, holding
 from core.models import UTCDateTime, utcnow
 
 
@@ -18,6 +19,7 @@ class ContactRow(Base):
     __table_args__ = (
         UniqueConstraint("connection_id", "external_id"),
         Index("ix_crm_contacts_workspace_id", "workspace_id", "id"),
+        holding(Owner.CONNECTION, Role.RECORDS, key="connection_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -42,7 +44,10 @@ class ContactEmailRow(Base):
     """Every address of every contact, lower-cased, so leads and attendees can be linked by email."""
 
     __tablename__ = "crm_contact_emails"
-    __table_args__ = (Index("ix_crm_contact_emails_workspace_email", "workspace_id", "email"),)
+    __table_args__ = (
+        Index("ix_crm_contact_emails_workspace_email", "workspace_id", "email"),
+        holding(Owner.CONNECTION, Role.RECORDS, parent="crm_contacts"),
+    )
 
     contact_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("crm_contacts.id", ondelete="CASCADE"), primary_key=True

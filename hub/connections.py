@@ -1,4 +1,4 @@
-"""Disconnecting: revoke at the provider, erase credentials and checkpoints, keep or delete the data."""
+"""Disconnecting: revoke at the provider, erase secrets (credentials, cursors), keep or delete the data."""
 
 from __future__ import annotations
 
@@ -8,20 +8,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import delete, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.registry import capabilities_of
-from core.db import transaction
+from core.db import Base, transaction
+from core.holdings import Role, declared, erase_connection
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
-from crm.models import ContactRow
 from hub.errors import Conflict, NotFound
 from oauth.client import client_for
 from sync import schedule
 from sync.dispatch import hand_over
 from sync.engine import SyncEngine
-from sync.models import Checkpoint, RunStatus, SyncRun
+from sync.models import RunStatus, SyncRun
 from token_vault.fresh import ACCESS, REFRESH
 from token_vault.vault import Vault, key_ring
 
@@ -60,17 +60,15 @@ def disconnect(
         revoked = revoke_at_provider(settings, vault, session, connection)
     with transaction(sessions) as session:
         connection = owned(session, connection_id, workspace_id, user_id)
-        credentials = vault.erase(session, connection.id)
-        session.execute(delete(Checkpoint).where(Checkpoint.connection_id == connection.id))
+        erased = erase_connection(
+            session, Base.metadata, connection.id, {Role.SECRET, Role.RECORDS} if delete_data else {Role.SECRET}
+        )
         session.execute(
             update(SyncRun)
             .where(SyncRun.connection_id == connection.id, SyncRun.status.in_(["queued", "running", "waiting"]))
             .values(status=RunStatus.CANCELLED.value, error="the account was disconnected", finished_at=utcnow())
         )
-        deleted = 0
-        if delete_data:
-            result = session.execute(delete(ContactRow).where(ContactRow.connection_id == connection.id))
-            deleted = int(getattr(result, "rowcount", 0) or 0)
+        deleted = counted(erased, Role.RECORDS)
         if connection.status != ConnectionStatus.DISCONNECTED.value:
             connection.move_to(
                 ConnectionStatus.DISCONNECTED, None if revoked else "the provider did not confirm revocation"
@@ -81,7 +79,7 @@ def disconnect(
             user_id,
             "connection.disconnected",
             revoked_at_provider=revoked,
-            credentials_erased=credentials,
+            secrets_erased=counted(erased, Role.SECRET),
             records_deleted=deleted,
         )
     return {
@@ -90,6 +88,12 @@ def disconnect(
         "revoked_at_provider": revoked,
         "records_deleted": deleted,
     }
+
+
+def counted(erased: dict[str, int], role: Role) -> int:
+    """Rows of `role` an erase removed, each once (rows of tables owned through another table's rows are not)."""
+    holdings = declared(Base.metadata)
+    return sum(n for name, n in erased.items() if holdings[name].role == role and holdings[name].parent is None)
 
 
 def request_syncs(

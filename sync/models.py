@@ -10,6 +10,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, SmallIn
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
+from core.holdings import Owner, Role, holding
 from core.models import UTCDateTime, utcnow
 
 
@@ -29,6 +30,7 @@ class Checkpoint(Base):
     """
 
     __tablename__ = "checkpoints"
+    __table_args__ = (holding(Owner.CONNECTION, Role.SECRET, key="connection_id"),)
 
     connection_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
@@ -43,7 +45,10 @@ class Schedule(Base):
     """When a capability of a connection is next due, and how its recent runs went."""
 
     __tablename__ = "schedules"
-    __table_args__ = (Index("ix_schedules_next_run_at", "next_run_at"),)
+    __table_args__ = (
+        Index("ix_schedules_next_run_at", "next_run_at"),
+        holding(Owner.CONNECTION, Role.HISTORY, key="connection_id"),
+    )
 
     connection_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
@@ -68,6 +73,7 @@ class SyncRun(Base):
             postgresql_where=text("status IN ('queued', 'running', 'waiting')"),
             sqlite_where=text("status IN ('queued', 'running', 'waiting')"),
         ),
+        holding(Owner.CONNECTION, Role.HISTORY, key="connection_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -1,4 +1,7 @@
-"""The privacy policy's retention promise: data of a disconnected connection is erased after the retention period."""
+"""The privacy policy's retention promise: data of a disconnected connection is erased after the retention period.
+
+What is erased is read from the holdings registry: every row any table holds for the connection, then the
+connection itself; the audit entry that says so holds ids and counts only."""
 
 from __future__ import annotations
 
@@ -7,8 +10,11 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
+from core.db import Base, transaction
+from core.holdings import Role, erase_connection
 from core.models import Connection, ConnectionStatus, audit, utcnow
+
+ERASED_WITH_CONNECTION = {Role.RECORDS, Role.SECRET, Role.HISTORY}
 
 
 def enforce_retention(sessions: sessionmaker[Session], retention_days: int) -> int:
@@ -21,6 +27,14 @@ def enforce_retention(sessions: sessionmaker[Session], retention_days: int) -> i
             )
         ).all()
         for connection in expired:
-            audit(session, connection, "system", "connection.erased_by_retention", retention_days=retention_days)
+            erased = erase_connection(session, Base.metadata, connection.id, ERASED_WITH_CONNECTION)
+            audit(
+                session,
+                connection,
+                "system",
+                "connection.erased_by_retention",
+                retention_days=retention_days,
+                rows_erased=sum(erased.values()) + 1,
+            )
             session.delete(connection)
         return len(expired)

@@ -17,6 +17,7 @@ from sync.celery_app import make_celery
 from sync.checkpoints import Position
 from sync.models import Checkpoint
 from tests.conftest import Worker
+from tests.test_holdings import held_rows
 from token_vault.models import SealedCredential
 from token_vault.vault import Vault, key_ring
 
@@ -67,5 +68,7 @@ def test_retention_erases_connections_disconnected_longer_than_90_days(
         )
         assert leftovers == 0
         assert session.get(Checkpoint, (created["expired"], "contacts")) is None
+        assert not any(held_rows(session, created["expired"]).values())
+        assert held_rows(session, created["recent"])["credentials"] == 1
         audit = session.scalars(select(AuditEvent).where(AuditEvent.connection_id == created["expired"])).one()
         assert audit.action == "connection.erased_by_retention" and "1//expired" not in str(audit.detail)

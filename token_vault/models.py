@@ -9,12 +9,16 @@ from sqlalchemy import ForeignKey, Integer, LargeBinary, SmallInteger, String, U
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
+from core.holdings import Owner, Role, holding
 from core.models import UTCDateTime, utcnow
 
 
 class SealedCredential(Base):
     __tablename__ = "credentials"
-    __table_args__ = (UniqueConstraint("connection_id", "kind"),)
+    __table_args__ = (
+        UniqueConstraint("connection_id", "kind"),
+        holding(Owner.CONNECTION, Role.SECRET, key="connection_id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))

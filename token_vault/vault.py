@@ -95,12 +95,6 @@ class Vault:
             return None
         return Secret(self.ring.open(row.sealed, self._binding(connection, kind)).decode(), row.expires_at)
 
-    def erase(self, session: Session, connection_id: uuid.UUID) -> int:
-        rows = session.scalars(select(SealedCredential).where(SealedCredential.connection_id == connection_id)).all()
-        for row in rows:
-            session.delete(row)
-        return len(rows)
-
 
 def key_counts(session: Session) -> dict[str, dict[int, int]]:
     """Rows per key id, by table (`credentials`, `checkpoints`)."""

@@ -8,8 +8,10 @@ from typing import Any
 
 from sqlalchemy import text
 
+from core.holdings import Role
 from tests.google import truth
 from tests.google.conftest import CONTACTS_SCOPE, PAGE_SIZE, GoogleHub, new_account
+from tests.test_holdings import by_role, held_rows
 
 
 def test_consent_syncs_every_contact_exactly_once_with_its_fields(google_hub: GoogleHub) -> None:
@@ -251,6 +253,13 @@ def test_disconnect_revokes_erases_credentials_and_keeps_or_deletes_contacts(goo
         assert left.scalar() == 0
         audit = db.execute(text("select action from audit_log where connection_id = :a order by at"), {"a": kept})
         assert list(audit.scalars()) == ["connection.created", "connection.disconnected"]
+    with google_hub.sessions() as session:  # every table the holdings registry lists, not only those named here
+        for connection, keeps_records in ((kept, True), (dropped, False)):
+            held = held_rows(session, connection)
+            assert not any(by_role(held, Role.SECRET).values()), held
+            records = by_role(held, Role.RECORDS)
+            assert all(records.values()) if keeps_records else not any(records.values()), held
+            assert by_role(held, Role.HISTORY)["sync_runs"] >= 1
 
 
 def test_cli_sync_runs_in_the_foreground_through_the_same_run_record(google_hub: GoogleHub) -> None:
