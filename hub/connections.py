@@ -8,12 +8,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.registry import capabilities_of
 from core.db import Base, transaction
 from core.holdings import Role, declared, erase_connection
+from core.identity import Principal
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
 from hub.errors import Conflict, NotFound
@@ -26,6 +27,17 @@ from token_vault.fresh import ACCESS, REFRESH
 from token_vault.vault import Vault, key_ring
 
 log = logging.getLogger(__name__)
+
+
+def mine(session: Session, user: Principal) -> list[Connection]:
+    """The signed-in user's own connections in their workspace, oldest first."""
+    return list(
+        session.scalars(
+            select(Connection)
+            .where(Connection.workspace_id == user.workspace_id, Connection.user_id == user.user_id)
+            .order_by(Connection.created_at)
+        ).all()
+    )
 
 
 def owned(session: Session, connection_id: uuid.UUID, workspace_id: str, user_id: str) -> Connection:

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the database session, Redis, settings and the signed-in user."""
+"""FastAPI dependencies: the database session, Redis, settings, the sync engine, Celery and the signed-in user."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import redis
+from celery import Celery
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.identity import IdentityError, Principal, verify_token
 from core.settings import Settings
+from sync.engine import SyncEngine
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -28,9 +30,27 @@ def get_redis(request: Request) -> redis.Redis:
     return client
 
 
+def get_sessions(request: Request) -> sessionmaker[Session]:
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    return sessions
+
+
+def get_sync_engine(request: Request) -> SyncEngine:
+    engine: SyncEngine = request.app.state.sync_engine
+    return engine
+
+
+def get_celery(request: Request) -> Celery:
+    celery: Celery = request.app.state.celery
+    return celery
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
+SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+SyncEngineDep = Annotated[SyncEngine, Depends(get_sync_engine)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]
 
 
 class NotSignedIn(Exception):

@@ -1,0 +1,1 @@
+"""The HTTP app's routers, one per concern; `hub.app` includes them."""

@@ -1,0 +1,96 @@
+"""The JSON API the CRM builds on: connections, their runs and schedules, and the synced records."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS
+from hub.connections import disconnect, mine, owned, pause_or_resume, request_syncs, set_interval
+from hub.deps import CeleryDep, CurrentUser, SessionDep, SessionsDep, SettingsDep, SyncEngineDep
+from hub.records import contacts_page
+from hub.views import connection_view
+
+router = APIRouter(prefix="/api/v1")
+
+
+class ScheduleIn(BaseModel):
+    interval_seconds: int | None = Field(
+        ge=MIN_POLL_SECONDS,
+        le=MAX_POLL_SECONDS,
+        description="Seconds between polls, 300 to 86400; null returns to the deployment's interval.",
+    )
+
+
+@router.get("/connections", tags=["connections"])
+def list_connections(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    return {"connections": [connection_view(session, settings, row) for row in mine(session, user)]}
+
+
+@router.get("/connections/{connection_id}", tags=["connections"])
+def get_connection(
+    connection_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    return connection_view(session, settings, owned(session, connection_id, user.workspace_id, user.user_id))
+
+
+@router.delete("/connections/{connection_id}", tags=["connections"])
+def delete_connection(
+    connection_id: uuid.UUID, user: CurrentUser, settings: SettingsDep, sessions: SessionsDep, delete_data: bool = False
+) -> dict[str, Any]:
+    return disconnect(settings, sessions, connection_id, user.user_id, user.workspace_id, delete_data)
+
+
+@router.post("/connections/{connection_id}/sync", tags=["connections"])
+def sync_now(
+    connection_id: uuid.UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    sync_engine: SyncEngineDep,
+    celery: CeleryDep,
+    capability: str | None = None,
+) -> dict[str, Any]:
+    connection = owned(session, connection_id, user.workspace_id, user.user_id)
+    names = [capability] if capability else list(connection.capabilities)
+    return {"runs": request_syncs(sync_engine, celery, connection.id, names, trigger="manual")}
+
+
+@router.post("/connections/{connection_id}/pause", tags=["connections"])
+def pause(connection_id: uuid.UUID, user: CurrentUser, sync_engine: SyncEngineDep, celery: CeleryDep) -> dict[str, Any]:
+    owner = (user.workspace_id, user.user_id)
+    return pause_or_resume(sync_engine, celery, connection_id, True, user.user_id, owner)
+
+
+@router.post("/connections/{connection_id}/resume", tags=["connections"])
+def resume(
+    connection_id: uuid.UUID, user: CurrentUser, sync_engine: SyncEngineDep, celery: CeleryDep
+) -> dict[str, Any]:
+    owner = (user.workspace_id, user.user_id)
+    return pause_or_resume(sync_engine, celery, connection_id, False, user.user_id, owner)
+
+
+@router.put("/connections/{connection_id}/schedule/{capability}", tags=["connections"])
+def put_schedule(
+    connection_id: uuid.UUID,
+    capability: str,
+    body: ScheduleIn,
+    user: CurrentUser,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+) -> dict[str, Any]:
+    owner = (user.workspace_id, user.user_id)
+    return set_interval(settings, sessions, connection_id, capability, body.interval_seconds, owner)
+
+
+@router.get("/contacts", tags=["records"])
+def list_contacts(
+    user: CurrentUser,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    connection_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    return contacts_page(session, user.workspace_id, cursor, limit, connection_id)
