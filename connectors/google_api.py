@@ -18,7 +18,7 @@ from googleapiclient.http import HttpRequest
 from googleapiclient.model import JsonModel
 
 from connectors.base import TokenSource
-from connectors.errors import ConnectorError, PayloadRejected, Retryable
+from core.errors import ConnectorError, PayloadRejected, Retryable
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 
-from connectors.errors import AuthRevoked, Retryable
+from core.errors import AuthRevoked, Retryable
 from core.settings import ConfigError, Settings
 from oauth.config import Account, OAuthProviderConfig, TokenSet
 

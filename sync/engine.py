@@ -20,9 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Capability, ConnectorSpec, Page, StreamContext
-from connectors.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
 from connectors.registry import capabilities_of
 from core.db import transaction
+from core.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
 from crm.sink import SINKS, ContactSink, NewRows, Owner

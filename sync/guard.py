@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from connectors.base import ConnectorSpec
-from connectors.errors import RateLimited
+from core.errors import RateLimited
 from core.settings import Settings
 from sync import retry
 from sync.throttle import Bucket, Throttle

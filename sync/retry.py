@@ -15,7 +15,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from connectors.errors import RateLimited, Retryable
+from core.errors import RateLimited, Retryable
 from core.settings import CelerySettings
 
 T = TypeVar("T")

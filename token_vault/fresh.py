@@ -13,8 +13,8 @@ from typing import Literal, Protocol, overload
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.errors import AuthRevoked, Retryable
 from core.db import transaction
+from core.errors import AuthRevoked, Retryable
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from token_vault.vault import Secret, Vault
 

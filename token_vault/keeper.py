@@ -19,8 +19,8 @@ from datetime import timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.errors import AuthRevoked
 from core.db import transaction
+from core.errors import AuthRevoked
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import VaultSettings
 from token_vault.fresh import ACCESS, REFRESH, FreshTokens, Inactive, NoCredential, reconnect_reason

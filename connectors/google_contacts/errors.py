@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.errors import (
+from core.errors import (
     AuthRevoked,
     ConnectorError,
     CursorExpired,

@@ -15,8 +15,8 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from connectors.errors import Retryable
 from core.db import transaction
+from core.errors import Retryable
 from core.models import Connection, utcnow
 from sync.models import Schedule
 from tests.google import procs
