@@ -41,6 +41,8 @@ class FaultRule(TypedDict, total=False):
     rate: float
     retry_after: float | None
     latency_ms: float
+    body: str | None
+    connection: Literal["reset", "short_body", "bad_status_line"] | None
     times: int | None
     skip: int
 
