@@ -105,6 +105,10 @@ class SandboxAdmin:
     def expire_sync_tokens(self, account: str) -> None:
         self.call("POST", f"/google/accounts/{account}/sync-tokens/expire")
 
+    def forget_sync_tokens(self, account: str) -> None:
+        """The account no longer knows the sync tokens it issued: Google answers 400 "Sync token is invalid."."""
+        self.call("POST", f"/google/accounts/{account}/sync-tokens/forget")
+
     def expire_access_tokens(self, account: str | None = None, client_id: str | None = None) -> int:
         return self.expire_tokens("access", account, client_id)
 
