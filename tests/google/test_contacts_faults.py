@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from typing import Any
 
 import pytest
 
 from sync.models import SyncRun
 from tests.conftest import wait_for
+from tests.google import truth
 from tests.google.conftest import PAGE_SIZE, GoogleHub, new_account
 
 ACTIVE = {"queued", "running", "waiting"}
@@ -73,3 +75,57 @@ def test_a_page_with_neither_a_next_page_nor_a_sync_token_never_ends_a_pass_or_d
     assert quiet["status"] == "succeeded" and quiet["full_sync"] is False
     assert quiet["counts"] == {"created": 0, "updated": 0, "deleted": 0}
     assert crm_ids(google_hub, browser, connection_id) == after
+
+
+CONNECTION_FAULTS = ["reset", "short_body", "bad_status_line"]
+
+
+@pytest.mark.parametrize("fault", CONNECTION_FAULTS)
+def test_a_broken_connection_on_a_people_call_is_retried_and_nothing_is_lost_or_doubled(
+    google_hub: GoogleHub, fault: str
+) -> None:
+    """Twice in a row, on the second page: httplib2 itself silently retries one bad status line on a fresh
+    request (it takes it for a stale keep-alive connection), so only a second one reaches the hub."""
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=3 * PAGE_SIZE)
+    browser = google_hub.browser(user=f"broken-{fault}")
+    mark = google_hub.log_mark()
+    admin.set_faults([{"path_prefix": "/v1/people", "rate": 1.0, "skip": 1, "times": 2, "connection": fault}])
+    try:
+        connection_id = google_hub.connect(browser, account)
+        run = google_hub.wait_run(browser, connection_id)
+    finally:
+        admin.clear_faults()
+
+    assert run["status"] == "succeeded", run["error"]
+    assert run["counts"] == {"created": 3 * PAGE_SIZE, "updated": 0, "deleted": 0}
+    assert faulted(google_hub, account, mark) == 2
+    stored = google_hub.contacts(browser, connection_id)
+    people = truth.people(admin, account, google_hub.client_id)
+    assert Counter(c["external_id"] for c in stored) == Counter(people.keys())
+
+
+@pytest.mark.parametrize(
+    "fault", [{"connection": name} for name in CONNECTION_FAULTS] + [{"status": 503}], ids=[*CONNECTION_FAULTS, "503"]
+)
+def test_a_broken_token_endpoint_during_a_refresh_is_retried_never_read_as_revoked(
+    google_hub: GoogleHub, fault: dict[str, Any]
+) -> None:
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=PAGE_SIZE)
+    browser = google_hub.browser(user="refresh")
+    connection_id = google_hub.connect(browser, account)
+    assert google_hub.wait_run(browser, connection_id)["status"] == "succeeded"
+    added = admin.add_contact(account, EMMY)
+    assert admin.expire_access_tokens(account=account, client_id=google_hub.client_id) == 1
+    mark = google_hub.log_mark()
+    admin.set_faults([{"path_prefix": "/token", "rate": 1.0, "times": 2, **fault}])
+    try:
+        run = google_hub.sync_now(browser, connection_id)
+    finally:
+        admin.clear_faults()
+
+    token_calls = [e for e in admin.request_log(mark) if e["path"] == "/token"]
+    assert [e["fault"] for e in token_calls] == [True, True, False], "refreshed after two broken answers"
+    assert run["status"] == "succeeded", run["error"]
+    assert run["counts"] == {"created": 1, "updated": 0, "deleted": 0}
+    assert google_hub.connection(browser, connection_id)["status"] == "active"
+    assert added in crm_ids(google_hub, browser, connection_id)
