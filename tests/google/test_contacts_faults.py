@@ -129,3 +129,26 @@ def test_a_broken_token_endpoint_during_a_refresh_is_retried_never_read_as_revok
     assert run["counts"] == {"created": 1, "updated": 0, "deleted": 0}
     assert google_hub.connection(browser, connection_id)["status"] == "active"
     assert added in crm_ids(google_hub, browser, connection_id)
+
+
+def test_a_sync_token_google_calls_invalid_runs_a_full_pass_without_duplicates(google_hub: GoogleHub) -> None:
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=3 * PAGE_SIZE)
+    browser = google_hub.browser(user="forgotten-token")
+    connection_id = google_hub.connect(browser, account)
+    assert google_hub.wait_run(browser, connection_id)["status"] == "succeeded"
+    before = crm_ids(google_hub, browser, connection_id)
+    gone = sorted(before)[0]
+    admin.delete_contact(account, gone)
+    admin.forget_sync_tokens(account)
+    mark = google_hub.log_mark()
+
+    run = google_hub.sync_now(browser, connection_id)
+
+    assert run["status"] == "succeeded", run["error"]
+    assert run["full_sync"] is True and (run["counts"]["created"], run["counts"]["deleted"]) == (0, 1)
+    first = google_hub.people_calls(account, mark)[0]
+    assert (first["status"], "syncToken=REDACTED" in first["query"]) == (400, True), "the forgotten token, once"
+    after = crm_ids(google_hub, browser, connection_id)
+    assert after == {k: v for k, v in before.items() if k != gone}, "same CRM ids, none doubled, the deleted gone"
+    quiet = google_hub.sync_now(browser, connection_id)
+    assert quiet["status"] == "succeeded" and quiet["full_sync"] is False
