@@ -14,7 +14,7 @@ class LogEntry(TypedDict):
     method: str
     path: str
     query: str
-    status: int
+    status: int  # 0 when a connection fault broke the connection instead of answering
     account: str | None
     app: str | None
     time: float
