@@ -3,6 +3,7 @@ typed decoding of answers (msgspec) instead of the client library's `json.loads`
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -108,5 +109,7 @@ def execute(
             raise classify(exc.resp.status, error_body(exc), dict(exc.resp)) from exc
         except (TimeoutError, ConnectionError, httplib2.HttpLib2Error, OSError) as exc:
             raise Retryable(f"Google could not be reached ({type(exc).__name__})") from exc
+        except http.client.HTTPException as exc:  # a body cut short, a bad status line: broken like a 5xx
+            raise Retryable(f"Google's answer broke off on the connection ({type(exc).__name__})") from exc
         return decoded(decoder, body)
     raise AssertionError("unreachable")

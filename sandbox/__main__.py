@@ -10,6 +10,7 @@ import uvicorn
 
 from sandbox.app import create_app
 from sandbox.state import SandboxState
+from sandbox.wire import TrackedH11Protocol
 
 HOST = "127.0.0.1"
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     sock = listening_socket(args.port)
     app = create_app(SandboxState.seeded(args.seed))
-    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="off", http=TrackedH11Protocol)
     AnnouncingServer(config, sock.getsockname()[1]).run(sockets=[sock])
 
 

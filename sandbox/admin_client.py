@@ -14,7 +14,7 @@ class LogEntry(TypedDict):
     method: str
     path: str
     query: str
-    status: int
+    status: int  # 0 when a connection fault broke the connection instead of answering
     account: str | None
     app: str | None
     time: float
@@ -41,6 +41,8 @@ class FaultRule(TypedDict, total=False):
     rate: float
     retry_after: float | None
     latency_ms: float
+    body: str | None
+    connection: Literal["reset", "short_body", "bad_status_line"] | None
     times: int | None
     skip: int
 
@@ -102,6 +104,10 @@ class SandboxAdmin:
 
     def expire_sync_tokens(self, account: str) -> None:
         self.call("POST", f"/google/accounts/{account}/sync-tokens/expire")
+
+    def forget_sync_tokens(self, account: str) -> None:
+        """The account no longer knows the sync tokens it issued: Google answers 400 "Sync token is invalid."."""
+        self.call("POST", f"/google/accounts/{account}/sync-tokens/forget")
 
     def expire_access_tokens(self, account: str | None = None, client_id: str | None = None) -> int:
         return self.expire_tokens("access", account, client_id)

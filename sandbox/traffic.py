@@ -16,6 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sandbox import wire
+from sandbox.wire import ConnectionFault
+
 ADMIN_PREFIX = "/_sandbox/"
 LOG_CAPACITY = 100_000
 REDACTED = "REDACTED"
@@ -51,8 +54,17 @@ class FaultRule(BaseModel):
         max_length=1_000_000,
         description="Answer with this raw body (status `status`, else 200), as a broken proxy or a changed API would.",
     )
+    connection: ConnectionFault | None = Field(
+        default=None,
+        description="Break the connection instead of answering: `reset` (TCP RST), `short_body` (a Content-Length "
+        "longer than the body, then close) or `bad_status_line` (garbage where the status line belongs).",
+    )
     times: int | None = Field(default=None, ge=0, description="Hit at most this many requests; None is unlimited.")
     skip: int = Field(default=0, ge=0, description="Let this many candidate requests through before the rule applies.")
+
+    @property
+    def answers(self) -> bool:
+        return self.status is not None or self.body is not None or self.connection is not None
 
 
 class FaultPlan(BaseModel):
@@ -73,11 +85,13 @@ class Fault:
     retry_after: float | None
     latency: float
     body: str | None = None
+    connection: ConnectionFault | None = None
 
     @property
     def answers(self) -> bool:
-        """Whether the fault answers instead of the provider (a status or a body), not only delays it."""
-        return self.status is not None or self.body is not None
+        """Whether the fault answers instead of the provider (a status, a body or a broken connection), not only
+        delays it."""
+        return self.status is not None or self.body is not None or self.connection is not None
 
 
 class Faults:
@@ -100,8 +114,7 @@ class Faults:
             if self.skipped[index] < rule.skip:
                 self.skipped[index] += 1
                 continue
-            answers = rule.status is not None or rule.body is not None
-            if hit is not None and answers:
+            if hit is not None and rule.answers:
                 continue
             if self.rng.random() >= rule.rate:
                 continue
@@ -109,9 +122,11 @@ class Faults:
             if left is not None:
                 self.remaining[index] = left - 1
             latency += rule.latency_ms / 1000
-            if answers:
+            if rule.answers:
                 hit = rule
-        return Fault(hit.status, hit.retry_after, latency, hit.body) if hit else Fault(None, None, latency)
+        if hit is None:
+            return Fault(None, None, latency)
+        return Fault(hit.status, hit.retry_after, latency, hit.body, hit.connection)
 
 
 @dataclass
@@ -214,8 +229,12 @@ class TrafficMiddleware:
                 await asyncio.sleep(fault.latency)
             if not fault.answers:
                 await self.app(scope, receive, recording_send)
+                return
+            self.identify(Request(scope))  # the app never sees a faulted request: name its caller for the log
+            if fault.connection is not None:
+                status[0] = 0  # no HTTP answer at all
+                await broken(scope, receive, fault.connection)
             else:
-                self.identify(Request(scope))  # the app never sees a faulted request: name its caller for the log
                 await self.fault_response(scope["path"], fault)(scope, receive, recording_send)
         finally:
             traffic.log.add(
@@ -238,3 +257,11 @@ class TrafficMiddleware:
             return Response(fault.body, fault.status or 200, headers, media_type="application/json; charset=UTF-8")
         status = fault.status or 500
         return JSONResponse(self.fault_body(path, status), status_code=status, headers=headers)
+
+
+async def broken(scope: Scope, receive: Receive, fault: ConnectionFault) -> None:
+    """Break the request's connection, then wait for the server to see it gone, so it sends nothing after."""
+    wire.break_connection(scope.get("client"), fault)
+    async with asyncio.timeout(5):
+        while (await receive())["type"] != "http.disconnect":
+            continue

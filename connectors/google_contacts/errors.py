@@ -17,6 +17,7 @@ from core.errors import (
 
 SCOPE_REASONS = {"ACCESS_TOKEN_SCOPE_INSUFFICIENT", "insufficientPermissions"}
 RATE_REASONS = {"RATE_LIMIT_EXCEEDED", "rateLimitExceeded", "userRateLimitExceeded"}
+INVALID_SYNC_TOKEN = (400, "INVALID_ARGUMENT", frozenset[str](), "Sync token is invalid.")
 
 
 def reasons(body: Mapping[str, Any]) -> set[str]:
@@ -38,6 +39,8 @@ def classify(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -
     message = str(body.get("message", ""))
     if status == 400 and ("EXPIRED_SYNC_TOKEN" in why or "sync token is expired" in message.lower()):
         return CursorExpired("Google's sync token expired; a full sync is needed")
+    if (status, body.get("status"), frozenset(why), message) == INVALID_SYNC_TOKEN:
+        return CursorExpired("Google no longer knows this sync token; a full sync is needed")
     if status == 401:
         return AuthRevoked("Google refused a freshly renewed access token, so access was revoked")
     if status == 403 and why & SCOPE_REASONS:

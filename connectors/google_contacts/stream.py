@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from connectors import google_api
 from connectors.base import Cursor, Page, StreamContext
+from connectors.errors import Retryable
 from connectors.google_contacts.errors import classify
 from connectors.google_contacts.wire import PAGE_DECODER, ConnectionsPage, Item, Name, Organization, Person
 from crm.records import Contact, EmailAddress, PhoneNumber
@@ -72,7 +73,7 @@ class GoogleContactsStream:
             last = not page_token
             checkpoint: dict[str, str | None]
             if last:
-                checkpoint = {"sync_token": body.next_sync_token} if body.next_sync_token else {}
+                checkpoint = {"sync_token": body.next_sync_token}
             else:
                 checkpoint = {"sync_token": sync_token, "page_token": page_token}
             yield Page(records, deleted, checkpoint, last=last, full=full, total=body.total_items)
@@ -91,8 +92,16 @@ class GoogleContactsStream:
         if page_token:
             params["pageToken"] = page_token
         page: ConnectionsPage = self.context.attempt(
-            lambda: google_api.execute(
-                lambda: self.connections.list(**params), self.context.tokens, classify, PAGE_DECODER
+            lambda: well_formed(
+                google_api.execute(lambda: self.connections.list(**params), self.context.tokens, classify, PAGE_DECODER)
             )
         )
         return page
+
+
+def well_formed(page: ConnectionsPage) -> ConnectionsPage:
+    """Every page continues (a page token) or ends with the sync token we always request; one with neither ends
+    nothing, and taking it for the last page would delete every contact a full pass had not reached yet."""
+    if not page.next_page_token and not page.next_sync_token:
+        raise Retryable("Google answered a page with neither a next page token nor a sync token")
+    return page

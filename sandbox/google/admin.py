@@ -138,6 +138,11 @@ async def expire_sync_tokens(email: str, google: GoogleDep) -> None:
     known_account(google, email).book.expire_sync_tokens()
 
 
+@router.post("/accounts/{email}/sync-tokens/forget", status_code=204)
+async def forget_sync_tokens(email: str, google: GoogleDep) -> None:
+    known_account(google, email).book.forget_sync_tokens()
+
+
 @router.post("/tokens/expire")
 async def expire_tokens(body: ExpireIn, google: GoogleDep) -> dict[str, int]:
     return {"expired": google.expire_tokens(body.kind, body.account, body.client_id)}

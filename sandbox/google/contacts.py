@@ -102,6 +102,7 @@ class ContactBook:
         self.change_names: list[str] = []
         self.seq = 0
         self.sync_generation = 0
+        self.sync_epoch = 0
         self.listings: OrderedDict[str, Listing] = OrderedDict()
         self.listing_counter = 0
 
@@ -197,3 +198,7 @@ class ContactBook:
 
     def expire_sync_tokens(self) -> None:
         self.sync_generation += 1
+
+    def forget_sync_tokens(self) -> None:
+        """Every sync token issued so far becomes unknown: refused as invalid, not as expired."""
+        self.sync_epoch += 1

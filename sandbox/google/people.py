@@ -156,7 +156,7 @@ def open_listing(google: GoogleState, account: Account, params: ListParams) -> t
         payload = decode_cursor(
             google, params.sync_token, "sync", account, params.fingerprint(paging=False), "sync token"
         )
-        if payload["seq"] > book.seq:
+        if payload["seq"] > book.seq or payload.get("epoch", 0) != book.sync_epoch:
             raise errors.invalid_argument("Sync token is invalid.")
         if sync_token_expired(google, book, payload):
             raise errors.expired_sync_token(google.settings.expired_sync_token_status)
@@ -183,6 +183,7 @@ def next_tokens(
         "sub": account.sub,
         "seq": listing.seq,
         "generation": account.book.sync_generation,
+        "epoch": account.book.sync_epoch,
         "origin": listing.origin,
         "issued": time.time(),
         "params": params.fingerprint(paging=False),

@@ -367,6 +367,7 @@ def test_null_fields_and_a_contact_listed_twice_in_a_page_are_read_as_google_mea
             },
         ],
         "totalItems": 3,
+        "nextSyncToken": "a-sync-token-only-this-page-knows",
     }
     admin.set_faults([{"path_prefix": "/v1/people", "rate": 1.0, "times": 1, "body": json.dumps(page)}])
     try:

@@ -152,6 +152,18 @@ def test_expired_sync_token_is_400_with_google_error_info(admin: SandboxAdmin, p
     assert error["details"][0]["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
 
 
+def test_a_forgotten_sync_token_is_invalid_not_expired(admin: SandboxAdmin, people: People) -> None:
+    connections = people(token_for(admin, GRACE))
+    token = sync_token(connections)
+
+    admin.forget_sync_tokens(GRACE)
+    status, error = error_of(connections.list(resourceName="people/me", personFields=ALL_FIELDS, syncToken=token))
+    fresh = sync_token(connections)
+
+    assert (status, error) == (400, {"code": 400, "message": "Sync token is invalid.", "status": "INVALID_ARGUMENT"})
+    assert connections.list(resourceName="people/me", personFields=ALL_FIELDS, syncToken=fresh).execute() == {}
+
+
 def test_sync_token_age_and_error_status_are_configurable(admin: SandboxAdmin, people: People) -> None:
     connections = people(token_for(admin, GRACE))
     token = sync_token(connections)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -90,6 +92,43 @@ def test_a_body_fault_answers_that_body_with_its_status_and_latency(sandbox: San
     assert third.status_code == 200 and "connections" in third.json(), "the People API answers again"
     log = sandbox.admin.request_log()
     assert [(e["status"], e["fault"]) for e in log] == [(200, True), (502, True), (200, False)]
+
+
+def stdlib_get(url: str, target: str, headers: dict[str, str]) -> bytes:
+    """A GET through http.client alone (under httplib2 and urllib), which retries nothing."""
+    server = urlsplit(url)
+    connection = http.client.HTTPConnection(server.hostname or "", server.port, timeout=10)
+    try:
+        connection.request("GET", target, headers=headers)
+        return connection.getresponse().read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "stdlib_error", "httpx_error"),
+    [
+        ("reset", ConnectionResetError, httpx.ReadError),
+        ("short_body", http.client.IncompleteRead, httpx.RemoteProtocolError),
+        ("bad_status_line", http.client.BadStatusLine, httpx.RemoteProtocolError),
+    ],
+)
+def test_a_connection_fault_breaks_the_connection_itself_for_any_client(
+    sandbox: Sandbox, ada_token: str, fault: str, stdlib_error: type[Exception], httpx_error: type[Exception]
+) -> None:
+    sandbox.admin.set_faults([{"path_prefix": PEOPLE_PATH, "connection": fault, "times": 2}])
+    headers = {"authorization": f"Bearer {ada_token}"}
+    target = f"{PEOPLE_PATH}?personFields=names&pageSize=5"
+
+    with pytest.raises(stdlib_error):
+        stdlib_get(sandbox.url, target, headers)
+    with pytest.raises(httpx_error):
+        httpx.get(sandbox.url + target, headers=headers)
+    after = httpx.get(sandbox.url + target, headers=headers)
+
+    assert after.status_code == 200 and "connections" in after.json(), "the People API answers again"
+    log = sandbox.admin.request_log()
+    assert [(e["status"], e["fault"], e["account"]) for e in log] == [(0, True, ADA), (0, True, ADA), (200, False, ADA)]
 
 
 def test_429_with_and_without_retry_after(sandbox: Sandbox, ada_token: str) -> None:
