@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 from connectors import google_api
 from connectors.base import Cursor, Page, StreamContext
-from connectors.errors import Retryable
 from connectors.google_contacts.errors import classify
 from connectors.google_contacts.wire import PAGE_DECODER, ConnectionsPage, Item, Name, Organization, Person
+from core.errors import Retryable
 from crm.records import Contact, EmailAddress, PhoneNumber
 
 P = TypeVar("P", Item, Name, Organization)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from connectors.errors import ConnectorError, CursorExpired, PayloadRejected
 from connectors.google_contacts.errors import classify
+from core.errors import ConnectorError, CursorExpired, PayloadRejected
 
 
 def rpc(status: str, message: str, reason: str | None = None) -> dict[str, Any]:
