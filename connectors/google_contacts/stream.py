@@ -92,7 +92,7 @@ class GoogleContactsStream:
             params["pageToken"] = page_token
         page: ConnectionsPage = self.context.attempt(
             lambda: google_api.execute(
-                lambda: self.connections.list(**params), self.context.tokens, classify, PAGE_DECODER
+                lambda: self.connections.list(**params), self.context.tokens, classify, PAGE_DECODER, self.context.sent
             )
         )
         return page
