@@ -83,6 +83,14 @@ class Ready:
             yield cls(page, sink.prepare(owner, page.records))
 
 
+def pass_size(done: int, total: int | None, last: bool) -> int | None:
+    """A pass's item count, deleted items included: the provider's while it runs (never below what was
+    committed), and what was committed once its last page is in, when the provider's count was an estimate."""
+    if last:
+        return done
+    return None if total is None else max(total, done)
+
+
 class SyncEngine:
     def __init__(
         self,
@@ -245,7 +253,7 @@ class SyncEngine:
             position = checkpoints.load(session, self.ring, connection, run.capability)
             run.status, run.heartbeat_at, run.attempts = RunStatus.RUNNING.value, utcnow(), run.attempts + 1
             run.started_at = run.started_at or utcnow()
-            run.full_sync = run.full_sync or not position.cursor
+            run.full_sync = run.full_sync or position.in_full_pass
             return connection, found[0], found[1], position
 
     @staticmethod
@@ -283,15 +291,17 @@ class SyncEngine:
             counts = sink.apply(page.records, page.deleted_ids, full_pass_id, rows)
             if page.last and full_pass_id is not None:
                 counts.deleted += sink.delete_unseen(full_pass_id)
-            after = Position(dict(page.checkpoint), None if page.last else full_pass_id)
+            items = len(page.records) + len(page.deleted_ids)
+            done = position.done + items
+            after = Position(dict(page.checkpoint), None if page.last else full_pass_id, 0 if page.last else done)
             checkpoints.save(session, self.ring, connection, capability.name, after)
             run = session.get_one(SyncRun, run_id)
             run.records_created += counts.created
             run.records_updated += counts.updated
             run.records_deleted += counts.deleted
-            run.records_seen += len(page.records) + len(page.deleted_ids)
-            run.progress_done += len(page.records)
-            run.progress_total = page.total if page.total is not None else run.progress_total
+            run.records_seen += items
+            total = page.total if page.total is not None else run.progress_total
+            run.progress_done, run.progress_total = done, pass_size(done, total, page.last)
             run.heartbeat_at = utcnow()
             if page.last:
                 run.status, run.finished_at, run.error = RunStatus.SUCCEEDED.value, utcnow(), None
