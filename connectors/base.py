@@ -24,7 +24,6 @@ class Page:
     last: bool
     full: bool
     total: int | None = None
-    api_calls: int = 1
 
 
 class Stream(Protocol):
@@ -47,11 +46,16 @@ def _once(call: Callable[[], Any]) -> Any:
     return call()
 
 
+def _uncounted() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class StreamContext:
     """What a stream needs to reach its provider for one connection.
 
-    `attempt` wraps each provider call in the hub's retry policy (the sync package supplies it).
+    `attempt` wraps each provider call in the hub's retry policy (the sync package supplies it). `sent` is called
+    just before each request leaves for the provider, retries included: the run counts these as its API calls.
     """
 
     connection_id: str
@@ -59,6 +63,7 @@ class StreamContext:
     base_url: str | None
     settings: Mapping[str, Any] = field(default_factory=dict)
     attempt: Callable[[Callable[[], Any]], Any] = _once
+    sent: Callable[[], None] = _uncounted
 
 
 @dataclass(frozen=True)

@@ -93,13 +93,19 @@ def decoded(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
 
 
 def execute(
-    make_request: Callable[[], HttpRequest], tokens: TokenSource, classify: Classifier, decoder: msgspec.json.Decoder[T]
+    make_request: Callable[[], HttpRequest],
+    tokens: TokenSource,
+    classify: Classifier,
+    decoder: msgspec.json.Decoder[T],
+    sent: Callable[[], None],
 ) -> T:
-    """Run a request with a fresh bearer token; a 401 refreshes once and retries, a second is classified."""
+    """Run a request with a fresh bearer token; a 401 refreshes once and retries, a second is classified. `sent`
+    is told of each request as it leaves, the retry too."""
     token = tokens.access_token()
     for attempt in (1, 2):
         request = make_request()
         request.headers["authorization"] = f"Bearer {token}"
+        sent()
         try:
             body: bytes = request.execute(num_retries=0)
         except HttpError as exc:

@@ -17,10 +17,17 @@ from token_vault.vault import checkpoint_binding
 
 @dataclass(frozen=True)
 class Position:
-    """Where a stream resumes: its cursor (empty = full pass) and the id stamping rows seen in a full pass."""
+    """Where a stream resumes: its cursor (empty = full pass), the id stamping rows seen in a full pass, and how
+    many items of the pass in progress are committed (its progress, whichever run resumes it)."""
 
     cursor: dict[str, Any] = field(default_factory=dict)
     full_pass_id: str | None = None
+    done: int = 0
+
+    @property
+    def in_full_pass(self) -> bool:
+        """A full pass starts here (no cursor) or is under way (a full pass id is kept until its last page)."""
+        return not self.cursor or self.full_pass_id is not None
 
 
 def _binding(connection: Connection, stream: str) -> Binding:

@@ -83,6 +83,14 @@ class Ready:
             yield cls(page, sink.prepare(owner, page.records))
 
 
+def pass_size(done: int, total: int | None, last: bool) -> int | None:
+    """A pass's item count, deleted items included: the provider's while it runs (never below what was
+    committed), and what was committed once its last page is in, when the provider's count was an estimate."""
+    if last:
+        return done
+    return None if total is None else max(total, done)
+
+
 class SyncEngine:
     def __init__(
         self,
@@ -166,6 +174,7 @@ class SyncEngine:
             return Outcome("done")
         connection, spec, capability, position = started
         app_bucket, own_bucket = guard.buckets(self.settings, spec, str(connection.id))
+        calls = guard.Calls()
         stream = capability.stream(
             StreamContext(
                 connection_id=str(connection.id),
@@ -173,6 +182,7 @@ class SyncEngine:
                 base_url=self._base_url(connection),
                 settings=self._stream_settings(connection, capability),
                 attempt=guard.Guard(self.throttle, app_bucket, own_bucket).attempt,
+                sent=calls.sent,
             )
         )
         sink = SINKS[capability.record_kind]
@@ -184,8 +194,10 @@ class SyncEngine:
                 while True:
                     ready, ahead = pages.next(fetch_ahead=time.monotonic() < deadline)
                     if ready is None:
-                        return self._fail(run_id, "the connector's stream ended before its last page")
-                    position, ended = self._commit(run_id, connection.id, capability, position, ready.page, ready.rows)
+                        return self._fail(run_id, "the connector's stream ended before its last page", calls)
+                    position, ended = self._commit(
+                        run_id, connection.id, capability, position, ready.page, calls, ready.rows
+                    )
                     keep_lock()
                     if ended is not None:
                         return ended
@@ -193,28 +205,29 @@ class SyncEngine:
                         return Outcome("continue")
             except CursorExpired:
                 if restarted:
-                    return self._fail(run_id, "the provider refused a fresh full sync's cursor")
+                    return self._fail(run_id, "the provider refused a fresh full sync's cursor", calls)
                 restarted = True
                 position = self._restart_full(run_id, connection.id, capability)
             except guard.Throttled as exc:
-                return self._later(run_id, str(exc), exc.retry_after, throttled=True, exact=True)
+                return self._later(run_id, str(exc), exc.retry_after, calls, throttled=True, exact=True)
             except RateLimited as exc:
-                return self._later(run_id, str(exc), exc.retry_after, throttled=True)
+                return self._later(run_id, str(exc), exc.retry_after, calls, throttled=True)
             except Retryable as exc:
-                return self._later(run_id, str(exc), None)
+                return self._later(run_id, str(exc), None, calls)
             except (AuthRevoked, NoCredential) as exc:
-                return self._needs_reauth(run_id, connection.id, str(exc))
+                return self._needs_reauth(run_id, connection.id, str(exc), calls)
             except Inactive as exc:
-                return self._cancel(run_id, f"stopped: {exc}")
+                return self._cancel(run_id, f"stopped: {exc}", calls)
             except ScopeMissing:
-                return self._scope_lost(run_id, connection.id, capability)
+                return self._scope_lost(run_id, connection.id, capability, calls)
             except ConnectorError as exc:
-                return self._fail(run_id, str(exc))
+                return self._fail(run_id, str(exc), calls)
             except Exception as exc:
                 log.exception("sync run crashed", extra={"run_id": str(run_id)})
-                return self._fail(run_id, f"internal error ({type(exc).__name__}); see the worker log")
+                return self._fail(run_id, f"internal error ({type(exc).__name__}); see the worker log", calls)
             finally:
                 pages.close()
+                self._count_late(run_id, calls)
 
     def _base_url(self, connection: Connection) -> str | None:
         client = getattr(self.settings, connection.auth_provider, None)
@@ -240,7 +253,7 @@ class SyncEngine:
             position = checkpoints.load(session, self.ring, connection, run.capability)
             run.status, run.heartbeat_at, run.attempts = RunStatus.RUNNING.value, utcnow(), run.attempts + 1
             run.started_at = run.started_at or utcnow()
-            run.full_sync = run.full_sync or not position.cursor
+            run.full_sync = run.full_sync or position.in_full_pass
             return connection, found[0], found[1], position
 
     @staticmethod
@@ -260,14 +273,17 @@ class SyncEngine:
         capability: Capability,
         position: Position,
         page: Page,
+        calls: guard.Calls,
         rows: NewRows | None = None,
     ) -> tuple[Position, Outcome | None]:
-        """Commit one page with its checkpoint; an Outcome when the run ends here (last page, or paused)."""
+        """Commit one page with its checkpoint and the calls made so far; an Outcome when the run ends here (last
+        page, or paused)."""
         full_pass_id = (position.full_pass_id or str(uuid.uuid4())) if page.full else None
         with transaction(self.sessions) as session:
             # Lock the run first: a disconnect (which cancels it and erases the data) or the watchdog may have
             # moved it meanwhile, and then this page must not be written back.
             current = session.get_one(SyncRun, run_id, with_for_update=True, populate_existing=True)
+            current.api_calls += calls.take()
             if current.status != RunStatus.RUNNING.value:
                 return position, Outcome("done")
             connection = session.get_one(Connection, connection_id)
@@ -275,16 +291,17 @@ class SyncEngine:
             counts = sink.apply(page.records, page.deleted_ids, full_pass_id, rows)
             if page.last and full_pass_id is not None:
                 counts.deleted += sink.delete_unseen(full_pass_id)
-            after = Position(dict(page.checkpoint), None if page.last else full_pass_id)
+            items = len(page.records) + len(page.deleted_ids)
+            done = position.done + items
+            after = Position(dict(page.checkpoint), None if page.last else full_pass_id, 0 if page.last else done)
             checkpoints.save(session, self.ring, connection, capability.name, after)
             run = session.get_one(SyncRun, run_id)
             run.records_created += counts.created
             run.records_updated += counts.updated
             run.records_deleted += counts.deleted
-            run.records_seen += len(page.records) + len(page.deleted_ids)
-            run.api_calls += page.api_calls
-            run.progress_done += len(page.records)
-            run.progress_total = page.total if page.total is not None else run.progress_total
+            run.records_seen += items
+            total = page.total if page.total is not None else run.progress_total
+            run.progress_done, run.progress_total = done, pass_size(done, total, page.last)
             run.heartbeat_at = utcnow()
             if page.last:
                 run.status, run.finished_at, run.error = RunStatus.SUCCEEDED.value, utcnow(), None
@@ -318,7 +335,13 @@ class SyncEngine:
         return Position()
 
     def _later(
-        self, run_id: uuid.UUID, error: str, retry_after: float | None, throttled: bool = False, exact: bool = False
+        self,
+        run_id: uuid.UUID,
+        error: str,
+        retry_after: float | None,
+        calls: guard.Calls,
+        throttled: bool = False,
+        exact: bool = False,
     ) -> Outcome:
         """Reschedule: a countdown message when short enough, else a `waiting` run that beat picks up.
 
@@ -327,6 +350,7 @@ class SyncEngine:
         limits = self.settings.celery
         with transaction(self.sessions) as session:
             run = session.get_one(SyncRun, run_id)
+            run.api_calls += calls.take()
             if not throttled:
                 run.retries += 1
                 if run.retries >= self.settings.schedule.max_attempts:
@@ -344,16 +368,26 @@ class SyncEngine:
             run.status = RunStatus.QUEUED.value
         return Outcome("retry", wait)
 
-    def _cancel(self, run_id: uuid.UUID, reason: str) -> Outcome:
+    def _cancel(self, run_id: uuid.UUID, reason: str, calls: guard.Calls) -> Outcome:
         with transaction(self.sessions) as session:
             run = session.get_one(SyncRun, run_id)
+            run.api_calls += calls.take()
             if run.status in ACTIVE:
                 run.status, run.error, run.finished_at = RunStatus.CANCELLED.value, reason, utcnow()
         return Outcome("done")
 
-    def _fail(self, run_id: uuid.UUID, error: str) -> Outcome:
+    def _fail(self, run_id: uuid.UUID, error: str, calls: guard.Calls) -> Outcome:
         with transaction(self.sessions) as session:
-            return self._fail_in(session, session.get_one(SyncRun, run_id), error)
+            run = session.get_one(SyncRun, run_id)
+            run.api_calls += calls.take()
+            return self._fail_in(session, run, error)
+
+    def _count_late(self, run_id: uuid.UUID, calls: guard.Calls) -> None:
+        """Calls not yet on the run's row: a fetch ahead still in flight when the run's last transaction ran."""
+        late = calls.take()
+        if late:
+            with transaction(self.sessions) as session:
+                session.execute(update(SyncRun).where(SyncRun.id == run_id).values(api_calls=SyncRun.api_calls + late))
 
     def _fail_in(self, session: Session, run: SyncRun, error: str) -> Outcome:
         run.status, run.error, run.finished_at = RunStatus.FAILED.value, error, utcnow()
@@ -361,16 +395,18 @@ class SyncEngine:
         schedule.failed(session, self.settings, connection, run.capability, error)
         return Outcome("done")
 
-    def _needs_reauth(self, run_id: uuid.UUID, connection_id: uuid.UUID, reason: str) -> Outcome:
+    def _needs_reauth(self, run_id: uuid.UUID, connection_id: uuid.UUID, reason: str, calls: guard.Calls) -> Outcome:
         with transaction(self.sessions) as session:
             connection = session.get_one(Connection, connection_id)
             if connection.status == ConnectionStatus.ACTIVE.value:
                 connection.move_to(ConnectionStatus.NEEDS_REAUTH, reconnect_reason(reason))
                 audit(session, connection, "system", "connection.needs_reauth")
-        return self._fail(run_id, f"reconnect needed: {reason}")
+        return self._fail(run_id, f"reconnect needed: {reason}", calls)
 
-    def _scope_lost(self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability) -> Outcome:
+    def _scope_lost(
+        self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability, calls: guard.Calls
+    ) -> Outcome:
         with transaction(self.sessions) as session:
             connection = session.get_one(Connection, connection_id)
             connection.granted_scopes = [s for s in connection.granted_scopes if s not in capability.required_scopes]
-        return self._fail(run_id, f"grant access: {capability.display_name.lower()} access was not granted")
+        return self._fail(run_id, f"grant access: {capability.display_name.lower()} access was not granted", calls)

@@ -1,10 +1,12 @@
 """Every provider call of a run goes through here: one token from the app's and the connection's buckets, then
-the call under the in-place retry policy. A throttle signal pauses the bucket it names for every worker."""
+the call under the in-place retry policy. A throttle signal pauses the bucket it names for every worker. The
+requests that actually leave for the provider are counted for the run's record."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from connectors.base import ConnectorSpec
@@ -18,6 +20,24 @@ T = TypeVar("T")
 
 class Throttled(RateLimited):
     """Our own bucket says wait: the run reschedules for exactly that long instead of sleeping."""
+
+
+@dataclass
+class Calls:
+    """Requests sent to the provider for a run and not yet added to its row. The stream's reading thread counts
+    (`sent`, called by the connector as each request leaves), the thread writing the run takes."""
+
+    _count: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sent(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def take(self) -> int:
+        with self._lock:
+            count, self._count = self._count, 0
+            return count
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import random
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from redis import RedisError
+from sqlalchemy.exc import DBAPIError
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -23,6 +25,11 @@ IN_PLACE_ATTEMPTS = 3
 IN_PLACE_SECONDS = 2.0
 LONGEST_WAIT_SECONDS = 3600.0
 SHORTEST_WAIT_SECONDS = 0.05
+START_RETRIES = 4
+START_RETRY_BASE_SECONDS = 0.5
+# What fails a worker's own transactions or lock, not the provider: the database (a lost connection, a
+# serialization failure, an error raised inside it) or Redis. The transaction rolled back, so trying again is safe.
+INFRASTRUCTURE_ERRORS = (DBAPIError, RedisError)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -51,6 +58,11 @@ def countdown(attempt: int, base: float, cap: float, retry_after: float | None =
     if retry_after is not None:
         return min(cap, max(1.0, retry_after))
     return float(min(cap, base * 2 ** max(0, attempt - 1) * random.uniform(1.0, 1.5)))
+
+
+def start_countdown(attempt: int) -> float:
+    """Seconds before a run whose worker could not start it is sent again: about 0.5, 1, 2 and 4 s."""
+    return countdown(attempt, START_RETRY_BASE_SECONDS, LONGEST_WAIT_SECONDS)
 
 
 def longest_countdown(limits: CelerySettings) -> float:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
 from typing import Any
 
+from celery import Task
 from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
+from sync import retry
 from sync.celery_app import make_celery
-from sync.dispatch import RUN_TASK, hand_over
+from sync.dispatch import RUN_TASK, hand_over, leave_to_tick
 from sync.retention import enforce_retention
 from sync.runtime import runtime
 from sync.schedule import tick
 from sync.wiring import engine
 from token_vault.keeper import renew_due
 
+log = logging.getLogger(__name__)
 app = make_celery(get_settings())
 
 
@@ -35,11 +40,14 @@ def ping() -> dict[str, Any]:
     }
 
 
-@app.task(name=RUN_TASK)
-def run_sync(run_id: str) -> str:
+@app.task(name=RUN_TASK, bind=True, max_retries=retry.START_RETRIES)
+def run_sync(self: Task, run_id: str) -> str:
     """Work on one sync run for a time budget, then hand it to the next task (same run, from its checkpoint)."""
     sessions = runtime().sessions
-    outcome = engine().execute(uuid.UUID(run_id))
+    try:
+        outcome = engine().execute(uuid.UUID(run_id))
+    except retry.INFRASTRUCTURE_ERRORS:
+        return not_started(self, sessions, uuid.UUID(run_id))
     if outcome.action == "continue":
         hand_over(sessions, app, uuid.UUID(run_id))
     elif outcome.action == "retry":
@@ -47,6 +55,20 @@ def run_sync(run_id: str) -> str:
     if outcome.follow_up is not None:
         hand_over(sessions, app, outcome.follow_up)
     return outcome.action
+
+
+def not_started(task: Task, sessions: sessionmaker[Session], run_id: uuid.UUID) -> str:
+    """The database or Redis failed the run's start (or a write that ends a slice, which resumes from its checkpoint):
+    send it again within seconds, a few times; then leave it to the next tick, queued and unsent."""
+    log.exception("a sync run could not be started", extra={"run_id": str(run_id), "retries": task.request.retries})
+    if task.request.retries < retry.START_RETRIES:
+        try:
+            task.retry(countdown=retry.start_countdown(task.request.retries + 1), throw=False)
+            return "retry"
+        except Exception:
+            log.exception("could not send the run again; leaving it to the tick", extra={"run_id": str(run_id)})
+    leave_to_tick(sessions, run_id)
+    return "left_to_tick"
 
 
 @app.task(name="synchub.maintenance.tick")

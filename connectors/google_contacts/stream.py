@@ -93,7 +93,13 @@ class GoogleContactsStream:
             params["pageToken"] = page_token
         page: ConnectionsPage = self.context.attempt(
             lambda: well_formed(
-                google_api.execute(lambda: self.connections.list(**params), self.context.tokens, classify, PAGE_DECODER)
+                google_api.execute(
+                    lambda: self.connections.list(**params),
+                    self.context.tokens,
+                    classify,
+                    PAGE_DECODER,
+                    self.context.sent,
+                )
             )
         )
         return page

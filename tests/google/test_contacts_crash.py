@@ -60,6 +60,7 @@ def test_killed_worker_resumes_from_its_checkpoint(crash_hub: GoogleHub) -> None
         second = Worker(hub.env, queues="sync", concurrency=1).start()
         run = hub.wait_run(browser, connection_id)
         assert run["status"] == "succeeded"
+        assert run["full_sync"] is True and run["progress"] == {"done": CONTACTS, "total": CONTACTS}
     finally:
         admin.clear_faults()
         first.stop()

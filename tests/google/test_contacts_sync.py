@@ -309,6 +309,7 @@ def test_a_run_split_by_its_time_budget_fetches_each_page_once(google_hub: Googl
     finally:
         admin.clear_faults()
     assert run["status"] == "succeeded" and run["counts"]["created"] == 40 * PAGE_SIZE
+    assert run["full_sync"] is True and run["progress"] == {"done": 40 * PAGE_SIZE, "total": 40 * PAGE_SIZE}
     budget = float(google_hub.env["SYNCHUB_CELERY__SYNC_TIME_BUDGET"])
     assert budget < 40 * 0.2, "the run must outlast one task's budget"
     assert len(google_hub.people_calls(account, after=mark)) == 40 == run["api_calls"]

@@ -51,7 +51,7 @@ def runs_of(hub: GoogleHub, connection_id: uuid.UUID) -> list[dict[str, Any]]:
     with hub.engine.connect() as db:
         rows = db.execute(
             text(
-                "select id, status, trigger, follow_up, progress_done, error from sync_runs "
+                "select id, status, trigger, follow_up, full_sync, progress_done, progress_total, error from sync_runs "
                 "where connection_id = :c order by created_at"
             ),
             {"c": connection_id},
@@ -183,6 +183,8 @@ def test_pause_stops_after_the_current_page_and_resume_continues(hygiene_hub: Go
     finally:
         admin.clear_faults()
     assert runs[1]["trigger"] == "resume" and runs[1]["status"] == "succeeded"
+    assert runs[1]["full_sync"] is True, "the run that finished the cancelled run's full pass"
+    assert runs[1]["progress_done"] == runs[1]["progress_total"] == pages * PAGE_SIZE
     after = [e for e in hub.people_calls(account, quiet_from) if e["status"] == 200]
     assert after and all("pageToken=" in e["query"] for e in after), "resumed from the checkpoint, not page 1"
     fetched = [e for e in hub.people_calls(account, mark) if e["status"] == 200]
