@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.errors import AuthRevoked, CursorExpired, RateLimited
 from connectors.google_contacts.spec import SPEC
+from core.errors import AuthRevoked, CursorExpired, RateLimited
 from sandbox.admin_client import SandboxAdmin
 from tests.contract import Answer, ConnectorContract
 from tests.google.people_sandbox import PeopleSandbox
