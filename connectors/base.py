@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
+from pydantic import BaseModel, Field
+
+from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS
+
 Cursor = Mapping[str, Any]
 
 
@@ -50,6 +54,24 @@ def _uncounted() -> None:
     return None
 
 
+class ConnectorSettings(BaseModel):
+    """What a deployment may tune for every connector, read from `SYNCHUB_<SLUG>__*`; a connector's own settings
+    model extends it with its knobs (its spec's `settings`)."""
+
+    poll_interval_seconds: int | None = Field(
+        default=None,
+        ge=MIN_POLL_SECONDS,
+        le=MAX_POLL_SECONDS,
+        description="Poll interval for this deployment; unset uses the connector's.",
+    )
+    app_requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Quota of the whole provider app; unset uses the connector's."
+    )
+    connection_requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Quota of one connection; unset uses the connector's."
+    )
+
+
 @dataclass(frozen=True)
 class StreamContext:
     """What a stream needs to reach its provider for one connection.
@@ -61,7 +83,7 @@ class StreamContext:
     connection_id: str
     tokens: TokenSource
     base_url: str | None
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    settings: ConnectorSettings = field(default_factory=ConnectorSettings)
     attempt: Callable[[Callable[[], Any]], Any] = _once
     sent: Callable[[], None] = _uncounted
 
@@ -95,7 +117,8 @@ class RateLimits:
 
 @dataclass(frozen=True)
 class ConnectorSpec:
-    """A connector: slug (folder, URL segment, settings prefix), name, auth provider, capabilities."""
+    """A connector: slug (folder, URL segment, settings prefix), name, auth provider, capabilities, and the
+    model of its own settings (`SYNCHUB_<SLUG>__*`)."""
 
     slug: str
     display_name: str
@@ -103,3 +126,4 @@ class ConnectorSpec:
     capabilities: tuple[Capability, ...] = ()
     rate_limits: RateLimits = RateLimits(app_per_minute=600, connection_per_minute=60)
     needs_oauth_client: bool = True
+    settings: type[ConnectorSettings] = ConnectorSettings

@@ -5,9 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from connectors.base import Capability, ConnectorSpec
+from connectors.base import Capability, ConnectorSettings, ConnectorSpec
 from connectors.google_contacts.spec import SPEC as GOOGLE_CONTACTS
-from core.settings import ConfigError, Settings
+from core.settings import ConfigError, Settings, section
 
 BUILT_IN: tuple[ConnectorSpec, ...] = (GOOGLE_CONTACTS,)
 
@@ -27,25 +27,30 @@ def available() -> dict[str, ConnectorSpec]:
 
 
 def enabled(settings: Settings) -> list[ConnectorSpec]:
-    """The connectors SYNCHUB_CONNECTORS enables, each with its auth provider's client configured."""
+    """The connectors SYNCHUB_CONNECTORS enables, each with its own settings valid (the auth providers' clients
+    are `oauth.providers.configured`'s to check)."""
     known = available()
     unknown = [slug for slug in settings.connectors if slug not in known]
     if unknown:
         choices = ", ".join(sorted(known)) or "none are installed yet"
         raise ConfigError(f"SYNCHUB_CONNECTORS names unknown connectors {', '.join(unknown)} (known: {choices})")
     specs = [known[slug] for slug in settings.connectors]
-    missing = sorted(
-        {
-            spec.auth_provider
-            for spec in specs
-            if spec.needs_oauth_client and getattr(settings, spec.auth_provider) is None
-        }
-    )
-    if missing:
-        raise ConfigError(
-            "\n".join(f"SYNCHUB_{provider.upper()}__CLIENT_ID and __CLIENT_SECRET are not set" for provider in missing)
-        )
+    problems: list[str] = []
+    for spec in specs:
+        try:
+            settings_of(settings, spec)
+        except ConfigError as exc:
+            problems.extend(str(exc).splitlines())
+    if problems:
+        raise ConfigError("\n".join(problems))
     return specs
+
+
+def settings_of(settings: Settings, spec: ConnectorSpec) -> ConnectorSettings:
+    """The connector's own settings, read from `SYNCHUB_<SLUG>__*` (validated once per settings object)."""
+    found = section(settings, spec.slug, spec.settings)
+    assert found is not None
+    return found
 
 
 def capabilities_of(settings: Settings, auth_provider: str) -> dict[str, tuple[ConnectorSpec, Capability]]:

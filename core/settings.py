@@ -1,14 +1,20 @@
-"""Settings from the environment (prefix SYNCHUB_, nested with __), validated before anything runs."""
+"""Settings from the environment (prefix SYNCHUB_, nested with __), validated before anything runs.
+
+Core's own settings are the `Settings` model. A connector or an auth provider declares its own model, read from
+`SYNCHUB_<NAME>__*` by `section()` out of the same snapshot of the environment, with the same one-line errors;
+so core names no provider.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import os
 from functools import lru_cache
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "SYNCHUB_"
@@ -19,7 +25,7 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable, one line per problem."""
 
 
-def _http_url(value: str) -> str:
+def http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http(s) URL with a host")
@@ -148,33 +154,6 @@ class ScheduleSettings(BaseModel):
 MIN_POLL_SECONDS, MAX_POLL_SECONDS = 300, 86400
 
 
-class OAuthClientSettings(BaseModel):
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr
-    base_url: str | None = Field(default=None, description="Provider base URL override (the sandbox).")
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return _http_url(value) if value else value
-
-
-class StreamSettings(BaseModel):
-    page_size: int = Field(default=1000, ge=1, le=1000, description="Items asked for per provider page.")
-    poll_interval_seconds: int | None = Field(
-        default=None,
-        ge=MIN_POLL_SECONDS,
-        le=MAX_POLL_SECONDS,
-        description="Poll interval for this deployment; unset uses the connector's.",
-    )
-    app_requests_per_minute: int | None = Field(
-        default=None, ge=1, description="Quota of the whole provider app; unset uses the connector's."
-    )
-    connection_requests_per_minute: int | None = Field(
-        default=None, ge=1, description="Quota of one connection; unset uses the connector's."
-    )
-
-
 CsvList = Annotated[list[str], NoDecode]
 
 
@@ -193,9 +172,8 @@ class Settings(BaseSettings):
     connectors: CsvList = Field(default_factory=list, description="Enabled connector slugs, comma-separated.")
     retention_days: int = Field(default=90, ge=1, description="Days data is kept after a disconnect.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    google: OAuthClientSettings | None = None
-    facebook: OAuthClientSettings | None = None
-    google_contacts: StreamSettings = StreamSettings()
+    _environ: dict[str, str] = PrivateAttr(default_factory=dict)
+    _sections: dict[tuple[str, type[BaseModel]], BaseModel | None] = PrivateAttr(default_factory=dict)
 
     @field_validator("database_url")
     @classmethod
@@ -213,7 +191,7 @@ class Settings(BaseSettings):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
-        return _http_url(value)
+        return http_url(value)
 
     @field_validator("connectors", mode="before")
     @classmethod
@@ -223,15 +201,15 @@ class Settings(BaseSettings):
         return value
 
 
-def env_name(location: tuple[int | str, ...]) -> str:
+def env_name(location: tuple[int | str, ...], prefix: str = ENV_PREFIX) -> str:
     """The environment variable a validation error location refers to."""
     parts = [str(part) for part in location if not isinstance(part, int)]
-    return ENV_PREFIX + NESTED.join(part.upper() for part in parts)
+    return prefix + NESTED.join(part.upper() for part in parts)
 
 
-def _section(location: tuple[int | str, ...]) -> type[BaseModel] | None:
+def _section(location: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseModel] | None:
     """The nested settings model at `location`, if that location names one."""
-    model: type[BaseModel] = Settings
+    model: type[BaseModel] = root
     for part in location:
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None)
@@ -243,36 +221,81 @@ def _section(location: tuple[int | str, ...]) -> type[BaseModel] | None:
     return model
 
 
-def _lines_for(location: tuple[int | str, ...], kind: str, message: str) -> list[str]:
-    section = _section(location)
+def _lines_for(
+    location: tuple[int | str, ...], kind: str, message: str, root: type[BaseModel], prefix: str
+) -> list[str]:
+    def name(at: tuple[int | str, ...]) -> str:
+        return env_name(at, prefix)
+
+    section = _section(location, root)
     if section is None:
-        return [f"{env_name(location)} {'is not set' if kind == 'missing' else message}"]
+        return [f"{name(location)} {'is not set' if kind == 'missing' else message}"]
     if kind == "missing":
-        required = [name for name, field in section.model_fields.items() if field.is_required()]
+        required = [field for field, info in section.model_fields.items() if info.is_required()]
         hint = getattr(section, "missing_hint", None)
-        return [f"{env_name((*location, name))} is not set" for name in required] or [f"{env_name(location)} {hint}"]
+        return [f"{name((*location, field))} is not set" for field in required] or [f"{name(location)} {hint}"]
     field_name, _, rest = message.partition(" ")
     if field_name in section.model_fields:
-        return [f"{env_name((*location, field_name))} {rest}"]
-    return [f"{env_name(location)} {message}"]
+        return [f"{name((*location, field_name))} {rest}"]
+    return [f"{name(location)} {message}"]
 
 
-def explain(error: ValidationError) -> list[str]:
+def explain(error: ValidationError, root: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> list[str]:
     """One line per bad variable, naming it as it is spelled in the environment."""
     lines: dict[str, None] = {}
     for item in error.errors():
         message = str(item["msg"]).removeprefix("Value error, ")
-        for line in _lines_for(tuple(item["loc"]), item["type"], message):
+        for line in _lines_for(tuple(item["loc"]), item["type"], message, root, prefix):
             lines.setdefault(line)
     return list(lines)
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings, raising ConfigError with one line per bad variable."""
+    """Read and validate the settings, raising ConfigError with one line per bad variable. The SYNCHUB_*
+    environment is kept with them, for the sections connectors and auth providers declare."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError("\n".join(explain(exc))) from None
+    settings._environ = {
+        name.upper(): value for name, value in os.environ.items() if name.upper().startswith(ENV_PREFIX)
+    }
+    return settings
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def section_variables(settings: Settings, name: str) -> dict[str, Any]:
+    """The `SYNCHUB_<NAME>__*` variables of the snapshot, nested by `__` and lower-cased."""
+    prefix = f"{ENV_PREFIX}{name.upper()}{NESTED}"
+    values: dict[str, Any] = {}
+    for variable, value in settings._environ.items():
+        if not variable.startswith(prefix):
+            continue
+        *parents, leaf = variable.removeprefix(prefix).lower().split(NESTED)
+        node = values
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return values
+
+
+def section(settings: Settings, name: str, model: type[M], optional: bool = False) -> M | None:
+    """The settings a connector or auth provider declares, read from `SYNCHUB_<NAME>__*` and validated once per
+    settings object; None when `optional` and none of its variables is set. Raises ConfigError naming each bad
+    variable in one line."""
+    key = (name, model)
+    if key not in settings._sections:
+        values = section_variables(settings, name)
+        if optional and not values:
+            settings._sections[key] = None
+        else:
+            try:
+                settings._sections[key] = model.model_validate(values)
+            except ValidationError as exc:
+                raise ConfigError("\n".join(explain(exc, model, f"{ENV_PREFIX}{name.upper()}{NESTED}"))) from None
+    return cast("M | None", settings._sections[key])
 
 
 @lru_cache(maxsize=1)

@@ -33,11 +33,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def settings_or_exit() -> Settings:
     """Valid settings with every enabled connector configured, or exit with one line per problem."""
-    from connectors.registry import enabled
+    from oauth.providers import configured
 
     try:
         settings = load_settings()
-        enabled(settings)
+        configured(settings)
     except ConfigError as exc:
         fail(str(exc))
     return settings

@@ -117,8 +117,9 @@ def new_code_verifier() -> str:
 def client_for(settings: Settings, provider: str) -> OAuthClient:
     """The configured OAuth client of an auth provider, at its sandbox URL when one is set."""
     from oauth.providers import PROVIDERS
+    from oauth.providers import client_settings as configured_client
 
-    client_settings = getattr(settings, provider, None)
+    client_settings = configured_client(settings, provider)
     if client_settings is None:
         raise ConfigError(f"SYNCHUB_{provider.upper()}__CLIENT_ID and __CLIENT_SECRET are not set")
     return OAuthClient(

@@ -8,7 +8,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
 from core.models import utcnow
+from core.settings import http_url
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,19 @@ class TokenSet:
         )
 
 
+class OAuthClientSettings(BaseModel):
+    """An auth provider's OAuth client, read from `SYNCHUB_<PROVIDER>__*`."""
+
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    base_url: str | None = Field(default=None, description="Provider base URL override (the sandbox).")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return http_url(value) if value else value
+
+
 @dataclass(frozen=True)
 class OAuthProviderConfig:
     """Everything the one OAuth engine needs to talk to a provider; quirks are hooks, not branches."""
@@ -54,6 +70,7 @@ class OAuthProviderConfig:
     pkce: bool = True
     scope_aliases: Mapping[str, str] = field(default_factory=dict)
     account_from_userinfo: Callable[[Mapping[str, Any]], Account] = lambda info: Account(str(info["sub"]), None)
+    client_settings: type[OAuthClientSettings] = OAuthClientSettings
 
     def expand_scope(self, scope: str) -> str:
         return self.scope_aliases.get(scope, scope)

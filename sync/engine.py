@@ -20,12 +20,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Capability, ConnectorSpec, Page, StreamContext
-from connectors.registry import capabilities_of
+from connectors.registry import capabilities_of, settings_of
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
 from crm.sink import SINKS, ContactSink, NewRows, Owner
+from oauth.providers import client_settings
 from oauth.scopes import covers
 from sync import checkpoints, guard, retry, schedule
 from sync.checkpoints import Position
@@ -180,7 +181,7 @@ class SyncEngine:
                 connection_id=str(connection.id),
                 tokens=ConnectionTokens(self.fresh, connection.id),
                 base_url=self._base_url(connection),
-                settings=self._stream_settings(connection, capability),
+                settings=settings_of(self.settings, spec),
                 attempt=guard.Guard(self.throttle, app_bucket, own_bucket).attempt,
                 sent=calls.sent,
             )
@@ -230,13 +231,8 @@ class SyncEngine:
                 self._count_late(run_id, calls)
 
     def _base_url(self, connection: Connection) -> str | None:
-        client = getattr(self.settings, connection.auth_provider, None)
-        return getattr(client, "base_url", None)
-
-    def _stream_settings(self, connection: Connection, capability: Capability) -> dict[str, object]:
-        found = self.capability(connection, capability.name)
-        tuning = getattr(self.settings, found[0].slug, None) if found else None
-        return tuning.model_dump() if tuning is not None else {}
+        client = client_settings(self.settings, connection.auth_provider)
+        return client.base_url if client is not None else None
 
     def _start(self, run_id: uuid.UUID) -> tuple[Connection, ConnectorSpec, Capability, Position] | None:
         with transaction(self.sessions) as session:

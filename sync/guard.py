@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from connectors.base import ConnectorSpec
+from connectors.registry import settings_of
 from core.errors import RateLimited
 from core.settings import Settings
+from oauth.providers import client_settings
 from sync import retry
 from sync.throttle import Bucket, Throttle
 
@@ -67,11 +69,11 @@ class Guard:
 def buckets(settings: Settings, spec: ConnectorSpec, connection_id: str) -> tuple[Bucket, Bucket]:
     """The app's bucket (one per connector and OAuth client) and the connection's, sized from the connector's
     declared limits unless the deployment overrides them."""
-    tuning = getattr(settings, spec.slug, None)
-    app_limit = getattr(tuning, "app_requests_per_minute", None) or spec.rate_limits.app_per_minute
-    own_limit = getattr(tuning, "connection_requests_per_minute", None) or spec.rate_limits.connection_per_minute
-    client = getattr(settings, spec.auth_provider, None)
-    client_id = getattr(client, "client_id", None) or "default"
+    tuning = settings_of(settings, spec)
+    app_limit = tuning.app_requests_per_minute or spec.rate_limits.app_per_minute
+    own_limit = tuning.connection_requests_per_minute or spec.rate_limits.connection_per_minute
+    client = client_settings(settings, spec.auth_provider) if spec.needs_oauth_client else None
+    client_id = client.client_id if client is not None else "default"
     return (
         Bucket.per_minute(f"{spec.slug}:app:{client_id}", app_limit),
         Bucket.per_minute(f"{spec.slug}:connection:{connection_id}", own_limit),

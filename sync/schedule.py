@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Capability, ConnectorSpec
-from connectors.registry import capabilities_of
+from connectors.registry import capabilities_of, settings_of
 from core.db import transaction
 from core.models import Connection, ConnectionStatus, utcnow
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS, Settings
@@ -36,8 +36,7 @@ def interval_seconds(settings: Settings, spec: ConnectorSpec, capability: Capabi
     if schedule is not None and schedule.interval_seconds:
         chosen = schedule.interval_seconds
     else:
-        tuning = getattr(settings, spec.slug, None)
-        deployment = getattr(tuning, "poll_interval_seconds", None)
+        deployment = settings_of(settings, spec).poll_interval_seconds
         chosen = int(deployment or capability.poll_interval.total_seconds())
     return max(MIN_POLL_SECONDS, min(MAX_POLL_SECONDS, chosen))
 

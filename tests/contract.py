@@ -22,20 +22,19 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import pytest
-from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from connectors import registry
-from connectors.base import Capability, ConnectorSpec, Cursor, Page, StreamContext, TokenSource
+from connectors.base import Capability, ConnectorSettings, ConnectorSpec, Cursor, Page, StreamContext, TokenSource
 from core.errors import AuthRevoked, ConnectorError, CursorExpired
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS, ConfigError, Settings
 from crm.sink import SINKS
 from oauth.client import OAuthClient
 from oauth.config import TokenSet
-from oauth.providers import PROVIDERS
+from oauth.providers import PROVIDERS, configured
 from oauth.scopes import covers
 from tests.conftest import ROOT, LiveServer, settings_from_env
 
@@ -124,10 +123,9 @@ def base_env(slug: str, auth_provider: str) -> dict[str, str]:
     }
 
 
-def connector_settings(spec: ConnectorSpec, settings: Settings) -> BaseModel:
-    """The connector's own settings as the hub loaded them: today the `Settings` field named by the slug."""
-    section: BaseModel = getattr(settings, spec.slug)
-    return section
+def connector_settings(spec: ConnectorSpec, settings: Settings) -> ConnectorSettings:
+    """The connector's own settings as the hub loads them, from `SYNCHUB_<SLUG>__*`."""
+    return registry.settings_of(settings, spec)
 
 
 def field_name(spec: ConnectorSpec, variable: str) -> str:
@@ -205,7 +203,7 @@ class ConnectorContract:
 
     def context(self, account: str, grant: Grant, url: str) -> StreamContext:
         section = connector_settings(self.spec, self.settings(self.settings_env))
-        return StreamContext(connection_id=account, tokens=grant.tokens, base_url=url, settings=section.model_dump())
+        return StreamContext(connection_id=account, tokens=grant.tokens, base_url=url, settings=section)
 
     def granted(self, provider: ProviderSandbox, account: str, capability: Capability) -> Grant:
         """What the hub's connect step asks for: the provider's sign-in scopes and the capability's."""
@@ -242,14 +240,14 @@ class ConnectorContract:
             assert module is not None and module.__name__.startswith(f"connectors.{spec.slug}.")
 
     def test_enabling_needs_its_auth_providers_client(self) -> None:
-        assert registry.enabled(self.settings(self.settings_env)) == [self.spec]
+        assert configured(self.settings(self.settings_env)) == [self.spec]
         if not self.spec.needs_oauth_client:
             return
         prefix = f"SYNCHUB_{self.spec.auth_provider.upper()}__"
         env = {**base_env(self.spec.slug, self.spec.auth_provider), **self.settings_env}
         unconfigured = {name: value for name, value in env.items() if not name.startswith(prefix)}
         with pytest.raises(ConfigError, match=f"^{prefix}CLIENT_ID and __CLIENT_SECRET are not set$"):
-            registry.enabled(settings_from_env(unconfigured))
+            configured(settings_from_env(unconfigured))
 
     def test_settings_load_from_the_slug_prefix(self) -> None:
         assert self.settings_env, "set settings_env to values that differ from the connector's defaults"
@@ -261,7 +259,7 @@ class ConnectorContract:
     def test_invalid_settings_are_refused_one_line_per_variable(self) -> None:
         assert self.invalid_settings_env, "set invalid_settings_env to values the settings model refuses"
         with pytest.raises(ConfigError) as refused:
-            self.settings(self.invalid_settings_env)
+            configured(self.settings(self.invalid_settings_env))
         named = {line.split(" ", 1)[0] for line in str(refused.value).splitlines()}
         assert named == set(self.invalid_settings_env)
 

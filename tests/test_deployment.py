@@ -12,7 +12,9 @@ import jsonschema
 import pytest
 import yaml
 
+from connectors.registry import available
 from core.settings import ENV_PREFIX, NESTED, Settings
+from oauth.providers import PROVIDERS
 from tests.conftest import ROOT
 
 SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
@@ -25,6 +27,7 @@ def compose() -> dict[str, Any]:
 
 
 def declared_variables() -> set[str]:
+    """Core's variables, and those every connector and auth provider declares under its own prefix."""
     names: set[str] = set()
     for name, field in Settings.model_fields.items():
         names.add(ENV_PREFIX + name.upper())
@@ -32,6 +35,10 @@ def declared_variables() -> set[str]:
         nested = [a for a in (annotation, *getattr(annotation, "__args__", ())) if hasattr(a, "model_fields")]
         for model in nested:
             names.update(ENV_PREFIX + name.upper() + NESTED + sub.upper() for sub in model.model_fields)
+    sections = [(spec.slug, spec.settings) for spec in available().values()]
+    sections += [(name, config.client_settings) for name, config in PROVIDERS.items()]
+    for prefix, section_model in sections:
+        names.update(ENV_PREFIX + prefix.upper() + NESTED + sub.upper() for sub in section_model.model_fields)
     return names
 
 

@@ -15,7 +15,7 @@ BELOW = {
     "crm": {"core"},
     "token_vault": {"core"},
     "connectors": {"core", "crm", "token_vault"},
-    "oauth": {"core", "token_vault"},
+    "oauth": {"core", "token_vault", "connectors"},
     "sync": {"core", "crm", "token_vault", "connectors", "oauth"},
     "webhooks": {"core", "crm", "token_vault", "connectors", "sync"},
     "migrations": {"core", "crm", "token_vault", "sync", "webhooks"},

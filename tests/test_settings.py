@@ -99,3 +99,29 @@ def test_unknown_connector_is_refused_naming_the_variable(hub_env: dict[str, str
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("synchub: SYNCHUB_CONNECTORS names unknown connectors")
     assert "myspace" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "complaint"),
+    [
+        ("SYNCHUB_GOOGLE_CONTACTS__PAGE_SIZE", "0", "greater than or equal to 1"),
+        ("SYNCHUB_GOOGLE_CONTACTS__POLL_INTERVAL_SECONDS", "60", "greater than or equal to 300"),
+        ("SYNCHUB_GOOGLE__BASE_URL", "ftp://sandbox", "http(s) URL"),
+        ("SYNCHUB_GOOGLE__CLIENT_ID", "", "at least 1 character"),
+    ],
+)
+def test_a_connectors_or_auth_providers_own_setting_is_checked_at_start(
+    hub_env: dict[str, str], variable: str, value: str, complaint: str
+) -> None:
+    env = {
+        **hub_env,
+        "SYNCHUB_CONNECTORS": "google_contacts",
+        "SYNCHUB_GOOGLE__CLIENT_ID": "client",
+        "SYNCHUB_GOOGLE__CLIENT_SECRET": "secret",
+        variable: value,
+    }
+    result = run_cli(["worker"], env)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"synchub: {variable} ") and complaint in lines[0]

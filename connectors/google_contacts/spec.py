@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from connectors.base import Capability, ConnectorSpec, RateLimits
+from pydantic import Field
+
+from connectors.base import Capability, ConnectorSettings, ConnectorSpec, RateLimits
 from connectors.google_api import method_scopes
-from connectors.google_contacts.stream import GoogleContactsStream
+from connectors.google_contacts.stream import MAX_PAGE_SIZE, GoogleContactsStream
+
+
+class GoogleContactsSettings(ConnectorSettings):
+    page_size: int = Field(default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Contacts per People API page.")
+
 
 CONTACTS = Capability(
     name="contacts",
@@ -26,4 +33,5 @@ SPEC = ConnectorSpec(
     auth_provider="google",
     capabilities=(CONTACTS,),
     rate_limits=RateLimits(app_per_minute=600, connection_per_minute=90),
+    settings=GoogleContactsSettings,
 )

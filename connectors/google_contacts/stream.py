@@ -55,7 +55,7 @@ class GoogleContactsStream:
         self.context = context
         endpoint = context.base_url.rstrip("/") + "/" if context.base_url else DEFAULT_ENDPOINT
         self.connections = google_api.service("people", "v1", endpoint).people().connections()
-        self.page_size = int(context.settings.get("page_size", MAX_PAGE_SIZE))
+        self.page_size = int(getattr(context.settings, "page_size", MAX_PAGE_SIZE))
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
         sync_token = cursor.get("sync_token") if cursor else None
