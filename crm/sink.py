@@ -17,7 +17,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
-    exists,
     func,
     insert,
     literal_column,
@@ -290,21 +289,22 @@ class ContactSink:
     def delete_unseen(self, full_pass_id: str) -> int:
         """After a complete full pass: remove the connection's records that pass did not see, that is neither
         written (stamped with its id) nor noted as seen unchanged; then forget what this and any abandoned full
-        pass of these records noted."""
+        pass of these records noted.
+
+        `NOT IN`, not `NOT EXISTS`: PostgreSQL runs it as one hash of the noted ids whatever its estimates, while
+        the anti-join it planned for `NOT EXISTS` from statistics taken before the pass's rows existed was a
+        nested loop that unpacked every noted page once per row (4 s for 5,000 contacts). The hash is chosen
+        while the noted ids are estimated to fit in `hash_mem` (8 MB by default), some 1.3 million of them.
+        """
         mine = (SEEN.c.connection_id == self.connection.id, SEEN.c.record_table == CONTACTS.name)
         function = getattr(func, JSON_ELEMENTS[self.session.get_bind().dialect.name])
         noted = function(SEEN.c.external_ids).table_valued("value").alias("noted")
-        seen: Select[Any] = (
-            select(literal_column("1"))
-            .select_from(SEEN)
-            .join(noted, true())
-            .where(*mine, SEEN.c.pass_id == full_pass_id, noted.c.value == CONTACTS.c.external_id)
-        )
+        seen = select(noted.c.value).select_from(SEEN).join(noted, true()).where(*mine, SEEN.c.pass_id == full_pass_id)
         result = self.session.execute(
             delete(CONTACTS).where(
                 CONTACTS.c.connection_id == self.connection.id,
                 or_(CONTACTS.c.full_pass_id.is_(None), CONTACTS.c.full_pass_id != full_pass_id),
-                ~exists(seen),
+                CONTACTS.c.external_id.not_in(seen),
             )
         )
         self.session.execute(delete(SEEN).where(*mine))
