@@ -1,7 +1,10 @@
-"""Google Contacts sync throughput: plain httpx vs the connector's read path vs the whole sync vs a write floor.
+"""Google Contacts sync throughput: plain httpx vs the connector's read path vs the whole sync vs a write floor,
+then (e) a second full pass over the unchanged data, which must write no crm_* row.
 
-Prints figures, asserts nothing. Needs PostgreSQL (SYNCHUB_TEST_PG_ADMIN_URL, a role that may create databases)
-and Redis (SYNCHUB_TEST_REDIS_URL, default redis://127.0.0.1:6379; database 14 is used and flushed).
+Prints figures and asserts no time; exits non-zero when (e) wrote a crm_* row, as PostgreSQL's own statistics
+count them. Needs PostgreSQL (SYNCHUB_TEST_PG_ADMIN_URL, a role that may create databases) and Redis
+(SYNCHUB_TEST_REDIS_URL, default redis://127.0.0.1:6379; database SYNCHUB_TEST_REDIS_DB, default 14, is used and
+flushed).
 
     python bench/bench_contacts.py                 # N = 10,000 and 100,000
     python bench/bench_contacts.py --sizes 20000   # other sizes
@@ -54,7 +57,7 @@ from token_vault.vault import Vault, key_ring  # noqa: E402
 
 SCOPE = "https://www.googleapis.com/auth/contacts.readonly"
 PAGE = 1000
-REDIS_DB = 14
+REDIS_DB = int(os.environ.get("SYNCHUB_TEST_REDIS_DB", "14"))
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,50 @@ def settle(db_url: str) -> None:
         connection.execute("VACUUM (ANALYZE) crm_contacts, crm_contact_emails")
 
 
+def quiet(db_url: str) -> None:
+    """Wait until no other client is connected: a backend flushes its table statistics when it exits."""
+    url = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    query = (
+        "select count(*) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() "
+        "and backend_type = 'client backend'"
+    )
+    deadline = time.monotonic() + 60
+    with psycopg.connect(url, autocommit=True) as connection:
+        while (row := connection.execute(query).fetchone()) and row[0]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("other clients are still connected to the benchmark's database")
+            time.sleep(0.05)
+
+
+def tuples_written(db_url: str) -> dict[str, int]:
+    """Inserted + updated + deleted tuples of each table, from pg_stat_user_tables once every client has left."""
+    quiet(db_url)
+    url = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("select pg_stat_clear_snapshot()")
+        rows = connection.execute("select relname, n_tup_ins + n_tup_upd + n_tup_del from pg_stat_user_tables")
+        return {name: int(count) for name, count in rows}
+
+
+def unchanged_full_pass(
+    env: dict[str, str], admin: SandboxAdmin, account: str, connection_id: uuid.UUID
+) -> dict[str, Any]:
+    """(e): the connection syncs again after its sync token expired: a full pass over data it already holds."""
+    admin.expire_sync_tokens(account)
+    before = tuples_written(env["SYNCHUB_DATABASE_URL"])
+    elapsed, _, counts = whole_sync(env, connection_id)
+    after = tuples_written(env["SYNCHUB_DATABASE_URL"])
+    written = {name: count - before.get(name, 0) for name, count in after.items()}
+    return {
+        "e_full_pass_s": elapsed,
+        "e_status_ok": counts["status_ok"],
+        "e_updated": counts["updated"],
+        "e_deleted": counts["deleted"],
+        "e_crm_rows_written": sum(count for name, count in written.items() if name.startswith("crm_")),
+        "e_seen_rows_written": written.get("full_pass_seen", 0),
+    }
+
+
 def make_connection(env: dict[str, str], admin: SandboxAdmin, account: str, client_id: str, user: str) -> uuid.UUID:
     os.environ.update(env)
     settings = load_settings()
@@ -355,6 +402,8 @@ def whole_sync(env: dict[str, str], connection_id: uuid.UUID) -> tuple[float, fl
         counts = {
             "status_ok": int(run.status == "succeeded"),
             "created": run.records_created,
+            "updated": run.records_updated,
+            "deleted": run.records_deleted,
             "calls": run.api_calls,
             **{f"c_cpu_{role}_s": round(seconds, 2) for role, seconds in cpu.items()},
         }
@@ -409,6 +458,7 @@ def measure(size: int, sandbox: str, admin: SandboxAdmin, redis_url: str, repeat
             c_times.append(c_run)
             rss_peaks.append(rss_run)
             calls_seen.add(people_calls(admin, account, mark))
+        again = unchanged_full_pass(env, admin, account, connection_id)
     c_time, d_time, rss = statistics.median(c_times), statistics.median(d_times), max(rss_peaks)
     calls: int | str = calls_seen.pop() if len(calls_seen) == 1 else "/".join(map(str, sorted(calls_seen)))
     a, a_min, b = statistics.median(a_times), statistics.median(a_min_times), statistics.median(b_times)
@@ -433,6 +483,7 @@ def measure(size: int, sandbox: str, admin: SandboxAdmin, redis_url: str, repeat
         "expected_calls": math.ceil(size / PAGE),
         "worker_peak_rss_mb": rss,
         **counts,
+        **again,
     }
 
 
@@ -460,6 +511,9 @@ def main() -> None:
             f"worker peak RSS growth from N={results[0]['N']} to N={results[-1]['N']}: "
             f"{results[-1]['worker_peak_rss_mb'] - results[0]['worker_peak_rss_mb']:.1f} MB"
         )
+    rewritten = [row["N"] for row in results if row["e_crm_rows_written"] or not row["e_status_ok"]]
+    if rewritten:
+        sys.exit(f"(e) a full pass over unchanged data wrote crm_* rows or failed at N = {rewritten}")
 
 
 if __name__ == "__main__":

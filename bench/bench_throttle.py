@@ -4,7 +4,7 @@ Prints figures, asserts nothing. The sandbox enforces `--quota` requests per sli
 429 past it); the hub is told the same quota and must keep under it with its shared Redis bucket while using as
 much of it as it can. Every account runs full syncs back to back (its sync token is expired at the sandbox after
 each run) until the time is up. Needs PostgreSQL (SYNCHUB_TEST_PG_ADMIN_URL) and Redis (SYNCHUB_TEST_REDIS_URL,
-default redis://127.0.0.1:6379; database 14 is used and flushed).
+default redis://127.0.0.1:6379; database SYNCHUB_TEST_REDIS_DB, default 14, is used and flushed).
 
     python bench/bench_throttle.py           # 4 workers, 40 accounts x 2,500 contacts, 600/min, 5 minutes
     python bench/bench_throttle.py --small   # 2 workers, 4 accounts x 250 contacts, 120/min, 70 s

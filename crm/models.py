@@ -40,6 +40,20 @@ class ContactRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class FullPassSeenRow(Base):
+    """Existing records a full pass saw unchanged, one row per page: `delete_unseen` keeps them without the pass
+    rewriting each row's `full_pass_id`. Holds external ids only; a pass's rows go when it completes."""
+
+    __tablename__ = "full_pass_seen"
+    __table_args__ = (Index("ix_full_pass_seen_connection_id", "connection_id", "record_table", "pass_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))
+    record_table: Mapped[str] = mapped_column(String(64))
+    pass_id: Mapped[str] = mapped_column(String(36))
+    external_ids: Mapped[list[str]] = mapped_column(JSON)
+
+
 class ContactEmailRow(Base):
     """Every address of every contact, lower-cased, so leads and attendees can be linked by email."""
 
