@@ -32,6 +32,7 @@ class Role(enum.StrEnum):
 
     records  synced integration data: exported; deleted when the user disconnects with "delete data"
     secret   sealed tokens and cursors: erased at every disconnect; never exported
+    scratch  a sync's working notes (ids a pass has seen): erased at every disconnect; never exported
     history  bookkeeping (the connection, its runs and schedules): exported; erased with the connection
     audit    who did what, ids and counts only: exported; kept after an erase as the record that it happened
     none     no personal data (the reason says why)
@@ -39,6 +40,7 @@ class Role(enum.StrEnum):
 
     RECORDS = "records"
     SECRET = "secret"  # noqa: S105 (a role name, not a password)
+    SCRATCH = "scratch"
     HISTORY = "history"
     AUDIT = "audit"
     NONE = "none"

@@ -45,7 +45,10 @@ class FullPassSeenRow(Base):
     rewriting each row's `full_pass_id`. Holds external ids only; a pass's rows go when it completes."""
 
     __tablename__ = "full_pass_seen"
-    __table_args__ = (Index("ix_full_pass_seen_connection_id", "connection_id", "record_table", "pass_id"),)
+    __table_args__ = (
+        Index("ix_full_pass_seen_connection_id", "connection_id", "record_table", "pass_id"),
+        holding(Owner.CONNECTION, Role.SCRATCH, key="connection_id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))

@@ -29,6 +29,9 @@ from token_vault.vault import Vault, key_ring
 log = logging.getLogger(__name__)
 
 
+ERASED_AT_DISCONNECT = {Role.SECRET, Role.SCRATCH}
+
+
 def mine(session: Session, user: Principal) -> list[Connection]:
     """The signed-in user's own connections in their workspace, oldest first."""
     return list(
@@ -73,7 +76,10 @@ def disconnect(
     with transaction(sessions) as session:
         connection = owned(session, connection_id, workspace_id, user_id)
         erased = erase_connection(
-            session, Base.metadata, connection.id, {Role.SECRET, Role.RECORDS} if delete_data else {Role.SECRET}
+            session,
+            Base.metadata,
+            connection.id,
+            {*ERASED_AT_DISCONNECT, Role.RECORDS} if delete_data else ERASED_AT_DISCONNECT,
         )
         session.execute(
             update(SyncRun)

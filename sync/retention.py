@@ -14,7 +14,7 @@ from core.db import Base, transaction
 from core.holdings import Role, erase_connection
 from core.models import Connection, ConnectionStatus, audit, utcnow
 
-ERASED_WITH_CONNECTION = {Role.RECORDS, Role.SECRET, Role.HISTORY}
+ERASED_WITH_CONNECTION = {Role.RECORDS, Role.SECRET, Role.SCRATCH, Role.HISTORY}
 
 
 def enforce_retention(sessions: sessionmaker[Session], retention_days: int) -> int:

@@ -256,7 +256,7 @@ def test_disconnect_revokes_erases_credentials_and_keeps_or_deletes_contacts(goo
     with google_hub.sessions() as session:  # every table the holdings registry lists, not only those named here
         for connection, keeps_records in ((kept, True), (dropped, False)):
             held = held_rows(session, connection)
-            assert not any(by_role(held, Role.SECRET).values()), held
+            assert not any(by_role(held, Role.SECRET).values()) and not any(by_role(held, Role.SCRATCH).values())
             records = by_role(held, Role.RECORDS)
             assert all(records.values()) if keeps_records else not any(records.values()), held
             assert by_role(held, Role.HISTORY)["sync_runs"] >= 1
