@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.registry import capabilities_of
@@ -22,7 +22,7 @@ from oauth.client import client_for
 from sync import schedule
 from sync.dispatch import hand_over
 from sync.engine import SyncEngine
-from sync.models import RunStatus, SyncRun
+from sync.models import ACTIVE_STATUSES, RunStatus, SyncRun
 from token_vault.fresh import ACCESS, REFRESH
 from token_vault.vault import Vault, key_ring
 
@@ -81,11 +81,12 @@ def disconnect(
             connection.id,
             {*ERASED_AT_DISCONNECT, Role.RECORDS} if delete_data else ERASED_AT_DISCONNECT,
         )
-        session.execute(
-            update(SyncRun)
-            .where(SyncRun.connection_id == connection.id, SyncRun.status.in_(["queued", "running", "waiting"]))
-            .values(status=RunStatus.CANCELLED.value, error="the account was disconnected", finished_at=utcnow())
-        )
+        for run in session.scalars(
+            select(SyncRun)
+            .where(SyncRun.connection_id == connection.id, SyncRun.status.in_(list(ACTIVE_STATUSES)))
+            .with_for_update()
+        ):
+            run.move_to(RunStatus.CANCELLED, "the account was disconnected")
         deleted = counted(erased, Role.RECORDS)
         if connection.status != ConnectionStatus.DISCONNECTED.value:
             connection.move_to(

@@ -47,8 +47,7 @@ def leave_to_tick(sessions: sessionmaker[Session], run_id: uuid.UUID) -> None:
     """The queue did not take the run: mark it unsent (a running one, whose next slice was lost, as queued) so
     the next tick sends it instead of the watchdog an hour later."""
     with transaction(sessions) as session:
-        session.execute(
-            update(SyncRun)
-            .where(SyncRun.id == run_id, SyncRun.status.in_((RunStatus.QUEUED.value, RunStatus.RUNNING.value)))
-            .values(enqueued_at=None, status=RunStatus.QUEUED.value)
-        )
+        run = session.get(SyncRun, run_id, with_for_update=True)
+        if run is not None and run.status in (RunStatus.QUEUED.value, RunStatus.RUNNING.value):
+            run.move_to(RunStatus.QUEUED)
+            run.enqueued_at = None

@@ -30,7 +30,7 @@ from oauth.providers import client_settings
 from oauth.scopes import covers
 from sync import checkpoints, guard, retry, schedule
 from sync.checkpoints import Position
-from sync.models import RunStatus, SyncRun
+from sync.models import ACTIVE_STATUSES, RunStatus, SyncRun
 from sync.prefetch import Prefetch
 from sync.throttle import Throttle
 from token_vault.fresh import FreshTokens, Inactive, NoCredential, reconnect_reason
@@ -38,7 +38,7 @@ from token_vault.sealing import KeyRing
 
 log = logging.getLogger(__name__)
 
-ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.WAITING.value)
+ACTIVE = tuple(status.value for status in ACTIVE_STATUSES)
 RUN_LOCK_PREFIX = "synchub:run:"
 
 
@@ -243,12 +243,12 @@ class SyncEngine:
             found = self.capability(connection, run.capability)
             reason = self._refusal(connection, found)
             if reason is not None:
-                run.status, run.error, run.finished_at = RunStatus.CANCELLED.value, reason, utcnow()
+                run.move_to(RunStatus.CANCELLED, reason)
                 return None
             assert found is not None
             position = checkpoints.load(session, self.ring, connection, run.capability)
-            run.status, run.heartbeat_at, run.attempts = RunStatus.RUNNING.value, utcnow(), run.attempts + 1
-            run.started_at = run.started_at or utcnow()
+            run.move_to(RunStatus.RUNNING)
+            run.attempts += 1
             run.full_sync = run.full_sync or position.in_full_pass
             return connection, found[0], found[1], position
 
@@ -300,12 +300,14 @@ class SyncEngine:
             run.progress_done, run.progress_total = done, pass_size(done, total, page.last)
             run.heartbeat_at = utcnow()
             if page.last:
-                run.status, run.finished_at, run.error = RunStatus.SUCCEEDED.value, utcnow(), None
+                run.move_to(RunStatus.SUCCEEDED)
                 schedule.succeeded(session, connection_id, capability.name)
                 return after, Outcome("done", follow_up=self._follow_up(session, run))
             if connection.status != ConnectionStatus.ACTIVE.value:
-                run.status, run.finished_at = RunStatus.CANCELLED.value, utcnow()
-                run.error = f"stopped after a page: the connection is {connection.status.replace('_', ' ')}"
+                run.move_to(
+                    RunStatus.CANCELLED,
+                    f"stopped after a page: the connection is {connection.status.replace('_', ' ')}",
+                )
                 return after, Outcome("done")
         return after, None
 
@@ -347,6 +349,8 @@ class SyncEngine:
         with transaction(self.sessions) as session:
             run = session.get_one(SyncRun, run_id)
             run.api_calls += calls.take()
+            if not run.active:  # a disconnect cancelled it meanwhile
+                return Outcome("done")
             if not throttled:
                 run.retries += 1
                 if run.retries >= self.settings.schedule.max_attempts:
@@ -359,17 +363,17 @@ class SyncEngine:
             run.error = f"will retry: {error}"
             run.not_before = utcnow() + timedelta(seconds=wait)
             if wait > retry.longest_countdown(limits):
-                run.status = RunStatus.WAITING.value
+                run.move_to(RunStatus.WAITING)
                 return Outcome("waiting", wait)
-            run.status = RunStatus.QUEUED.value
+            run.move_to(RunStatus.QUEUED)
         return Outcome("retry", wait)
 
     def _cancel(self, run_id: uuid.UUID, reason: str, calls: guard.Calls) -> Outcome:
         with transaction(self.sessions) as session:
             run = session.get_one(SyncRun, run_id)
             run.api_calls += calls.take()
-            if run.status in ACTIVE:
-                run.status, run.error, run.finished_at = RunStatus.CANCELLED.value, reason, utcnow()
+            if run.active:
+                run.move_to(RunStatus.CANCELLED, reason)
         return Outcome("done")
 
     def _fail(self, run_id: uuid.UUID, error: str, calls: guard.Calls) -> Outcome:
@@ -386,7 +390,9 @@ class SyncEngine:
                 session.execute(update(SyncRun).where(SyncRun.id == run_id).values(api_calls=SyncRun.api_calls + late))
 
     def _fail_in(self, session: Session, run: SyncRun, error: str) -> Outcome:
-        run.status, run.error, run.finished_at = RunStatus.FAILED.value, error, utcnow()
+        if not run.active:  # a disconnect cancelled it meanwhile
+            return Outcome("done")
+        run.move_to(RunStatus.FAILED, error)
         connection = session.get_one(Connection, run.connection_id)
         schedule.failed(session, self.settings, connection, run.capability, error)
         return Outcome("done")

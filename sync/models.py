@@ -23,6 +23,14 @@ class RunStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING})
+KEEP = "keep"
+
+
+class RunEnded(Exception):
+    """A run that already ended was asked to move on: an ended run never starts again; a new run does."""
+
+
 class Checkpoint(Base):
     """The cursor that is safe to resume a stream from, committed with the page it follows.
 
@@ -99,3 +107,25 @@ class SyncRun(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def active(self) -> bool:
+        return RunStatus(self.status) in ACTIVE_STATUSES
+
+    def move_to(self, status: RunStatus, error: str | None = KEEP) -> None:
+        """The one place a run changes status. An active run may move to any status (a handed-over slice runs
+        again, a retry queues, a wait waits); an ended one moves nowhere. Running stamps the heartbeat (and the
+        start, once); ending stamps the finish. `error` replaces the shown error unless kept; success clears it."""
+        if not self.active:
+            raise RunEnded(f"run {self.id} already {self.status}; it cannot become {status.value}")
+        now = utcnow()
+        self.status = status.value
+        if status == RunStatus.RUNNING:
+            self.heartbeat_at = now
+            self.started_at = self.started_at or now
+        if status not in ACTIVE_STATUSES:
+            self.finished_at = now
+        if status == RunStatus.SUCCEEDED:
+            self.error = None
+        elif error != KEEP:
+            self.error = error

@@ -110,11 +110,11 @@ def watchdog(session: Session, settings: Settings, alive: Callable[[uuid.UUID], 
         if run.retries >= settings.schedule.max_attempts:
             # A run that kills its worker every time (memory, hard time limit) must not hold the slot forever.
             error = f"gave up after {run.retries} attempts: its worker stopped reporting each time"
-            run.status, run.error, run.finished_at = RunStatus.FAILED.value, error, utcnow()
+            run.move_to(RunStatus.FAILED, error)
             failed(session, settings, session.get_one(Connection, run.connection_id), run.capability, error)
             continue
-        run.status, run.enqueued_at = RunStatus.QUEUED.value, None
-        run.error = "re-queued: the worker working on it stopped reporting"
+        run.move_to(RunStatus.QUEUED, "re-queued: the worker working on it stopped reporting")
+        run.enqueued_at = None
         log.warning("watchdog re-queued a run", extra={"run_id": str(run.id)})
     return [run.id for run in dead if run.status == RunStatus.QUEUED.value]
 
@@ -169,7 +169,7 @@ def unsent_runs(session: Session, settings: Settings) -> list[uuid.UUID]:
         .with_for_update(of=SyncRun, skip_locked=True)
     ).all()
     for run in runs:
-        run.status = RunStatus.QUEUED.value
+        run.move_to(RunStatus.QUEUED)
         run.enqueued_at = now  # claimed in this transaction, so an overlapping tick does not send it too
     return [run.id for run in runs]
 
