@@ -66,7 +66,6 @@ class SyncRun(Base):
             "capability",
             unique=True,
             postgresql_where=text("status IN ('queued', 'running', 'waiting')"),
-            sqlite_where=text("status IN ('queued', 'running', 'waiting')"),
         ),
     )
 
