@@ -43,6 +43,7 @@ def start_database(home: Path, password: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         server = get_server(pgdata, cleanup_mode=None)  # stopped by stop_database, also after a crash of ours
+        server.ensure_postgres_running()  # the wheel caches its handle per folder; a cached one may be stopped
     socket_dir = server.get_postmaster_info().socket_dir
     ensure_database(str(socket_dir), password)
     return f"postgresql+psycopg://{USER}:{password}@/{DATABASE}?host={socket_dir}"
