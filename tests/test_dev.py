@@ -269,7 +269,8 @@ def test_a_restarted_dev_hub_keeps_each_connection_syncing(dev_hubs: Callable[[]
         connection_id = only_connection(browser, base)["id"]
         run_id = browser.post(f"{base}/api/v1/connections/{connection_id}/sync").json()["runs"]["contacts"]
         run = wait_for(lambda: ended_run(browser, base, run_id), timeout=60, what="the sync after the restart")
-    assert (run["status"], run["error"], run["connection_status"]) == ("succeeded", None, "active"), run
+    outcome = (run["status"], run["error"], run["connection_status"])
+    assert outcome == ("succeeded", None, "active"), " / ".join(map(str, outcome))
     assert run["full_sync"] is False and run["counts"] == {"created": 1, "updated": 0, "deleted": 0}
     assert stop_dev(second) == 0
 
