@@ -1,17 +1,14 @@
-"""The database engine, sessions and declarative base; SQLite gets WAL and a busy timeout."""
+"""The database engine (PostgreSQL through psycopg 3), sessions and the declarative base."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import MetaData, create_engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -26,32 +23,8 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # pysqlite's own transaction handling breaks SAVEPOINTs (a RELEASE can commit the outer transaction);
-    # SQLAlchemy's documented recipe: turn it off here and emit BEGIN ourselves (`_sqlite_begin`).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
-
-
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """One engine per process; SQLite files get their folder, WAL, a busy timeout and foreign keys."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
+    """One engine per process, whose pool checks a connection before lending it."""
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

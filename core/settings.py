@@ -37,9 +37,9 @@ def normalise_database_url(value: str) -> str:
     for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
         if value.startswith(prefix):
             return "postgresql+psycopg://" + value[len(prefix) :]
-    if value.startswith(("postgresql+psycopg://", "sqlite:///", "sqlite+pysqlite:///")):
+    if value.startswith("postgresql+psycopg://"):
         return value
-    raise ValueError("must be a postgresql:// or sqlite:/// URL")
+    raise ValueError("must be a postgresql:// URL")
 
 
 class VaultSettings(BaseModel):
@@ -162,7 +162,7 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED, extra="ignore", case_sensitive=False
     )
 
-    database_url: str = Field(description="postgresql://... or sqlite:///path (the embedded default).")
+    database_url: str = Field(description="postgresql://... (psycopg 3); `synchub dev` runs its own.")
     redis_url: str = Field(description="redis://host:port/db used for Celery, locks, state and limits.")
     public_url: str = Field(description="Where browsers reach the hub; OAuth redirect URIs derive from it.")
     vault: VaultSettings

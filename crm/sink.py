@@ -19,7 +19,6 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal_column,
     or_,
     select,
     true,
@@ -34,8 +33,6 @@ from crm.records import Contact
 CONTACTS: Table = ContactRow.__table__  # type: ignore[assignment]
 EMAILS: Table = ContactEmailRow.__table__  # type: ignore[assignment]
 SEEN: Table = FullPassSeenRow.__table__  # type: ignore[assignment]
-JSON_ELEMENTS = {"postgresql": "json_array_elements_text", "sqlite": "json_each"}
-"""Per dialect, the table-valued function that yields a JSON array's elements as text in a column `value`."""
 
 CONTENT_FIELDS = (
     "display_name",
@@ -111,15 +108,12 @@ def rows_by_external_id(
     """The connection's contacts with these external ids, the ids sent as one JSON parameter.
 
     A page's 1,000 ids as 1,000 bound parameters made a 20 kB statement that psycopg re-parsed and SQLAlchemy
-    re-rendered on every page, costing more than the query. On PostgreSQL each id is one probe of the unique
+    re-rendered on every page, costing more than the query. Each id is one probe of the unique
     (connection, external id) index through a LATERAL subquery (its LIMIT keeps the planner from flattening it):
     an `IN`/`ANY` over the JSON was planned from statistics that lag a bulk load, and filtered every row the
     connection had on every page.
     """
     document = bindparam("external_ids", encode_json(sorted(external_ids)).decode(), type_=Text)
-    if session.get_bind().dialect.name != "postgresql":
-        wanted_ids: Select[Any] = select(literal_column("value")).select_from(func.json_each(document))
-        return select(*columns).where(ContactRow.connection_id == connection_id, ContactRow.external_id.in_(wanted_ids))
     wanted = func.json_array_elements_text(cast(document, JSON)).table_valued("value").render_derived(name="wanted")
     found = (
         select(*columns)
@@ -141,22 +135,11 @@ def random_uuids(count: int) -> list[str]:
 
 
 def bulk_insert(session: Session, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-    """Insert a page of rows given as tuples in `columns` order, JSON columns already encoded as text.
-
-    On PostgreSQL with COPY in the session's transaction (psycopg formats the rows in C); elsewhere (the embedded
-    SQLite of `synchub dev`) as an executemany that stores the JSON text as it is.
-    """
+    """Insert a page of rows given as tuples in `columns` order, JSON columns already encoded as text, with COPY
+    in the session's transaction (psycopg formats the rows in C)."""
     if not rows:
         return
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        values = {
-            name: bindparam(name, type_=Text) if isinstance(table.c[name].type, JSON) else bindparam(name)
-            for name in columns
-        }
-        session.execute(insert(table).values(values), [dict(zip(columns, row, strict=True)) for row in rows])
-        return
-    raw = connection.connection.driver_connection
+    raw = session.connection().connection.driver_connection
     assert raw is not None
     with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
@@ -165,18 +148,15 @@ def bulk_insert(session: Session, table: Table, columns: Sequence[str], rows: li
 
 @dataclass(frozen=True)
 class Owner:
-    """Whose new rows a sink builds, read once per run so rows can be built outside any session. `as_text`: the
-    database is PostgreSQL, whose COPY takes ids and times as text; psycopg's dumpers for UUID and datetime
-    objects run in Python and made formatting a row four times slower than the strings PostgreSQL parses anyway."""
+    """Whose new rows a sink builds, read once per run so rows can be built outside any session."""
 
     workspace_id: str
     connection_id: uuid.UUID
     provider: str
-    as_text: bool
 
     @classmethod
-    def of(cls, connection: Connection, dialect: str) -> Owner:
-        return cls(connection.workspace_id, connection.id, connection.auth_provider, dialect == "postgresql")
+    def of(cls, connection: Connection) -> Owner:
+        return cls(connection.workspace_id, connection.id, connection.auth_provider)
 
 
 @dataclass(frozen=True)
@@ -198,11 +178,12 @@ class ContactSink:
 
     @staticmethod
     def prepare(owner: Owner, records: Sequence[Contact]) -> NewRows:
-        """Every record as a new row; pure, so it may run on any thread."""
-        as_text = owner.as_text
-        ids: list[Any] = random_uuids(len(records)) if as_text else [uuid.uuid4() for _ in records]
-        stamped: Any = utcnow().isoformat() if as_text else utcnow()
-        connection_id: Any = str(owner.connection_id) if as_text else owner.connection_id
+        """Every record as a new row; pure, so it may run on any thread. Ids and times are text, as COPY takes them:
+        psycopg's dumpers for UUID and datetime objects run in Python and made formatting a row four times slower
+        than the strings PostgreSQL parses anyway."""
+        ids = random_uuids(len(records))
+        stamped = utcnow().isoformat()
+        connection_id = str(owner.connection_id)
         workspace, provider = owner.workspace_id, owner.provider
         contacts = [
             (
@@ -246,7 +227,7 @@ class ContactSink:
             wanted.update(record.previous_external_ids)
         existing = self._existing(wanted)
         if ready is None:
-            ready = self.prepare(Owner.of(self.connection, self.session.get_bind().dialect.name), records)
+            ready = self.prepare(Owner.of(self.connection), records)
         inserts: list[tuple[Any, ...]] = []
         indexed: list[tuple[Any, ...]] = []
         updates: list[dict[str, Any]] = []
@@ -297,8 +278,7 @@ class ContactSink:
         while the noted ids are estimated to fit in `hash_mem` (8 MB by default), some 1.3 million of them.
         """
         mine = (SEEN.c.connection_id == self.connection.id, SEEN.c.record_table == CONTACTS.name)
-        function = getattr(func, JSON_ELEMENTS[self.session.get_bind().dialect.name])
-        noted = function(SEEN.c.external_ids).table_valued("value").alias("noted")
+        noted = func.json_array_elements_text(SEEN.c.external_ids).table_valued("value").alias("noted")
         seen = select(noted.c.value).select_from(SEEN).join(noted, true()).where(*mine, SEEN.c.pass_id == full_pass_id)
         result = self.session.execute(
             delete(CONTACTS).where(

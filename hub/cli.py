@@ -1,7 +1,11 @@
-"""The `synchub` command: api, worker, beat, db upgrade, vault, dev. Settings are validated before anything runs."""
+"""The `synchub` command: api, worker, beat, sync, connections, db, vault, dev. Settings are validated first.
+
+Every command but `dev` takes the variables a running dev hub wrote to .synchub/env (in this folder or one above)
+when the environment names no database of its own, so a second shell reaches the dev hub as it is."""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.settings import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
+    from core.models import Connection
     from token_vault.sealing import KeyRing
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="synchub, the integration sync hub.")
@@ -23,6 +28,15 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
 vault_app = typer.Typer(no_args_is_help=True, help="The vault's key ring: re-seal under the active key, check it.")
 app.add_typer(vault_app, name="vault")
+
+
+@app.callback()
+def main(ctx: typer.Context) -> None:
+    """synchub, the integration sync hub."""
+    from hub.dev_env import use_dev_env
+
+    if ctx.invoked_subcommand != "dev":
+        use_dev_env(os.environ, Path.cwd())
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -131,6 +145,36 @@ def sync(
     except ForegroundError as exc:
         fail(str(exc), code=1)
     raise typer.Exit(code)
+
+
+@app.command()
+def connections() -> None:
+    """List every connection, oldest first: its id, auth provider, account, workspace and state."""
+    from sqlalchemy import select
+
+    from core.models import Connection
+
+    engine = migrated_engine(settings_or_exit())
+    try:
+        with Session(engine) as session:
+            found = session.scalars(select(Connection).order_by(Connection.created_at)).all()
+    finally:
+        engine.dispose()
+    if not found:
+        print("no connections yet: connect an account on the settings page")
+        return
+    rows = [("ID", "PROVIDER", "ACCOUNT", "WORKSPACE", "STATE")]
+    rows += [
+        (str(c.id), c.auth_provider, c.account_email or c.provider_account_id, c.workspace_id, state_of(c))
+        for c in found
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+
+
+def state_of(connection: Connection) -> str:
+    return f"{connection.status} ({connection.status_reason})" if connection.status_reason else connection.status
 
 
 def _pause_or_resume(connection_id: str, paused: bool) -> None:
@@ -277,7 +321,7 @@ def dev(
     port: Annotated[int, typer.Option(help="API port; 0 picks a free one.")] = 8000,
     home: Annotated[Path, typer.Option(help="Where local state lives.")] = Path(".synchub"),
 ) -> None:
-    """Run the whole hub locally: SQLite, Redis, API, worker and beat, on 127.0.0.1."""
+    """Run the whole hub locally: its own PostgreSQL, Redis, API, worker, beat and sandbox, on 127.0.0.1."""
     from hub.dev import DevError, run_dev
 
     try:

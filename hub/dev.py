@@ -1,9 +1,11 @@
-"""`synchub dev`: embedded defaults in .synchub/, a Redis if none answers, and every process supervised."""
+"""`synchub dev`: a private PostgreSQL and state in .synchub/, a Redis if none answers, every process supervised."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -12,15 +14,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
+import psycopg
 import redis
 
 from core.identity import issue_token
 from core.settings import ConfigError, load_settings
+from hub.dev_database import start_database, stop_database
+from hub.dev_env import write_env
 
 DEMO_USER, DEMO_WORKSPACE = "demo-user", "demo-workspace"
 STOP_GRACE_SECONDS = 10.0
@@ -38,21 +44,73 @@ def free_port() -> int:
         return port
 
 
+DATABASE_PASSWORD = "DATABASE_PASSWORD"  # noqa: S105 - the name of a generated secret in dev.env
+GENERATED: dict[str, Callable[[], str]] = {
+    "SYNCHUB_IDENTITY__JWT_SECRET": lambda: secrets.token_urlsafe(48),
+    "SYNCHUB_VAULT__KEYS": lambda: "1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+    "SYNCHUB_VAULT__ACTIVE_KEY_ID": lambda: "1",
+    DATABASE_PASSWORD: lambda: secrets.token_urlsafe(24),
+}
+
+
 def dev_secrets(home: Path) -> dict[str, str]:
-    """Generated once and reused: the dev JWT secret and vault key, kept in .synchub/dev.env (mode 600)."""
+    """Generated once and reused: the JWT secret, vault key and database password, in .synchub/dev.env (mode 600).
+
+    A file from an older version gets the secrets it lacks appended; those it has are never changed."""
     path = home / "dev.env"
-    if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        key = base64.b64encode(secrets.token_bytes(32)).decode()
-        lines = [
-            f"SYNCHUB_IDENTITY__JWT_SECRET={secrets.token_urlsafe(48)}",
-            f"SYNCHUB_VAULT__KEYS=1:{key}",
-            "SYNCHUB_VAULT__ACTIVE_KEY_ID=1",
-        ]
-        path.touch(mode=0o600)
-        path.write_text("\n".join(lines) + "\n")
+    home.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {name: value for name, value in pairs}
+    found = {name: value for name, value in pairs}
+    missing = {name: make() for name, make in GENERATED.items() if name not in found}
+    if missing:
+        with path.open("a") as out:
+            out.writelines(f"{name}={value}\n" for name, value in missing.items())
+    return {**found, **missing}
+
+
+@dataclass
+class DevLock:
+    """One dev hub per home: an flock on .synchub/dev.lock, which says who holds it and where it serves.
+
+    The kernel releases the lock when its process ends, however it ends, so a crash never blocks the next start."""
+
+    path: Path
+    file: IO[str]
+
+    @classmethod
+    @contextlib.contextmanager
+    def claim(cls, home: Path) -> Iterator[DevLock]:
+        path = home / "dev.lock"
+        with path.open("a+") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DevError(already_running(home, path)) from None
+            lock = cls(path, file)
+            lock.note(pid=os.getpid())
+            try:
+                yield lock
+            finally:
+                lock.note()
+
+    def note(self, **facts: object) -> None:
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(json.dumps(facts) + "\n" if facts else "")
+        self.file.flush()
+
+
+def already_running(home: Path, path: Path) -> str:
+    try:
+        facts = json.loads(path.read_text() or "{}")
+    except ValueError:
+        facts = {}
+    where = f"at {facts['url']}" if "url" in facts else "still starting"
+    return (
+        f"a dev hub is already running in {home} (pid {facts.get('pid', '?')}, {where}); "
+        "use that one, or stop it (Ctrl-C in its shell) first"
+    )
 
 
 def redis_answers(url: str) -> bool:
@@ -130,11 +188,15 @@ def http_ok(url: str) -> bool:
 
 
 def start_sandbox(supervisor: Supervisor, home: Path, public_url: str) -> None:
-    """The fake Google on a loopback port, with an OAuth client for this hub; used unless a real client is set."""
+    """The fake Google on a loopback port, with an OAuth client for this hub; used unless a real client is set.
+
+    Its accounts, grants and tokens live in .synchub/sandbox.state, so a restarted dev hub's connections go on
+    syncing: with a sandbox that forgot them, every refresh would be refused as a revoked grant."""
     from sandbox.admin_client import SandboxAdmin
 
     url = f"http://127.0.0.1:{free_port()}"
     argv = [sys.executable, "-m", "sandbox", "--port", url.rsplit(":", 1)[1], "--seed", "1"]
+    argv += ["--state-file", str(home / "sandbox.state")]
     supervisor.start("sandbox", argv, os.environ, home / "sandbox.log")
     wait_until(lambda: http_ok(f"{url}/_sandbox/health"), "the sandbox", supervisor)
     client_id, client_secret = "synchub-dev", secrets.token_urlsafe(24)
@@ -150,22 +212,42 @@ def start_sandbox(supervisor: Supervisor, home: Path, public_url: str) -> None:
     os.environ.setdefault("SYNCHUB_CONNECTORS", "google_contacts")
 
 
+def own_postgres(home: Path, password: str) -> str:
+    try:
+        return start_database(home, password)
+    except (subprocess.SubprocessError, psycopg.Error) as exc:
+        problem = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DevError(
+            f"the dev database in {home / 'postgres'} did not start: {problem}\n"
+            f"its log is {home / 'postgres' / 'log'}; if .synchub/dev.env was deleted, delete {home / 'postgres'} too"
+        ) from exc
+
+
 def run_dev(home: Path, port: int) -> int:
     home.mkdir(parents=True, exist_ok=True)
+    with DevLock.claim(home) as lock:
+        return supervise(home, port, lock)
+
+
+def supervise(home: Path, port: int, lock: DevLock) -> int:
     port = port or free_port()
     env = os.environ
-    for name, value in dev_secrets(home).items():
-        env.setdefault(name, value)
-    env.setdefault("SYNCHUB_DATABASE_URL", f"sqlite:///{home / 'synchub.sqlite'}")
+    generated = dev_secrets(home)
+    for name, value in generated.items():
+        if name.startswith("SYNCHUB_"):
+            env.setdefault(name, value)
     env.setdefault("SYNCHUB_PUBLIC_URL", f"http://127.0.0.1:{port}")
     supervisor = Supervisor()
     stop = {"signal": 0}
+    own_database = "SYNCHUB_DATABASE_URL" not in env
 
     def on_signal(signum: int, _frame: object) -> None:
         stop["signal"] = signum
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if own_database:
+            env["SYNCHUB_DATABASE_URL"] = own_postgres(home, generated[DATABASE_PASSWORD])
         if not redis_answers(env.get("SYNCHUB_REDIS_URL", "")):
             env["SYNCHUB_REDIS_URL"] = start_redis(supervisor, home)
         if "SYNCHUB_GOOGLE__CLIENT_ID" not in env:
@@ -182,9 +264,12 @@ def run_dev(home: Path, port: int) -> int:
         wait_until(lambda: http_ok(f"{settings.public_url}/healthz"), "the API", supervisor)
         assert settings.identity.jwt_secret is not None
         token = issue_token(settings.identity.jwt_secret.get_secret_value(), DEMO_USER, DEMO_WORKSPACE, 30 * 86400)
+        env_file = write_env(home, env)
+        lock.note(pid=os.getpid(), url=settings.public_url)
         print(f"synchub is running. Open: {settings.public_url}/session?token={token}&next=/", flush=True)
         if "SYNCHUB_GOOGLE__BASE_URL" in env:
             print("Google is played by the sandbox: pick ada@sandbox.test (250 contacts) or grace@sandbox.test.")
+        print(f"synchub commands in another shell here use this hub (through {env_file}).")
         print(f"Logs are in {home}/. Press Ctrl-C to stop.", flush=True)
         while not stop["signal"]:
             if (name := supervisor.dead()) is not None:
@@ -193,6 +278,9 @@ def run_dev(home: Path, port: int) -> int:
             time.sleep(0.2)
         return 0
     finally:
+        (home / "env").unlink(missing_ok=True)
         supervisor.stop_all()
+        if own_database:
+            stop_database(home)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

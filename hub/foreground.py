@@ -8,7 +8,7 @@ import uuid
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from connectors.registry import capabilities_of
+from connectors.registry import available, capabilities_of
 from core.models import Connection
 from core.settings import Settings
 from sync.engine import SyncEngine
@@ -17,6 +17,9 @@ from sync.runtime import Runtime
 from sync.wiring import build_engine
 
 POLL_SECONDS = 0.5
+# Work in short slices, reading the run's progress between them: one slice of the workers' whole time budget
+# left the bar still until the run ended.
+SLICE_SECONDS = 0.5
 
 
 class ForegroundError(Exception):
@@ -30,11 +33,7 @@ def sync_in_foreground(settings: Settings, connection_id: uuid.UUID, only: str |
         connection = session.get(Connection, connection_id)
         if connection is None:
             raise ForegroundError(f"no connection {connection_id}")
-        names = (
-            [only]
-            if only
-            else [c for c in connection.capabilities if c in capabilities_of(settings, connection.auth_provider)]
-        )
+        names = runnable(settings, connection, only)
     console = Console(stderr=True)
     failures = 0
     for name in names:
@@ -52,12 +51,34 @@ def sync_in_foreground(settings: Settings, connection_id: uuid.UUID, only: str |
     return 1 if failures else 0
 
 
+def runnable(settings: Settings, connection: Connection, only: str | None) -> list[str]:
+    """The capabilities to sync, or ForegroundError saying why there are none."""
+    offered = capabilities_of(settings, connection.auth_provider)
+    could = sorted(slug for slug, spec in available().items() if spec.auth_provider == connection.auth_provider)
+    if not settings.connectors:
+        raise ForegroundError(
+            "no connector is enabled, so there is nothing to sync: set SYNCHUB_CONNECTORS "
+            f"(for this {connection.auth_provider} connection: {', '.join(could) or 'none is installed'})"
+        )
+    if not offered:
+        raise ForegroundError(
+            f"no enabled connector syncs {connection.auth_provider} connections "
+            f"(SYNCHUB_CONNECTORS is {','.join(settings.connectors)}; add {' or '.join(could) or 'one'})"
+        )
+    if only is not None and only not in offered:
+        raise ForegroundError(f"{only} is not an enabled capability here; enabled: {', '.join(sorted(offered))}")
+    names = [only] if only else [name for name in connection.capabilities if name in offered]
+    if not names:
+        raise ForegroundError(f"the account granted none of {', '.join(sorted(offered))}: connect it again to grant")
+    return names
+
+
 def work(rt: Runtime, sync_engine: SyncEngine, run_id: uuid.UUID, name: str, console: Console) -> SyncRun:
     columns = (TextColumn(f"{name}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(name, total=None)
         while True:
-            outcome = sync_engine.execute(run_id)
+            outcome = sync_engine.execute(run_id, budget_seconds=SLICE_SECONDS)
             with rt.sessions() as session:
                 run = session.get_one(SyncRun, run_id)
             progress.update(task, completed=run.progress_done, total=run.progress_total)

@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from the caller's config or SYNCHUB_DATABASE_URL; batch mode for SQLite."""
+"""Alembic environment: the URL comes from the caller's config or SYNCHUB_DATABASE_URL."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata(),
-        render_as_batch=True,
         compare_type=True,
     )
     with context.begin_transaction():

@@ -80,10 +80,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_sandbox(seed: int = 0, port: int = 0, ready_timeout: float = 30.0) -> Iterator[str]:
-    """Yield the base URL (`http://127.0.0.1:PORT`) of a sandbox child process; stop it on exit."""
+def running_sandbox(
+    seed: int = 0, port: int = 0, ready_timeout: float = 30.0, state_file: Path | None = None
+) -> Iterator[str]:
+    """Yield the base URL (`http://127.0.0.1:PORT`) of a sandbox child process; stop it on exit.
+
+    Its state lives in memory, or in `state_file` across processes when one is given."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     argv = [sys.executable, "-m", "sandbox", "--port", str(port), "--seed", str(seed)]
+    argv += ["--state-file", str(state_file)] if state_file else []
     process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE)
     try:
         base_url = read_announcement(process, ready_timeout)

@@ -103,8 +103,6 @@ class SyncEngine:
     ) -> None:
         self.settings, self.sessions, self.redis, self.ring, self.fresh = settings, sessions, client, ring, fresh
         self.throttle = Throttle(client)
-        with sessions() as session:
-            self.dialect = session.get_bind().dialect.name
 
     def capability(self, connection: Connection, name: str) -> tuple[ConnectorSpec, Capability] | None:
         return capabilities_of(self.settings, connection.auth_provider).get(name)
@@ -187,7 +185,7 @@ class SyncEngine:
             )
         )
         sink = SINKS[capability.record_kind]
-        owner = Owner.of(connection, self.dialect)
+        owner = Owner.of(connection)
         restarted = False
         while True:
             pages = Prefetch(Ready.read(stream.read(position.cursor or None), sink, owner))

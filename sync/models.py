@@ -79,7 +79,6 @@ class SyncRun(Base):
             "capability",
             unique=True,
             postgresql_where=text("status IN ('queued', 'running', 'waiting')"),
-            sqlite_where=text("status IN ('queued', 'running', 'waiting')"),
         ),
         holding(Owner.CONNECTION, Role.HISTORY, key="connection_id"),
     )

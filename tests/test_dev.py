@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from hub.dev_database import stop_database
 from tests.conftest import ROOT, clean_environ, wait_for
 
 
@@ -43,22 +50,70 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.fixture
-def dev_hub(tmp_path: Path) -> subprocess.Popen[str]:
-    env = clean_environ({"PYTHONUNBUFFERED": "1"})
-    process = subprocess.Popen(
+def start_dev(home: Path) -> subprocess.Popen[str]:
+    """`synchub dev` on free ports in `home`, with no SYNCHUB_* variable from this process."""
+    return subprocess.Popen(
         [sys.executable, "-m", "hub", "dev", "--port", "0"],
-        cwd=tmp_path,
-        env=env,
+        cwd=home,
+        env=clean_environ({"PYTHONUNBUFFERED": "1"}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
-    yield process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+
+
+def stop_dev(process: subprocess.Popen[str]) -> int:
+    """What a service manager does: SIGTERM to the whole process group, then wait."""
+    os.killpg(process.pid, signal.SIGTERM)
+    return process.wait(timeout=60)
+
+
+def crash(process: subprocess.Popen[str]) -> None:
+    """SIGKILL to the dev hub and every process below it, as an OOM killer or a closed terminal might do."""
+    for pid in {process.pid, *descendants(process.pid)}:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+
+
+def postgres_pid(home: Path) -> int:
+    return int((home / ".synchub" / "postgres" / "postmaster.pid").read_text().split()[0])
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """A folder for a dev hub's .synchub/, straight in the system's temporary folder: run as root, the database
+    server runs as its own user, which needs every folder above its data open to it, and pytest closes its own
+    temporary tree to others whenever a pytest process starts."""
+    folder = Path(tempfile.mkdtemp(prefix="synchub-dev-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def dev_hubs(home: Path) -> Iterator[Callable[[], subprocess.Popen[str]]]:
+    """Start dev hubs in `home`; at the end each is stopped (or crashed, if it will not stop) and its
+    database server too, which runs detached from the hub."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start() -> subprocess.Popen[str]:
+        started.append(start_dev(home))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            try:
+                stop_dev(process)
+            except subprocess.TimeoutExpired:
+                crash(process)
+    stop_database(home / ".synchub")
+
+
+@pytest.fixture
+def dev_hub(dev_hubs: Callable[[], subprocess.Popen[str]]) -> subprocess.Popen[str]:
+    return dev_hubs()
 
 
 def read_link(process: subprocess.Popen[str]) -> str:
@@ -87,7 +142,19 @@ def click_through_google(browser: httpx.Client, base: str) -> httpx.Response:
     return browser.get(consent.headers["location"])
 
 
-def test_dev_serves_the_hub_and_stops_everything_on_ctrl_c(dev_hub: subprocess.Popen[str], tmp_path: Path) -> None:
+def synchub(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """A `synchub` command in another shell in `home`: no SYNCHUB_* variable but those given."""
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args],
+        cwd=home,
+        env=clean_environ(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_dev_serves_the_hub_and_stops_everything_on_ctrl_c(dev_hub: subprocess.Popen[str], home: Path) -> None:
     link = read_link(dev_hub)
     base = link.split("/session")[0]
     assert httpx.get(f"{base}/healthz").json() == {"status": "ok", "database": "ok", "redis": "ok"}
@@ -97,21 +164,44 @@ def test_dev_serves_the_hub_and_stops_everything_on_ctrl_c(dev_hub: subprocess.P
         connected = click_through_google(browser, base)
         assert "grace@sandbox.test" in connected.text
         wait_for(lambda: "40 contacts" in browser.get(f"{base}/").text, timeout=60, what="grace's contacts to sync")
+        connection_id = only_connection(browser, base)["id"]
 
-    state = tmp_path / ".synchub"
-    assert (state / "synchub.sqlite").is_file()
-    assert oct((state / "dev.env").stat().st_mode & 0o777) == "0o600"
-    started = descendants(dev_hub.pid)
-    assert len(started) >= 4, "expected redis, api, worker and beat"
+    below = home / "notes"
+    below.mkdir()
+    listed = synchub(below, "connections")  # .synchub/env is found from a folder below too, as git finds .git
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.strip().splitlines()
+    assert header.split() == ["ID", "PROVIDER", "ACCOUNT", "WORKSPACE", "STATE"]
+    assert row.split() == [connection_id, "google", "grace@sandbox.test", "demo-workspace", "active"]
+    synced = synchub(home, "sync", connection_id)
+    assert synced.returncode == 0 and "contacts: succeeded · 0 new, 0 changed, 0 deleted" in synced.stderr, synced
+    disabled = synchub(home, "sync", connection_id, SYNCHUB_CONNECTORS="")
+    assert disabled.returncode == 1
+    assert "no connector is enabled, so there is nothing to sync: set SYNCHUB_CONNECTORS" in disabled.stderr
+    second = synchub(home, "dev", "--port", "0")
+    assert second.returncode == 2
+    assert f"a dev hub is already running in {home / '.synchub'} (pid {dev_hub.pid}, at {base})" in second.stderr
+    assert httpx.get(f"{base}/healthz").status_code == 200, "the refused second hub must leave the first alone"
+
+    state = home / ".synchub"
+    assert (state / "postgres" / "PG_VERSION").is_file() and (state / "sandbox.state").is_file()
+    assert {oct((state / name).stat().st_mode & 0o777) for name in ("dev.env", "env", "sandbox.state")} == {"0o600"}
+    started, database = descendants(dev_hub.pid), postgres_pid(home)
+    assert len(started) >= 5, "expected redis, the sandbox, api, worker and beat"
 
     os.kill(dev_hub.pid, signal.SIGINT)
     assert dev_hub.wait(timeout=60) == 0
     wait_for(lambda: not any(alive(pid) for pid in started), timeout=15, what="every started process to exit")
+    assert not alive(database), "the dev hub's PostgreSQL outlived it"
+    assert not (state / "env").exists(), "a stopped hub's environment would send commands to nothing"
 
 
-def test_dev_reuses_its_secrets_and_stops_all_when_a_child_dies(dev_hub: subprocess.Popen[str], tmp_path: Path) -> None:
+def test_dev_reuses_its_secrets_stops_all_when_a_child_dies_and_starts_after_a_crash(
+    dev_hubs: Callable[[], subprocess.Popen[str]], home: Path
+) -> None:
+    dev_hub = dev_hubs()
     read_link(dev_hub)
-    secrets_before = (tmp_path / ".synchub" / "dev.env").read_text()
+    secrets_before = (home / ".synchub" / "dev.env").read_text()
     started = descendants(dev_hub.pid)
     api = next(pid for pid in started if b" api" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" "))
     os.kill(api, signal.SIGKILL)
@@ -119,21 +209,70 @@ def test_dev_reuses_its_secrets_and_stops_all_when_a_child_dies(dev_hub: subproc
     assert dev_hub.stderr is not None and "api exited" in dev_hub.stderr.read()
     wait_for(lambda: not any(alive(pid) for pid in started), timeout=15, what="every started process to exit")
 
-    again = subprocess.Popen(
-        [sys.executable, "-m", "hub", "dev", "--port", "0"],
-        cwd=tmp_path,
-        env=clean_environ({"PYTHONUNBUFFERED": "1"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        read_link(again)
-        assert (tmp_path / ".synchub" / "dev.env").read_text() == secrets_before
-    finally:
-        os.killpg(again.pid, signal.SIGTERM)
-        again.wait(timeout=60)
+    again = dev_hubs()
+    read_link(again)
+    assert (home / ".synchub" / "dev.env").read_text() == secrets_before
+    database = postgres_pid(home)
+    crash(again)
+    assert alive(database), "the database server runs detached from the hub, so a crash leaves it running"
+
+    third = dev_hubs()
+    with signed_in(read_link(third)) as (browser, base):
+        assert browser.get(f"{base}/healthz").json()["database"] == "ok"
+    assert stop_dev(third) == 0
+    assert not alive(database), "the hub after a crash stops the database server it found running"
+
+
+@contextmanager
+def signed_in(link: str) -> Iterator[tuple[httpx.Client, str]]:
+    """A browser that followed the dev hub's link, and the hub's base URL."""
+    with httpx.Client(follow_redirects=True, timeout=30) as browser:
+        assert browser.get(link).status_code == 200
+        yield browser, link.split("/session")[0]
+
+
+def only_connection(browser: httpx.Client, base: str) -> dict[str, Any]:
+    (connection,) = browser.get(f"{base}/api/v1/connections").json()["connections"]
+    found: dict[str, Any] = connection
+    return found
+
+
+def ended_run(browser: httpx.Client, base: str, run_id: str | None = None) -> dict[str, Any] | None:
+    """The contacts capability's last run once it has ended (and is `run_id`, if given)."""
+    connection = only_connection(browser, base)
+    run = next(c for c in connection["capabilities"] if c["name"] == "contacts")["last_run"]
+    if run and run["status"] in ("succeeded", "failed", "cancelled") and run_id in (None, run["id"]):
+        return {**run, "connection_status": connection["status"]}
+    return None
+
+
+def sandbox_of(browser: httpx.Client, base: str) -> str:
+    """The sandbox this hub sends people to, read from its connect link as a browser would follow it."""
+    location = browser.get(f"{base}/connect/google", follow_redirects=False).headers["location"]
+    return str(location.split("/o/oauth2")[0])
+
+
+def test_a_restarted_dev_hub_keeps_each_connection_syncing(dev_hubs: Callable[[], subprocess.Popen[str]]) -> None:
+    from sandbox.admin_client import SandboxAdmin
+
+    first = dev_hubs()
+    with signed_in(read_link(first)) as (browser, base):
+        click_through_google(browser, base)
+        run = wait_for(lambda: ended_run(browser, base), timeout=60, what="the first sync")
+        assert run["status"] == "succeeded" and run["counts"]["created"] == 40
+    assert stop_dev(first) == 0
+
+    second = dev_hubs()
+    with signed_in(read_link(second)) as (browser, base):
+        with SandboxAdmin(sandbox_of(browser, base)) as sandbox:
+            sandbox.add_contact("grace@sandbox.test", {"names": [{"givenName": "Anita", "familyName": "Borg"}]})
+        connection_id = only_connection(browser, base)["id"]
+        run_id = browser.post(f"{base}/api/v1/connections/{connection_id}/sync").json()["runs"]["contacts"]
+        run = wait_for(lambda: ended_run(browser, base, run_id), timeout=60, what="the sync after the restart")
+    outcome = (run["status"], run["error"], run["connection_status"])
+    assert outcome == ("succeeded", None, "active"), " / ".join(map(str, outcome))
+    assert run["full_sync"] is False and run["counts"] == {"created": 1, "updated": 0, "deleted": 0}
+    assert stop_dev(second) == 0
 
 
 def test_repo_ignores_dev_state() -> None:

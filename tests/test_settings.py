@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 from core.settings import ConfigError, load_settings, normalise_database_url
-from tests.conftest import ROOT, clean_environ
+from tests.conftest import clean_environ
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The CLI with exactly `env`, outside the checkout, where no running dev hub's .synchub/env fills gaps."""
     return subprocess.run(
         [sys.executable, "-m", "hub", *args],
         env=clean_environ(env),
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=ROOT,
+        cwd=tempfile.gettempdir(),
     )
 
 
@@ -41,7 +43,8 @@ def test_unset_vault_keys_stop_the_process_naming_the_variable(hub_env: dict[str
         ("SYNCHUB_VAULT__KEYS", "abc", "id:base64key"),
         ("SYNCHUB_VAULT__ACTIVE_KEY_ID", "7", "not in the key ring"),
         ("SYNCHUB_IDENTITY__JWT_SECRET", "short", "at least 32 characters"),
-        ("SYNCHUB_DATABASE_URL", "mysql://x/y", "postgresql:// or sqlite:///"),
+        ("SYNCHUB_DATABASE_URL", "mysql://x/y", "must be a postgresql:// URL"),
+        ("SYNCHUB_DATABASE_URL", "sqlite:////tmp/hub.sqlite", "must be a postgresql:// URL"),
         ("SYNCHUB_PUBLIC_URL", "not a url", "http(s) URL"),
         ("SYNCHUB_CELERY__VISIBILITY_TIMEOUT", "300", "must exceed task_time_limit plus max_countdown"),
     ],
@@ -75,7 +78,8 @@ def test_missing_required_settings_are_all_named(hub_env: dict[str, str]) -> Non
 def test_postgresql_urls_use_the_psycopg_driver() -> None:
     assert normalise_database_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
     assert normalise_database_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert normalise_database_url("sqlite:////tmp/x.sqlite") == "sqlite:////tmp/x.sqlite"
+    with pytest.raises(ValueError, match="postgresql://"):
+        normalise_database_url("sqlite:////tmp/x.sqlite")
 
 
 def test_load_settings_raises_one_line_per_bad_variable(

@@ -77,7 +77,6 @@ def upgrade() -> None:
             ["connection_id", "capability"],
             unique=True,
             postgresql_where=sa.text("status IN ('queued', 'running', 'waiting')"),
-            sqlite_where=sa.text("status IN ('queued', 'running', 'waiting')"),
         )
 
 
@@ -86,7 +85,6 @@ def downgrade() -> None:
         batch_op.drop_index(
             "uq_sync_runs_one_active",
             postgresql_where=sa.text("status IN ('queued', 'running', 'waiting')"),
-            sqlite_where=sa.text("status IN ('queued', 'running', 'waiting')"),
         )
         batch_op.drop_column("records_seen")
 
