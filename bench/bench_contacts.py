@@ -43,9 +43,9 @@ from connectors.google_contacts.stream import PERSON_FIELDS, GoogleContactsStrea
 from core.db import make_engine, session_factory, transaction  # noqa: E402
 from core.models import Connection, utcnow  # noqa: E402
 from core.settings import load_settings, normalise_database_url  # noqa: E402
+from crm.contacts import _content, addresses, encode_json  # noqa: E402
 from crm.models import ContactRow  # noqa: E402
 from crm.records import Contact  # noqa: E402
-from crm.sink import _content, addresses, encode_json  # noqa: E402
 from hub.database import scratch_database  # noqa: E402
 from sandbox.admin_client import SandboxAdmin  # noqa: E402
 from sandbox.process import running_sandbox  # noqa: E402

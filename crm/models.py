@@ -1,4 +1,4 @@
-"""CRM tables with provenance: every record knows its workspace, connection, provider and external id."""
+"""CRM tables with provenance: every record knows its workspace, connection, provider, resource and external id."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from core.models import UTCDateTime, utcnow
 class ContactRow(Base):
     __tablename__ = "crm_contacts"
     __table_args__ = (
-        UniqueConstraint("connection_id", "external_id"),
+        UniqueConstraint("connection_id", "resource", "external_id"),
         Index("ix_crm_contacts_workspace_id", "workspace_id", "id"),
         holding(Owner.CONNECTION, Role.RECORDS, key="connection_id"),
     )
@@ -26,6 +26,7 @@ class ContactRow(Base):
     workspace_id: Mapped[str] = mapped_column(String(64))
     connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))
     provider: Mapped[str] = mapped_column(String(32))
+    resource: Mapped[str] = mapped_column(String(36), default="", server_default="")
     external_id: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str | None] = mapped_column(String(512))
     given_name: Mapped[str | None] = mapped_column(String(255))
@@ -52,6 +53,7 @@ class FullPassSeenRow(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))
+    resource: Mapped[str] = mapped_column(String(36), default="", server_default="")
     record_table: Mapped[str] = mapped_column(String(64))
     pass_id: Mapped[str] = mapped_column(String(36))
     external_ids: Mapped[list[str]] = mapped_column(JSON)

@@ -9,7 +9,7 @@ from core.db import make_engine, session_factory
 from core.redis import redis_client
 from core.settings import Settings
 from hub import connect, errors
-from hub.routes import api, health, identity, pages
+from hub.routes import api, health, identity, pages, records
 from sync.celery_app import make_celery
 from sync.runtime import Runtime
 from sync.wiring import build_engine
@@ -24,6 +24,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.sync_engine = build_engine(Runtime(settings, app.state.engine, app.state.sessions, app.state.redis))
     app.state.celery = make_celery(settings)
     errors.install(app)
-    for router in (connect.router, health.router, identity.router, pages.router, api.router):
+    for router in (connect.router, health.router, identity.router, pages.router, api.router, records.router):
         app.include_router(router)
     return app

@@ -132,7 +132,7 @@ def complete(request: Request, provider: str, user: Principal) -> uuid.UUID:
 def same_account(connection: Connection, grant: Grant) -> None:
     """A reconnect must sign in to the connection's own account; anything else changes nothing.
 
-    The other account's fresh tokens are dropped, not revoked: at Google a revoke ends the whole grant of that
+    The other account's fresh tokens are dropped, not revoked: a provider's revoke may end the whole grant of that
     account to this app, which would break a connection the user may already have for it.
     """
     if grant.account.account_id == connection.provider_account_id:

@@ -187,29 +187,28 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def start_sandbox(supervisor: Supervisor, home: Path, public_url: str) -> None:
-    """The fake Google on a loopback port, with an OAuth client for this hub; used unless a real client is set.
+def start_sandbox(supervisor: Supervisor, home: Path, public_url: str) -> list[str]:
+    """The sandbox on a loopback port, with an OAuth client for this hub at each auth provider it plays whose
+    client the environment does not set already; returns a line per provider it stands in for.
 
     Its accounts, grants and tokens live in .synchub/sandbox.state, so a restarted dev hub's connections go on
     syncing: with a sandbox that forgot them, every refresh would be refused as a revoked grant."""
     from sandbox.admin_client import SandboxAdmin
+    from sandbox.dev import PLAYED
 
+    wanted = [play for play in PLAYED if f"SYNCHUB_{play.auth_provider.upper()}__CLIENT_ID" not in os.environ]
+    if not wanted:
+        return []
     url = f"http://127.0.0.1:{free_port()}"
     argv = [sys.executable, "-m", "sandbox", "--port", url.rsplit(":", 1)[1], "--seed", "1"]
     argv += ["--state-file", str(home / "sandbox.state")]
     supervisor.start("sandbox", argv, os.environ, home / "sandbox.log")
     wait_until(lambda: http_ok(f"{url}/_sandbox/health"), "the sandbox", supervisor)
-    client_id, client_secret = "synchub-dev", secrets.token_urlsafe(24)
     with SandboxAdmin(url) as admin:
-        admin.register_client(client_id, client_secret, [f"{public_url}/oauth/google/callback"])
-    os.environ.update(
-        {
-            "SYNCHUB_GOOGLE__CLIENT_ID": client_id,
-            "SYNCHUB_GOOGLE__CLIENT_SECRET": client_secret,
-            "SYNCHUB_GOOGLE__BASE_URL": url,
-        }
-    )
-    os.environ.setdefault("SYNCHUB_CONNECTORS", "google_contacts")
+        for play in wanted:
+            os.environ.update(play.client_env(admin, url, public_url))
+    os.environ.setdefault("SYNCHUB_CONNECTORS", ",".join(slug for play in wanted for slug in play.connectors))
+    return [f"{play.auth_provider} is played by the sandbox: pick {play.accounts}." for play in wanted]
 
 
 def own_postgres(home: Path, password: str) -> str:
@@ -250,8 +249,7 @@ def supervise(home: Path, port: int, lock: DevLock) -> int:
             env["SYNCHUB_DATABASE_URL"] = own_postgres(home, generated[DATABASE_PASSWORD])
         if not redis_answers(env.get("SYNCHUB_REDIS_URL", "")):
             env["SYNCHUB_REDIS_URL"] = start_redis(supervisor, home)
-        if "SYNCHUB_GOOGLE__CLIENT_ID" not in env:
-            start_sandbox(supervisor, home, env["SYNCHUB_PUBLIC_URL"])
+        played = start_sandbox(supervisor, home, env["SYNCHUB_PUBLIC_URL"])
         try:
             settings = load_settings()
         except ConfigError as exc:
@@ -267,8 +265,8 @@ def supervise(home: Path, port: int, lock: DevLock) -> int:
         env_file = write_env(home, env)
         lock.note(pid=os.getpid(), url=settings.public_url)
         print(f"synchub is running. Open: {settings.public_url}/session?token={token}&next=/", flush=True)
-        if "SYNCHUB_GOOGLE__BASE_URL" in env:
-            print("Google is played by the sandbox: pick ada@sandbox.test (250 contacts) or grace@sandbox.test.")
+        for line in played:
+            print(line)
         print(f"synchub commands in another shell here use this hub (through {env_file}).")
         print(f"Logs are in {home}/. Press Ctrl-C to stop.", flush=True)
         while not stop["signal"]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.registry import capabilities_of
 from core.models import Connection, ConnectionStatus
 from core.settings import Settings
-from crm.models import ContactRow
+from crm.kinds import counts as record_counts
+from crm.kinds import kind
 from oauth.scopes import covers
 from sync.models import RunStatus, Schedule, SyncRun
 from sync.schedule import interval_seconds
@@ -76,8 +77,10 @@ def capability_state(connection: Connection, granted: bool, run: SyncRun | None)
 
 
 def connection_view(session: Session, settings: Settings, connection: Connection) -> dict[str, Any]:
+    offered = capabilities_of(settings, connection.auth_provider)
+    records = record_counts(session, connection.id, [capability.record_kind for _spec, capability in offered.values()])
     capabilities = []
-    for name, (_spec, capability) in capabilities_of(settings, connection.auth_provider).items():
+    for name, (_spec, capability) in offered.items():
         granted = name in connection.capabilities and covers(connection.granted_scopes, capability.required_scopes)
         run = last_run(session, connection.id, name)
         state = capability_state(connection, granted, run)
@@ -90,11 +93,9 @@ def connection_view(session: Session, settings: Settings, connection: Connection
                 "state_words": STATE_WORDS[state],
                 "last_run": run_view(run),
                 "schedule": schedule_view(settings, connection, name, plan),
+                "records": {"kind": kind(capability.record_kind).segment},
             }
         )
-    contacts = session.scalar(
-        select(func.count()).select_from(ContactRow).where(ContactRow.connection_id == connection.id)
-    )
     return {
         "id": str(connection.id),
         "auth_provider": connection.auth_provider,
@@ -103,6 +104,6 @@ def connection_view(session: Session, settings: Settings, connection: Connection
         "status_reason": connection.status_reason,
         "granted_scopes": sorted(connection.granted_scopes),
         "capabilities": capabilities,
-        "records": {"contacts": contacts or 0},
+        "records": records,
         "created_at": connection.created_at.isoformat(),
     }

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import redis
 from sqlalchemy import select, update
@@ -25,7 +25,8 @@ from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
-from crm.sink import SINKS, ContactSink, NewRows, Owner
+from crm.kinds import kind
+from crm.sink import Owner, Sink
 from oauth.providers import client_settings
 from oauth.scopes import covers
 from sync import checkpoints, guard, retry, schedule
@@ -72,14 +73,14 @@ class Ready:
     writing thread waits on the database for the page before."""
 
     page: Page
-    rows: NewRows
+    rows: Any
 
     @property
     def last(self) -> bool:
         return self.page.last
 
     @classmethod
-    def read(cls, pages: Iterable[Page], sink: type[ContactSink], owner: Owner) -> Iterator[Ready]:
+    def read(cls, pages: Iterable[Page], sink: type[Sink], owner: Owner) -> Iterator[Ready]:
         for page in pages:
             yield cls(page, sink.prepare(owner, page.records))
 
@@ -184,7 +185,7 @@ class SyncEngine:
                 sent=calls.sent,
             )
         )
-        sink = SINKS[capability.record_kind]
+        sink = kind(capability.record_kind).sink
         owner = Owner.of(connection)
         restarted = False
         while True:
@@ -194,9 +195,7 @@ class SyncEngine:
                     ready, ahead = pages.next(fetch_ahead=time.monotonic() < deadline)
                     if ready is None:
                         return self._fail(run_id, "the connector's stream ended before its last page", calls)
-                    position, ended = self._commit(
-                        run_id, connection.id, capability, position, ready.page, calls, ready.rows
-                    )
+                    position, ended = self._commit(run_id, owner, capability, position, ready.page, calls, ready.rows)
                     keep_lock()
                     if ended is not None:
                         return ended
@@ -263,12 +262,12 @@ class SyncEngine:
     def _commit(
         self,
         run_id: uuid.UUID,
-        connection_id: uuid.UUID,
+        owner: Owner,
         capability: Capability,
         position: Position,
         page: Page,
         calls: guard.Calls,
-        rows: NewRows | None = None,
+        rows: Any = None,
     ) -> tuple[Position, Outcome | None]:
         """Commit one page with its checkpoint and the calls made so far; an Outcome when the run ends here (last
         page, or paused)."""
@@ -280,8 +279,9 @@ class SyncEngine:
             current.api_calls += calls.take()
             if current.status != RunStatus.RUNNING.value:
                 return position, Outcome("done")
+            connection_id = owner.connection_id
             connection = session.get_one(Connection, connection_id)
-            sink = SINKS[capability.record_kind](session, connection)
+            sink = kind(capability.record_kind).sink(session, owner)
             counts = sink.apply(page.records, page.deleted_ids, full_pass_id, rows)
             if page.last and full_pass_id is not None:
                 counts.deleted += sink.delete_unseen(full_pass_id)

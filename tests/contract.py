@@ -31,7 +31,7 @@ from connectors import registry
 from connectors.base import Capability, ConnectorSettings, ConnectorSpec, Cursor, Page, StreamContext, TokenSource
 from core.errors import AuthRevoked, ConnectorError, CursorExpired
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS, ConfigError, Settings
-from crm.sink import SINKS
+from crm.kinds import kinds
 from oauth.client import OAuthClient
 from oauth.config import TokenSet
 from oauth.providers import PROVIDERS, configured
@@ -234,7 +234,7 @@ class ConnectorContract:
             assert spec.auth_provider in PROVIDERS, f"no OAuth provider config named {spec.auth_provider!r}"
         for capability in spec.capabilities:
             assert SLUG.fullmatch(capability.name) and capability.display_name.strip()
-            assert capability.record_kind in SINKS, f"no sink for record kind {capability.record_kind!r}"
+            assert capability.record_kind in kinds(), f"no record kind {capability.record_kind!r}"
             assert MIN_POLL_SECONDS <= capability.poll_interval.total_seconds() <= MAX_POLL_SECONDS
             module = inspect.getmodule(capability.stream)
             assert module is not None and module.__name__.startswith(f"connectors.{spec.slug}.")

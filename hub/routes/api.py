@@ -1,17 +1,16 @@
-"""The JSON API the CRM builds on: connections, their runs and schedules, and the synced records."""
+"""The JSON API the CRM builds on: connections, their runs and schedules (the records are `routes.records`)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS
 from hub.connections import disconnect, mine, owned, pause_or_resume, request_syncs, set_interval
 from hub.deps import CeleryDep, CurrentUser, SessionDep, SessionsDep, SettingsDep, SyncEngineDep
-from hub.records import contacts_page
 from hub.views import connection_view
 
 router = APIRouter(prefix="/api/v1")
@@ -83,14 +82,3 @@ def put_schedule(
 ) -> dict[str, Any]:
     owner = (user.workspace_id, user.user_id)
     return set_interval(settings, sessions, connection_id, capability, body.interval_seconds, owner)
-
-
-@router.get("/contacts", tags=["records"])
-def list_contacts(
-    user: CurrentUser,
-    session: SessionDep,
-    cursor: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    connection_id: uuid.UUID | None = None,
-) -> dict[str, Any]:
-    return contacts_page(session, user.workspace_id, cursor, limit, connection_id)

@@ -392,3 +392,21 @@ def test_null_fields_and_a_contact_listed_twice_in_a_page_are_read_as_google_mea
         },
     }
     assert {email for _, email in email_index(google_hub, connection_id)} == {"lea@example.com"}
+
+
+def test_contacts_are_found_by_any_of_their_addresses_through_the_email_index(google_hub: GoogleHub) -> None:
+    account = new_account(google_hub.admin, contacts=30)
+    browser = google_hub.browser(user="finder", workspace="ws-finder")
+    connection_id = google_hub.connect(browser, account)
+    assert google_hub.wait_run(browser, connection_id)["status"] == "succeeded"
+    stored = google_hub.contacts(browser, connection_id)
+    wanted = next(c for c in stored if len(c["emails"]) >= 1)
+    address = wanted["emails"][-1]["value"]
+    found = browser.get(f"{google_hub.url}/api/v1/contacts", params={"email": f"  {address.upper()} "}).json()
+    assert [c["id"] for c in found["contacts"]] == [
+        c["id"] for c in stored if address.lower() in {e["value"].lower() for e in c["emails"]}
+    ]
+    nobody = browser.get(f"{google_hub.url}/api/v1/contacts", params={"email": "nobody@nowhere.test"}).json()
+    assert nobody == {"contacts": [], "next_cursor": None}
+    stranger = google_hub.browser(user="finder", workspace="ws-other")
+    assert stranger.get(f"{google_hub.url}/api/v1/contacts", params={"email": address}).json()["contacts"] == []

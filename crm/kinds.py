@@ -1,0 +1,99 @@
+"""Record kinds: each kind of CRM record declares its table, its sink and its API in its own module in `crm/`;
+the engine and the hub read this registry and name no kind themselves."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from sqlalchemy import Select, Table, func, select
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from crm.sink import Sink
+
+
+class BadCursor(ValueError):
+    """A page cursor this API did not issue."""
+
+
+@dataclass(frozen=True)
+class RecordQuery:
+    """One page request of a kind's records, scoped to a workspace (and optionally one connection)."""
+
+    workspace_id: str
+    cursor: str | None
+    limit: int
+    connection_id: uuid.UUID | None
+    filters: BaseModel
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    """`name` is what a capability's `record_kind` says; `segment` is its API path (`/api/v1/<segment>`) and the
+    key of its counts; `query` is its read query (filters, read-time joins, grouping) over `table`, whose rows
+    carry the provenance columns every record table has."""
+
+    name: str
+    segment: str
+    sink: type[Sink]
+    table: Table
+    filters: type[BaseModel]
+    query: Callable[[RecordQuery], Select[Any]]
+    view: Callable[[Any], dict[str, Any]]
+
+
+@cache
+def kinds() -> dict[str, RecordKind]:
+    """Every record kind by name: one line per kind."""
+    from crm.contacts import KIND as CONTACT
+
+    return {kind.name: kind for kind in (CONTACT,)}
+
+
+def kind(name: str) -> RecordKind:
+    return kinds()[name]
+
+
+def _encode(value: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(value.bytes).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error) as exc:
+        raise BadCursor("cursor is not one this API issued") from exc
+
+
+def page(session: Session, record_kind: RecordKind, query: RecordQuery) -> dict[str, Any]:
+    """One keyset page of a kind's records: `{<segment>: [...], "next_cursor": ...}`."""
+    table = record_kind.table
+    chosen = record_kind.query(query).where(table.c.workspace_id == query.workspace_id)
+    if query.connection_id is not None:
+        chosen = chosen.where(table.c.connection_id == query.connection_id)
+    if query.cursor:
+        chosen = chosen.where(table.c.id > _decode(query.cursor))
+    rows = list(session.scalars(chosen.order_by(table.c.id).limit(query.limit + 1)).all())
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return {
+        record_kind.segment: [record_kind.view(row) for row in rows],
+        "next_cursor": _encode(rows[-1].id) if more else None,
+    }
+
+
+def counts(session: Session, connection_id: uuid.UUID, names: Iterable[str]) -> dict[str, int]:
+    """Records per kind a connection holds, keyed by each kind's segment."""
+    found: dict[str, int] = {}
+    for name in dict.fromkeys(names):
+        table = kind(name).table
+        total = session.scalar(select(func.count()).select_from(table).where(table.c.connection_id == connection_id))
+        found[kind(name).segment] = total or 0
+    return found

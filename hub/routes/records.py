@@ -1,0 +1,41 @@
+"""The records API: one route per record kind, mounted from the registry (`/api/v1/<segment>`).
+
+No `from __future__ import annotations` here: FastAPI must see each kind's filter model in the endpoint's
+signature as an object, not as the name of a local."""
+
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+
+from crm.kinds import BadCursor, RecordKind, RecordQuery, kinds, page
+from hub.deps import CurrentUser, SessionDep
+
+router = APIRouter(prefix="/api/v1", tags=["records"])
+
+
+def lister(record_kind: RecordKind) -> Callable[..., dict[str, Any]]:
+    """The endpoint for one kind: keyset pages of the workspace's records, with the kind's own filters."""
+    Filters = record_kind.filters
+
+    def list_records(
+        user: CurrentUser,
+        session: SessionDep,
+        filters: Annotated[Filters, Query()],  # type: ignore[valid-type]
+        cursor: str | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+        connection_id: uuid.UUID | None = None,
+    ) -> dict[str, Any]:
+        query = RecordQuery(user.workspace_id, cursor, limit, connection_id, filters)
+        try:
+            return page(session, record_kind, query)
+        except BadCursor as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+    list_records.__name__ = f"list_{record_kind.segment}"
+    return list_records
+
+
+for _kind in kinds().values():
+    router.add_api_route(f"/{_kind.segment}", lister(_kind), methods=["GET"], name=f"list_{_kind.segment}")
