@@ -1,15 +1,17 @@
-"""Handing runs to the workers. A run the queue never got is still in the database, and the next tick sends it."""
+"""Handing queued rows (runs today) to the workers. A row the queue never got is still in the database, and the next
+tick sends it."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 
 from celery import Celery
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import transaction
+from core.db import Base, transaction
 from core.models import utcnow
 from sync.models import RunStatus, SyncRun
 
@@ -21,26 +23,38 @@ RUN_TASK = "synchub.sync.run"
 SEND_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
+def send_queued(
+    sessions: sessionmaker[Session],
+    celery: Celery,
+    model: type[Base],
+    row_id: uuid.UUID,
+    task: str,
+    queue: str,
+    countdown: float | None = None,
+    refused: Callable[[sessionmaker[Session], uuid.UUID], None] | None = None,
+) -> bool:
+    """The one way a queued row (a model with `id` and `enqueued_at`) reaches the workers: send its task
+    (`task(row id)`), then note when, so the tick does not send it again. If the broker refuses, `refused` marks
+    the row for the next tick, and the answer is False."""
+    try:
+        celery.send_task(
+            task, args=[str(row_id)], queue=queue, countdown=countdown, ignore_result=True, retry_policy=SEND_RETRY
+        )
+    except Exception:
+        log.exception("could not enqueue; the next tick will", extra={"row_id": str(row_id), "task": task})
+        if refused is not None:
+            refused(sessions, row_id)
+        return False
+    with transaction(sessions) as session:
+        session.execute(update(model).where(model.__table__.c.id == row_id).values(enqueued_at=utcnow()))
+    return True
+
+
 def hand_over(
     sessions: sessionmaker[Session], celery: Celery, run_id: uuid.UUID, countdown: float | None = None
 ) -> bool:
-    """Send a run's task; on success note when, so the tick does not send it again. False if Redis refused."""
-    try:
-        celery.send_task(
-            RUN_TASK,
-            args=[str(run_id)],
-            queue="sync",
-            countdown=countdown,
-            ignore_result=True,
-            retry_policy=SEND_RETRY,
-        )
-    except Exception:
-        log.exception("could not enqueue a sync run; the next tick will", extra={"run_id": str(run_id)})
-        leave_to_tick(sessions, run_id)
-        return False
-    with transaction(sessions) as session:
-        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(enqueued_at=utcnow()))
-    return True
+    """Send a run's task; False if Redis refused (the run is then left to the next tick)."""
+    return send_queued(sessions, celery, SyncRun, run_id, RUN_TASK, "sync", countdown, refused=leave_to_tick)
 
 
 def leave_to_tick(sessions: sessionmaker[Session], run_id: uuid.UUID) -> None:
