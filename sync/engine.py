@@ -32,6 +32,7 @@ from sync.checkpoints import Position
 from sync.models import RunStatus, SyncRun
 from sync.prefetch import Prefetch
 from sync.throttle import Throttle
+from token_vault.credentials import ConnectionCredentials
 from token_vault.fresh import FreshTokens, Inactive, NoCredential, reconnect_reason
 from token_vault.sealing import KeyRing
 
@@ -48,21 +49,6 @@ class Outcome:
     action: Literal["done", "continue", "retry", "waiting", "skipped"]
     countdown: float = 0.0
     follow_up: uuid.UUID | None = None
-
-
-@dataclass(frozen=True)
-class ConnectionTokens:
-    """The TokenSource a stream sees: the vault's fresh tokens for one connection. Read before every call (about
-    3 ms), so a fetch the prefetch thread starts after a pause or disconnect makes no provider call."""
-
-    fresh: FreshTokens
-    connection_id: uuid.UUID
-
-    def access_token(self) -> str:
-        return self.fresh.get(self.connection_id)
-
-    def rejected(self, token: str) -> str:
-        return self.fresh.rejected(self.connection_id, token)
 
 
 @dataclass(frozen=True)
@@ -178,7 +164,7 @@ class SyncEngine:
         stream = capability.stream(
             StreamContext(
                 connection_id=str(connection.id),
-                tokens=ConnectionTokens(self.fresh, connection.id),
+                credentials=ConnectionCredentials(self.fresh, connection.id),
                 base_url=self._base_url(connection),
                 settings=self._stream_settings(connection, capability),
                 attempt=guard.Guard(self.throttle, app_bucket, own_bucket).attempt,

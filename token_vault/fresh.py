@@ -133,22 +133,16 @@ class FreshTokens:
                     raise RefreshBusy(f"no refresh of connection {connection_id} within {self.lock_ttl * 2:.0f}s")
                 time.sleep(random.uniform(0.02, 0.06))
             connection, access, _ = self._read(connection_id, refresh=False)
-            self._check_usable(connection)
+            ensure_usable(connection)
             token = self._usable(access, rejected)
             if token is not None and not force:
                 return token
-
-    def _check_usable(self, connection: Connection) -> None:
-        if connection.status == ConnectionStatus.NEEDS_REAUTH.value:
-            raise AuthRevoked(connection.status_reason or "the connection needs to be reconnected")
-        if connection.status != ConnectionStatus.ACTIVE.value:
-            raise Inactive(f"the connection is {connection.status.replace('_', ' ')}")
 
     def _refresh_locked(
         self, connection_id: uuid.UUID, rejected: str | None, margin: timedelta | None, force: bool
     ) -> str | None:
         connection, access, refresh = self._read(connection_id)
-        self._check_usable(connection)
+        ensure_usable(connection)
         token = self._usable(access, rejected, margin)
         if token is not None:
             return None if force else token
@@ -196,6 +190,14 @@ class FreshTokens:
             connection.refreshed_at, connection.refresh_failures, connection.refresh_retry_at = utcnow(), 0, None
             audit(session, connection, "system", "token.refreshed", refresh_token_rotated=rotated)
         return True
+
+
+def ensure_usable(connection: Connection) -> None:
+    """Raise unless the connection may call its provider: AuthRevoked if it needs reconnecting, else Inactive."""
+    if connection.status == ConnectionStatus.NEEDS_REAUTH.value:
+        raise AuthRevoked(connection.status_reason or "the connection needs to be reconnected")
+    if connection.status != ConnectionStatus.ACTIVE.value:
+        raise Inactive(f"the connection is {connection.status.replace('_', ' ')}")
 
 
 def reconnect_reason(reason: str) -> str:
