@@ -33,7 +33,7 @@ from sync.models import RunStatus, SyncRun
 from sync.prefetch import Prefetch
 from sync.throttle import Throttle
 from token_vault.credentials import ConnectionCredentials
-from token_vault.fresh import FreshTokens, Inactive, NoCredential, reconnect_reason
+from token_vault.fresh import FreshTokens, Inactive, reconnect_reason
 from token_vault.sealing import KeyRing
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class SyncEngine:
                 return self._later(run_id, str(exc), exc.retry_after, calls, throttled=True)
             except Retryable as exc:
                 return self._later(run_id, str(exc), None, calls)
-            except (AuthRevoked, NoCredential) as exc:
+            except AuthRevoked as exc:
                 return self._needs_reauth(run_id, connection.id, str(exc), calls)
             except Inactive as exc:
                 return self._cancel(run_id, f"stopped: {exc}", calls)
