@@ -55,9 +55,8 @@ class OAuthProviderConfig:
     scope_aliases: Mapping[str, str] = field(default_factory=dict)
     account_from_userinfo: Callable[[Mapping[str, Any]], Account] = lambda info: Account(str(info["sub"]), None)
     issues_refresh_tokens: bool = True
-    """False where the provider grants no refresh token (Meta's long-lived user tokens): such a grant is kept and
-    used until its access token expires, then the connection needs reconnecting. True: a grant without one is
-    refused."""
+    """False where the provider grants no refresh token (long-lived user tokens): such a grant is kept and used
+    until its access token expires, then the connection needs reconnecting. True: a grant without one is refused."""
 
     def expand_scope(self, scope: str) -> str:
         return self.scope_aliases.get(scope, scope)

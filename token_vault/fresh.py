@@ -165,7 +165,7 @@ class FreshTokens:
     def _unrenewable(
         self, connection_id: uuid.UUID, access: Secret | None, rejected: str | None, force: bool
     ) -> str | None:
-        """A grant without a refresh token (some providers issue none, as Meta's long-lived tokens): its access
+        """A grant without a refresh token (some providers issue none, only long-lived access tokens): its access
         token serves until it expires or the provider refuses it, then the user has to connect again. No refresh
         is attempted: without a refresh token none can work."""
         if access is not None and access.value != rejected and not _expired(access):
