@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from connectors.base import StreamContext  # noqa: E402
 from connectors.google_contacts.stream import PERSON_FIELDS, GoogleContactsStream  # noqa: E402
 from core.db import make_engine, session_factory, transaction  # noqa: E402
+from core.errors import SecretMissing  # noqa: E402
 from core.models import Connection, utcnow  # noqa: E402
 from core.settings import load_settings, normalise_database_url  # noqa: E402
 from crm.contacts import _content, addresses, encode_json  # noqa: E402
@@ -61,7 +62,7 @@ REDIS_DB = int(os.environ.get("SYNCHUB_TEST_REDIS_DB", "14"))
 
 
 @dataclass(frozen=True)
-class StaticTokens:
+class StaticCredentials:
     token: str
 
     def access_token(self) -> str:
@@ -69,6 +70,12 @@ class StaticTokens:
 
     def rejected(self, token: str) -> str:
         raise RuntimeError("the sandbox refused a fresh token")
+
+    def secret(self, name: str) -> str:
+        raise SecretMissing(name)
+
+    def keep(self, name: str, value: str) -> None:
+        raise RuntimeError("the benchmark keeps no secrets")
 
 
 def database() -> AbstractContextManager[str]:
@@ -126,7 +133,7 @@ def plain_httpx(sandbox: str, token: str, minimal: bool = False) -> tuple[float,
 def connector_read(sandbox: str, token: str, keep: bool = False) -> tuple[float, int, list[list[dict[str, Any]]]]:
     """(b): the connector's read path. Timed runs keep nothing, as a sync keeps nothing past its page (holding
     100k records would time the garbage collector walking them); `keep` collects the pages for the floor."""
-    context = StreamContext("bench", StaticTokens(token), sandbox, {"page_size": PAGE})
+    context = StreamContext("bench", StaticCredentials(token), sandbox, {"page_size": PAGE})
     started, items, records = time.perf_counter(), 0, []
     for page in GoogleContactsStream(context).read(None):
         items += len(page.records)

@@ -36,13 +36,29 @@ class Stream(Protocol):
         ...
 
 
-class TokenSource(Protocol):
+class Credentials(Protocol):
+    """A connection's credentials as a stream sees them, read from the vault at each call.
+
+    OAuth access tokens are refreshed under the connection's lock; named secrets (an app password, a Page token
+    `page:<id>`) are sealed beside them and never refreshed. A credential that is gone or can no longer be renewed
+    raises AuthRevoked: the connection needs the user to connect again.
+    """
+
     def access_token(self) -> str:
-        """A token valid for at least a few more minutes."""
+        """An OAuth access token valid for at least a few more minutes (or until its own expiry, when it cannot
+        be renewed)."""
         ...
 
     def rejected(self, token: str) -> str:
         """The provider refused `token` (401): refresh once and return the new one, or raise AuthRevoked."""
+        ...
+
+    def secret(self, name: str) -> str:
+        """The named secret; raises SecretMissing (an AuthRevoked) when the connection holds none by that name."""
+        ...
+
+    def keep(self, name: str, value: str) -> None:
+        """Seal `value` as the named secret, replacing the one stored before."""
         ...
 
 
@@ -81,7 +97,7 @@ class StreamContext:
     """
 
     connection_id: str
-    tokens: TokenSource
+    credentials: Credentials
     base_url: str | None
     settings: ConnectorSettings = field(default_factory=ConnectorSettings)
     attempt: Callable[[Callable[[], Any]], Any] = _once

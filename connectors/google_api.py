@@ -18,7 +18,7 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest
 from googleapiclient.model import JsonModel
 
-from connectors.base import TokenSource
+from connectors.base import Credentials
 from core.errors import ConnectorError, PayloadRejected, Retryable
 
 T = TypeVar("T")
@@ -94,14 +94,14 @@ def decoded(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
 
 def execute(
     make_request: Callable[[], HttpRequest],
-    tokens: TokenSource,
+    credentials: Credentials,
     classify: Classifier,
     decoder: msgspec.json.Decoder[T],
     sent: Callable[[], None],
 ) -> T:
     """Run a request with a fresh bearer token; a 401 refreshes once and retries, a second is classified. `sent`
     is told of each request as it leaves, the retry too."""
-    token = tokens.access_token()
+    token = credentials.access_token()
     for attempt in (1, 2):
         request = make_request()
         request.headers["authorization"] = f"Bearer {token}"
@@ -110,7 +110,7 @@ def execute(
             body: bytes = request.execute(num_retries=0)
         except HttpError as exc:
             if exc.resp.status == 401 and attempt == 1:
-                token = tokens.rejected(token)
+                token = credentials.rejected(token)
                 continue
             raise classify(exc.resp.status, error_body(exc), dict(exc.resp)) from exc
         except (TimeoutError, ConnectionError, httplib2.HttpLib2Error, OSError) as exc:

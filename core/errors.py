@@ -4,6 +4,7 @@ ConnectorError
 ├── Retryable            transient (timeout, connection reset, 5xx): retry with back-off
 │   └── RateLimited      the provider throttled us: pause the shared bucket for `retry_after` seconds
 ├── AuthRevoked          the grant is gone (invalid_grant, 401 after a refresh): connection needs reauth
+│   └── SecretMissing    a named secret the stream needs was never stored (or was erased): reauth as well
 ├── ScopeMissing         the token lacks `scopes`: the capability shows "grant access", no retry
 ├── CursorExpired        the incremental cursor is no longer valid: run a full pass
 ├── PayloadRejected      the provider's data cannot be used: quarantine, never retry
@@ -36,6 +37,14 @@ class RateLimited(Retryable):
 
 class AuthRevoked(ConnectorError):
     pass
+
+
+class SecretMissing(AuthRevoked):
+    """The connection holds no secret called `name`; a connector that can derive it again may catch this."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the connection has no stored {name!r}")
+        self.name = name
 
 
 class ScopeMissing(ConnectorError):

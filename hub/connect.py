@@ -170,8 +170,9 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
             )
         )
         action = "connection.reconnected"
+        offline = bool(tokens.refresh_token) or not PROVIDERS[pending.provider].issues_refresh_tokens
         if connection is None:
-            if not tokens.refresh_token:
+            if not offline:
                 raise ConnectRefused("the provider did not grant offline access (no refresh token); try again")
             connection = Connection(
                 workspace_id=pending.workspace_id,
@@ -184,7 +185,7 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
             session.add(connection)
             session.flush()
             action = "connection.created"
-        if not tokens.refresh_token and vault.read(session, connection, REFRESH) is None:
+        if not offline and vault.read(session, connection, REFRESH) is None:
             raise ConnectRefused("the provider did not grant offline access (no refresh token); try again")
         connection.account_email = grant.account.email
         connection.granted_scopes = sorted(tokens.scopes if tokens.scopes is not None else pending.scopes)

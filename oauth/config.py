@@ -71,6 +71,9 @@ class OAuthProviderConfig:
     scope_aliases: Mapping[str, str] = field(default_factory=dict)
     account_from_userinfo: Callable[[Mapping[str, Any]], Account] = lambda info: Account(str(info["sub"]), None)
     client_settings: type[OAuthClientSettings] = OAuthClientSettings
+    issues_refresh_tokens: bool = True
+    """False where the provider grants no refresh token (long-lived user tokens): such a grant is kept and used
+    until its access token expires, then the connection needs reconnecting. True: a grant without one is refused."""
 
     def expand_scope(self, scope: str) -> str:
         return self.scope_aliases.get(scope, scope)

@@ -34,7 +34,8 @@ from sync.checkpoints import Position
 from sync.models import ACTIVE_STATUSES, RunStatus, SyncRun
 from sync.prefetch import Prefetch
 from sync.throttle import Throttle
-from token_vault.fresh import FreshTokens, Inactive, NoCredential, reconnect_reason
+from token_vault.credentials import ConnectionCredentials
+from token_vault.fresh import FreshTokens, Inactive, reconnect_reason
 from token_vault.sealing import KeyRing
 
 log = logging.getLogger(__name__)
@@ -50,21 +51,6 @@ class Outcome:
     action: Literal["done", "continue", "retry", "waiting", "skipped"]
     countdown: float = 0.0
     follow_up: uuid.UUID | None = None
-
-
-@dataclass(frozen=True)
-class ConnectionTokens:
-    """The TokenSource a stream sees: the vault's fresh tokens for one connection. Read before every call (about
-    3 ms), so a fetch the prefetch thread starts after a pause or disconnect makes no provider call."""
-
-    fresh: FreshTokens
-    connection_id: uuid.UUID
-
-    def access_token(self) -> str:
-        return self.fresh.get(self.connection_id)
-
-    def rejected(self, token: str) -> str:
-        return self.fresh.rejected(self.connection_id, token)
 
 
 @dataclass(frozen=True)
@@ -178,7 +164,7 @@ class SyncEngine:
         stream = capability.stream(
             StreamContext(
                 connection_id=str(connection.id),
-                tokens=ConnectionTokens(self.fresh, connection.id),
+                credentials=ConnectionCredentials(self.fresh, connection.id),
                 base_url=self._base_url(connection),
                 settings=settings_of(self.settings, spec),
                 attempt=guard.Guard(self.throttle, app_bucket, own_bucket).attempt,
@@ -212,7 +198,7 @@ class SyncEngine:
                 return self._later(run_id, str(exc), exc.retry_after, calls, throttled=True)
             except Retryable as exc:
                 return self._later(run_id, str(exc), None, calls)
-            except (AuthRevoked, NoCredential) as exc:
+            except AuthRevoked as exc:
                 return self._needs_reauth(run_id, connection.id, str(exc), calls)
             except Inactive as exc:
                 return self._cancel(run_id, f"stopped: {exc}", calls)

@@ -28,8 +28,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from connectors import registry
-from connectors.base import Capability, ConnectorSettings, ConnectorSpec, Cursor, Page, StreamContext, TokenSource
-from core.errors import AuthRevoked, ConnectorError, CursorExpired
+from connectors.base import Capability, ConnectorSettings, ConnectorSpec, Credentials, Cursor, Page, StreamContext
+from core.errors import AuthRevoked, ConnectorError, CursorExpired, SecretMissing
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS, ConfigError, Settings
 from crm.kinds import kinds
 from oauth.client import OAuthClient
@@ -54,14 +54,15 @@ class Answer:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-class GrantTokens:
-    """Tokens from a real consent, renewed through the OAuth engine when the provider refuses one.
+class GrantCredentials:
+    """Tokens from a real consent, renewed through the OAuth engine when the provider refuses one, and the named
+    secrets the provider's sandbox handed over with them.
 
     The vault does this in the hub; the contract is about the connector, so it needs no database.
     """
 
-    def __init__(self, client: OAuthClient, tokens: TokenSet) -> None:
-        self.client, self.tokens = client, tokens
+    def __init__(self, client: OAuthClient, tokens: TokenSet, secrets: Mapping[str, str] | None = None) -> None:
+        self.client, self.tokens, self.secrets = client, tokens, dict(secrets or {})
 
     def access_token(self) -> str:
         return self.tokens.access_token
@@ -74,13 +75,21 @@ class GrantTokens:
         self.tokens = replace(renewed, refresh_token=renewed.refresh_token or kept)
         return self.tokens.access_token
 
+    def secret(self, name: str) -> str:
+        if name not in self.secrets:
+            raise SecretMissing(name)
+        return self.secrets[name]
+
+    def keep(self, name: str, value: str) -> None:
+        self.secrets[name] = value
+
 
 @dataclass(frozen=True)
 class Grant:
     """What the provider granted an account: the scopes it says it granted, and tokens to call it with."""
 
     scopes: frozenset[str]
-    tokens: TokenSource
+    credentials: Credentials
 
 
 class ProviderSandbox(Protocol):
@@ -203,7 +212,7 @@ class ConnectorContract:
 
     def context(self, account: str, grant: Grant, url: str) -> StreamContext:
         section = connector_settings(self.spec, self.settings(self.settings_env))
-        return StreamContext(connection_id=account, tokens=grant.tokens, base_url=url, settings=section)
+        return StreamContext(connection_id=account, credentials=grant.credentials, base_url=url, settings=section)
 
     def granted(self, provider: ProviderSandbox, account: str, capability: Capability) -> Grant:
         """What the hub's connect step asks for: the provider's sign-in scopes and the capability's."""

@@ -24,8 +24,9 @@ ACCESS, REFRESH = "access_token", "refresh_token"
 LOCK_PREFIX = "synchub:vault:refresh:"
 
 
-class NoCredential(Exception):
-    """The connection has no stored refresh credential: the user has to connect again."""
+class NoCredential(AuthRevoked):
+    """The connection's access token expired (or was refused) and it has no refresh token to renew it with, as
+    where the provider issues none: the user has to connect again."""
 
 
 class Inactive(Exception):
@@ -83,8 +84,11 @@ class FreshTokens:
         return self._refresh(connection_id, rejected=None, margin=ahead, force=True) is not None
 
     def _fresh(self, access: Secret | None, margin: timedelta | None = None) -> bool:
+        """Valid for `margin` more; a credential without an expiry is never stale."""
+        if access is None:
+            return False
         wanted = utcnow() + (self.margin if margin is None else margin)
-        return access is not None and access.expires_at is not None and access.expires_at > wanted
+        return access.expires_at is None or access.expires_at > wanted
 
     def _read(self, connection_id: uuid.UUID, refresh: bool = True) -> tuple[Connection, Secret | None, Secret | None]:
         """The connection and its access token; the refresh token too unless `refresh` is False (every provider
@@ -133,60 +137,71 @@ class FreshTokens:
                     raise RefreshBusy(f"no refresh of connection {connection_id} within {self.lock_ttl * 2:.0f}s")
                 time.sleep(random.uniform(0.02, 0.06))
             connection, access, _ = self._read(connection_id, refresh=False)
-            self._check_usable(connection)
+            ensure_usable(connection)
             token = self._usable(access, rejected)
             if token is not None and not force:
                 return token
-
-    def _check_usable(self, connection: Connection) -> None:
-        if connection.status == ConnectionStatus.NEEDS_REAUTH.value:
-            raise AuthRevoked(connection.status_reason or "the connection needs to be reconnected")
-        if connection.status != ConnectionStatus.ACTIVE.value:
-            raise Inactive(f"the connection is {connection.status.replace('_', ' ')}")
 
     def _refresh_locked(
         self, connection_id: uuid.UUID, rejected: str | None, margin: timedelta | None, force: bool
     ) -> str | None:
         connection, access, refresh = self._read(connection_id)
-        self._check_usable(connection)
+        ensure_usable(connection)
         token = self._usable(access, rejected, margin)
         if token is not None:
             return None if force else token
         if refresh is None:
-            raise NoCredential(f"connection {connection_id} has no refresh token")
+            return self._unrenewable(connection_id, access, rejected, force)
         try:
             new = self.refresher(connection, refresh.value)
         except AuthRevoked as exc:
-            self._revoked(connection_id, str(exc), refresh.value)
+            self._revoked(connection_id, str(exc), REFRESH, refresh.value)
             raise
         if not self._store(connection_id, new, refresh.value):
             raise Inactive("the connection changed while its token was being refreshed")
         log.info("token refreshed", extra={"connection_id": str(connection_id)})
         return new.access_token
 
-    def _current(self, session: Session, connection_id: uuid.UUID, used_refresh: str) -> Connection | None:
-        """The connection, locked, if it is still active on the grant this refresh used; a reconnect or a
-        disconnect meanwhile (a new grant, or none) makes this refresh's outcome stale, and it is dropped."""
+    def _unrenewable(
+        self, connection_id: uuid.UUID, access: Secret | None, rejected: str | None, force: bool
+    ) -> str | None:
+        """A grant without a refresh token (some providers issue none, only long-lived access tokens): its access
+        token serves until it expires or the provider refuses it, then the user has to connect again. No refresh
+        is attempted: without a refresh token none can work."""
+        if access is not None and access.value != rejected and not _expired(access):
+            return None if force else access.value
+        if access is not None and access.value == rejected:
+            reason, cause = "the provider no longer accepts this connection's access", "access_refused"
+        else:
+            reason, cause = "access to this account has expired and cannot be renewed without you", "access_expired"
+        self._revoked(connection_id, reason, ACCESS, access.value if access else None, cause)
+        raise NoCredential(reason)
+
+    def _current(self, session: Session, connection_id: uuid.UUID, kind: str, used: str | None) -> Connection | None:
+        """The connection, locked, if it is still active on the credential (of `kind`) this caller used; a
+        reconnect or a disconnect meanwhile (a new grant, or none) makes the caller's outcome stale: it is dropped."""
         connection = session.get(Connection, connection_id, with_for_update=True, populate_existing=True)
         if connection is None or connection.status != ConnectionStatus.ACTIVE.value:
             return None
-        stored = self.vault.read(session, connection, REFRESH)
-        return connection if stored is not None and stored.value == used_refresh else None
+        stored = self.vault.read(session, connection, kind)
+        return connection if (stored.value if stored is not None else None) == used else None
 
-    def _revoked(self, connection_id: uuid.UUID, reason: str, used_refresh: str) -> None:
-        """The provider refused the grant: stop every call for this connection until the user reconnects."""
+    def _revoked(
+        self, connection_id: uuid.UUID, reason: str, kind: str, used: str | None, cause: str = "refresh_refused"
+    ) -> None:
+        """The grant is gone: stop every call for this connection until the user reconnects."""
         with transaction(self.sessions) as session:
-            connection = self._current(session, connection_id, used_refresh)
+            connection = self._current(session, connection_id, kind, used)
             if connection is not None:
                 connection.move_to(ConnectionStatus.NEEDS_REAUTH, reconnect_reason(reason))
-                audit(session, connection, "system", "connection.needs_reauth", cause="refresh_refused")
+                audit(session, connection, "system", "connection.needs_reauth", cause=cause)
 
     def _store(self, connection_id: uuid.UUID, new: Refreshed, old_refresh: str) -> bool:
         """Keep the new access token; the refresh token only when the provider rotated it (Authlib echoes the
         old one back when the provider sends none)."""
         rotated = bool(new.refresh_token) and new.refresh_token != old_refresh
         with transaction(self.sessions) as session:
-            connection = self._current(session, connection_id, old_refresh)
+            connection = self._current(session, connection_id, REFRESH, old_refresh)
             if connection is None:
                 log.info("refresh outcome dropped: the connection changed", extra={"connection_id": str(connection_id)})
                 return False
@@ -196,6 +211,18 @@ class FreshTokens:
             connection.refreshed_at, connection.refresh_failures, connection.refresh_retry_at = utcnow(), 0, None
             audit(session, connection, "system", "token.refreshed", refresh_token_rotated=rotated)
         return True
+
+
+def ensure_usable(connection: Connection) -> None:
+    """Raise unless the connection may call its provider: AuthRevoked if it needs reconnecting, else Inactive."""
+    if connection.status == ConnectionStatus.NEEDS_REAUTH.value:
+        raise AuthRevoked(connection.status_reason or "the connection needs to be reconnected")
+    if connection.status != ConnectionStatus.ACTIVE.value:
+        raise Inactive(f"the connection is {connection.status.replace('_', ' ')}")
+
+
+def _expired(access: Secret) -> bool:
+    return access.expires_at is not None and access.expires_at <= utcnow()
 
 
 def reconnect_reason(reason: str) -> str:

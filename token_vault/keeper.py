@@ -5,6 +5,9 @@ Beat calls `renew_due()` every `refresh_tick_seconds`. A connection is due when 
 tokens that go unused). A failed refresh is counted on the connection and waits a doubling cool-down; it never
 changes the connection's status. Only a refused grant does (`needs_reauth`, set by `FreshTokens`). After a few
 failures in a row at one provider, the rest of that provider's connections wait for the next tick.
+
+A grant without a refresh token (the provider issues none) is never refreshed: once its access token has expired it
+is marked for reconnecting, with no call to the provider. A credential without an expiry is never due.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
 from core.errors import AuthRevoked
-from core.models import Connection, ConnectionStatus, audit, utcnow
+from core.models import Connection, ConnectionStatus, utcnow
 from core.settings import VaultSettings
-from token_vault.fresh import ACCESS, REFRESH, FreshTokens, Inactive, NoCredential, reconnect_reason
+from token_vault.fresh import ACCESS, REFRESH, FreshTokens, Inactive
 from token_vault.models import SealedCredential
 
 log = logging.getLogger(__name__)
@@ -59,7 +62,8 @@ class Due:
 
 
 def due_connections(session: Session, settings: VaultSettings) -> list[Due]:
-    """Active connections with a refresh token whose access token expires soon or that sat idle too long."""
+    """Active connections with a refresh token whose access token is missing, expires soon or sat idle too long;
+    and those without one whose access token has expired."""
     now = utcnow()
     idle_since = now - timedelta(hours=settings.touch_idle_hours)
     access = select(SealedCredential.connection_id, SealedCredential.expires_at).where(SealedCredential.kind == ACCESS)
@@ -67,19 +71,29 @@ def due_connections(session: Session, settings: VaultSettings) -> list[Due]:
     has_refresh = select(SealedCredential.id).where(
         SealedCredential.connection_id == Connection.id, SealedCredential.kind == REFRESH
     )
+    expires = access_sq.c.expires_at
+    renewable = and_(
+        has_refresh.exists(),
+        or_(
+            access_sq.c.connection_id.is_(None),
+            and_(
+                expires.is_not(None),
+                or_(
+                    expires <= now + timedelta(seconds=settings.refresh_ahead_seconds),
+                    Connection.refreshed_at.is_(None),
+                    Connection.refreshed_at <= idle_since,
+                ),
+            ),
+        ),
+    )
+    lapsed = and_(~has_refresh.exists(), expires <= now)
     rows = session.execute(
         select(Connection.id, Connection.auth_provider, Connection.refreshed_at)
         .outerjoin(access_sq, access_sq.c.connection_id == Connection.id)
         .where(
             Connection.status == ConnectionStatus.ACTIVE.value,
-            has_refresh.exists(),
             or_(Connection.refresh_retry_at.is_(None), Connection.refresh_retry_at <= now),
-            or_(
-                access_sq.c.expires_at.is_(None),
-                access_sq.c.expires_at <= now + timedelta(seconds=settings.refresh_ahead_seconds),
-                Connection.refreshed_at.is_(None),
-                Connection.refreshed_at <= idle_since,
-            ),
+            or_(renewable, lapsed),
         )
         .order_by(Connection.refresh_retry_at.nulls_first(), Connection.id)
     ).all()
@@ -108,15 +122,11 @@ def renew_due(
         )
         try:
             renewed = fresh.renew(connection_id, ahead)
-        except AuthRevoked:
+        except AuthRevoked:  # refused, or lapsed without a refresh token: FreshTokens marked it for reconnecting
             report.revoked += 1
             failures_in_a_row[provider] = 0
             continue
         except Inactive:  # paused or disconnected since it was picked: nothing to do
-            continue
-        except NoCredential as exc:
-            _needs_reauth(sessions, connection_id, str(exc))
-            report.revoked += 1
             continue
         except Exception as exc:
             _cool_down(sessions, connection_id, settings, exc)
@@ -155,11 +165,3 @@ def _cool_down(
             "background refresh failed; cooling down",
             extra={"connection_id": str(connection_id), "failures": connection.refresh_failures, "error": str(exc)},
         )
-
-
-def _needs_reauth(sessions: sessionmaker[Session], connection_id: uuid.UUID, reason: str) -> None:
-    with transaction(sessions) as session:
-        connection = session.get_one(Connection, connection_id)
-        if connection.status == ConnectionStatus.ACTIVE.value:
-            connection.move_to(ConnectionStatus.NEEDS_REAUTH, reconnect_reason(reason))
-            audit(session, connection, "system", "connection.needs_reauth", cause="no_refresh_token")

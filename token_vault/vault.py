@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.models import Connection
 from core.settings import VaultSettings
-from token_vault.models import SealedCredential
+from token_vault.models import KIND_LENGTH, SealedCredential
 from token_vault.sealing import Binding, KeyRing
 
 CHECKPOINTS = table(
@@ -22,6 +23,20 @@ CHECKPOINTS = table(
     column("sealed", LargeBinary()),
 )
 """sync/'s sealed checkpoints, named by the columns the vault reads and re-seals (token_vault never imports sync)."""
+
+
+SECRET_PREFIX = "secret:"  # noqa: S105 (a kind's prefix, not a password)
+SECRET_NAME = re.compile(rf"[\x21-\x7e]{{1,{KIND_LENGTH - len(SECRET_PREFIX)}}}")
+
+
+def secret_kind(name: str) -> str:
+    """The credentials row of a named secret (`password`, `page:<id>`): kind `secret:<name>`, which its
+    ciphertext is bound to like a token to its kind. Names are printable ASCII without spaces."""
+    if not SECRET_NAME.fullmatch(name):
+        raise ValueError(
+            f"a secret's name is 1 to {KIND_LENGTH - len(SECRET_PREFIX)} printable characters without spaces"
+        )
+    return SECRET_PREFIX + name
 
 
 class MissingKeys(Exception):

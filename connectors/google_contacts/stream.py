@@ -95,7 +95,7 @@ class GoogleContactsStream:
             lambda: well_formed(
                 google_api.execute(
                     lambda: self.connections.list(**params),
-                    self.context.tokens,
+                    self.context.credentials,
                     classify,
                     PAGE_DECODER,
                     self.context.sent,

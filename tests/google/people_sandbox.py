@@ -11,7 +11,7 @@ import httpx
 from oauth.client import OAuthClient, new_code_verifier
 from oauth.providers import PROVIDERS
 from sandbox.admin_client import SandboxAdmin
-from tests.contract import Grant, GrantTokens
+from tests.contract import Grant, GrantCredentials
 from tests.sandbox.browser import authorize
 
 REDIRECT_URI = "http://127.0.0.1:9/oauth/google/callback"
@@ -25,7 +25,7 @@ def consent(admin: SandboxAdmin, client: OAuthClient, account: str, scopes: Sequ
     assert back.status_code == 302, back.text
     tokens = client.exchange(back.headers["location"], state, verifier)
     assert tokens.scopes is not None, "Google always says which scopes it granted"
-    return Grant(tokens.scopes, GrantTokens(client, tokens))
+    return Grant(tokens.scopes, GrantCredentials(client, tokens))
 
 
 class PeopleSandbox:

@@ -6,14 +6,16 @@ Kept apart from the other token tests so no second hub's worker (another OAuth c
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
+from core.db import transaction
 from core.models import Connection, utcnow
 from tests.conftest import Beat, Worker, wait_for
 from tests.google.conftest import GoogleHub
@@ -24,8 +26,10 @@ from tests.google.test_token_pressure import (
     stored_access,
     token_calls,
 )
-from tests.google.test_tokens import expire_stored_access_token
+from tests.google.test_tokens import connect_long_lived, expire_stored_access_token
 from tests.sandbox.browser import authorize
+from token_vault.fresh import ACCESS
+from token_vault.vault import Vault, key_ring
 
 BEAT_SECONDS = 1
 
@@ -140,3 +144,63 @@ def test_background_refresh_renews_expiring_tokens_and_cools_down_on_an_outage(b
     token = stored_access(hub, connection_id)
     assert token != old and accepted(hub, token)
     assert hub.connection(browser, connection_id)["status"] == "active"
+
+
+def refreshed_at(hub: GoogleHub, connection_id: uuid.UUID) -> Any:
+    with hub.sessions() as session:
+        return session.get_one(Connection, connection_id).refreshed_at
+
+
+def keeper_ticked(hub: GoogleHub, browser: Any, ticks: int = 3) -> None:
+    """Wait until the background refresh has renewed a witness connection's expiring token, then a few ticks more."""
+    _account, witness = connected(hub, browser, contacts=1)
+    before = refreshed_at(hub, witness)
+    expire_stored_access_token(hub, witness)
+    wait_for(lambda: refreshed_at(hub, witness) > before, timeout=30, what="the keeper to renew the witness")
+    time.sleep(ticks * BEAT_SECONDS)
+
+
+def test_the_keeper_never_refreshes_a_credential_without_expiry(beat_hub: GoogleHub) -> None:
+    hub = beat_hub
+    browser = hub.browser(user="no-expiry")
+    account, connection_id = connected(hub, browser)
+    token = stored_access(hub, connection_id)
+    with transaction(hub.sessions) as session:
+        connection = session.get_one(Connection, connection_id)
+        Vault(key_ring(hub.settings.vault)).store(session, connection, ACCESS, token, None)
+        session.execute(update(Connection).where(Connection.id == connection_id).values(refreshed_at=None))
+    mark = hub.log_mark()
+    keeper_ticked(hub, browser)
+    assert hub.sync_now(browser, connection_id)["status"] == "succeeded"
+    assert token_calls(hub, mark, account) == [], "a token without an expiry is never stale"
+    assert stored_access(hub, connection_id) == token
+
+
+def test_the_keeper_marks_an_expired_grant_without_refresh_token_for_reconnecting_without_a_call(
+    beat_hub: GoogleHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = beat_hub
+    browser = hub.browser(user="long-lived-beat")
+    account, connection_id = connect_long_lived(hub, browser, monkeypatch)
+    assert hub.wait_run(browser, connection_id)["status"] == "succeeded"
+    mark = hub.log_mark()
+    keeper_ticked(hub, browser)
+    assert token_calls(hub, mark, account) == [], "60 days ahead: nothing to do"
+    assert hub.connection(browser, connection_id)["status"] == "active"
+
+    expire_stored_access_token(hub, connection_id)
+    view = wait_for(
+        lambda: (v := hub.connection(browser, connection_id))["status"] == "needs_reauth" and v,
+        timeout=30,
+        what="needs_reauth",
+    )
+    assert "expired" in view["status_reason"] and "Reconnect" in view["status_reason"]
+    with hub.sessions() as session:
+        causes = session.scalars(
+            text(
+                "select detail->>'cause' from audit_log where connection_id = :c and action = 'connection.needs_reauth'"
+            ),
+            {"c": connection_id},
+        ).all()
+    assert causes == ["access_expired"], "marked by the keeper, not by a sync run"
+    assert token_calls(hub, mark, account) == [] and hub.people_calls(account, mark) == []

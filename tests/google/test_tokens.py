@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import logging
 import subprocess
+import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
@@ -15,11 +17,13 @@ from sqlalchemy.engine import make_url
 
 from core.db import transaction
 from core.models import Connection, utcnow
+from oauth.providers import PROVIDERS
+from oauth.providers.google import GOOGLE
 from sync.checkpoints import load
 from tests.conftest import Worker
 from tests.google import truth
 from tests.google.conftest import GoogleHub, new_account
-from token_vault.fresh import ACCESS
+from token_vault.fresh import ACCESS, REFRESH
 from token_vault.vault import Vault, key_ring
 
 
@@ -137,8 +141,6 @@ def test_no_issued_secret_in_database_redis_logs_or_api(google_hub: GoogleHub, c
 
 
 def uuid_of(response: httpx.Response) -> object:
-    import uuid
-
     assert response.status_code == 303, response.text
     return uuid.UUID(response.headers["location"].split("connected=")[1])
 
@@ -204,3 +206,67 @@ def test_no_refresh_token_refuses_a_new_connection_and_never_blanks_a_stored_one
     assert kept is not None and kept.value == stored.value
     expire_stored_access_token(google_hub, connection_id)
     assert google_hub.sync_now(browser, connection_id)["status"] == "succeeded"
+
+
+LONG_LIVED = timedelta(days=60)
+
+
+def connect_long_lived(
+    hub: GoogleHub, browser: httpx.Client, monkeypatch: pytest.MonkeyPatch, contacts: int = 5
+) -> tuple[str, uuid.UUID]:
+    """Connect through a provider config, defined here, that says its grants carry no refresh token (as Meta's
+    long-lived user tokens); the sandbox answers the exchange with none and a 60-day access token."""
+    monkeypatch.setitem(PROVIDERS, "google", replace(GOOGLE, issues_refresh_tokens=False))
+    account = new_account(hub.admin, contacts=contacts)
+    before = hub.admin.google_settings()
+    hub.admin.google_settings(withhold_refresh_tokens=True, access_token_lifetime=LONG_LIVED.total_seconds())
+    try:
+        back = hub.consent(browser, account)
+        done = browser.get(back.headers["location"])
+    finally:
+        hub.admin.google_settings(
+            withhold_refresh_tokens=before["withhold_refresh_tokens"],
+            access_token_lifetime=before["access_token_lifetime"],
+        )
+    assert done.status_code == 303, done.text
+    connection_id = uuid.UUID(done.headers["location"].split("connected=")[1])
+    with hub.sessions() as session:
+        connection = session.get_one(Connection, connection_id)
+        vault = Vault(key_ring(hub.settings.vault))
+        access, refresh = vault.read(session, connection, ACCESS), vault.read(session, connection, REFRESH)
+    assert refresh is None and access is not None and access.expires_at is not None
+    assert access.expires_at > utcnow() + LONG_LIVED - timedelta(minutes=5)
+    return account, connection_id
+
+
+def token_endpoint_calls(hub: GoogleHub, mark: int) -> list[dict[str, object]]:
+    return [dict(e) for e in hub.admin.request_log(mark) if e["path"] == "/token"]
+
+
+@pytest.mark.parametrize("ending", ["expired", "refused"])
+def test_a_grant_without_refresh_token_serves_until_it_ends_then_needs_reconnecting_without_a_refresh(
+    google_hub: GoogleHub, monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    hub = google_hub
+    browser = hub.browser(user=f"long-lived-{ending}")
+    account, connection_id = connect_long_lived(hub, browser, monkeypatch, contacts=6)
+    assert hub.wait_run(browser, connection_id)["status"] == "succeeded"
+    hub.admin.add_contact(account, {"names": [{"givenName": "Rosalind", "familyName": "Franklin"}]})
+    mark = hub.log_mark()
+    run = hub.sync_now(browser, connection_id)
+    assert run["status"] == "succeeded" and run["counts"]["created"] == 1
+    assert len(hub.contacts(browser, connection_id)) == 7
+
+    if ending == "expired":
+        expire_stored_access_token(hub, connection_id)
+        hub.admin.expire_access_tokens(account=account, client_id=hub.client_id)
+    else:
+        hub.admin.revoke_grant(account, hub.client_id)
+    run = hub.sync_now(browser, connection_id)
+    assert run["status"] == "failed" and run["error"].startswith("reconnect needed"), run
+    view = hub.connection(browser, connection_id)
+    assert view["status"] == "needs_reauth" and "Reconnect" in view["status_reason"]
+    assert ("expired" in view["status_reason"]) == (ending == "expired"), view["status_reason"]
+    assert token_endpoint_calls(hub, mark) == [], "no refresh is tried without a refresh token"
+    statuses = [e["status"] for e in hub.people_calls(account, mark)]
+    assert statuses == ([200] if ending == "expired" else [200, 401]), "the expired token was never sent"

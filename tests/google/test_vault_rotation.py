@@ -34,10 +34,11 @@ from tests.test_settings import run_cli
 from token_vault.fresh import ACCESS, REFRESH, FreshTokens
 from token_vault.models import SealedCredential
 from token_vault.rotation import BATCH, RotationReport, rotate
-from token_vault.sealing import KeyRing
-from token_vault.vault import MissingKeys, Vault, check_key_ids
+from token_vault.sealing import KeyRing, SealError
+from token_vault.vault import MissingKeys, Vault, check_key_ids, secret_kind
 
 OLD, NEW = 1, 2
+PAGE_SECRET = secret_kind("page:" + "7" * 40)
 
 
 @pytest.fixture(scope="module")
@@ -114,39 +115,75 @@ class RotationThread(threading.Thread):
         return self.report
 
 
+@pytest.mark.parametrize("kind", [ACCESS, PAGE_SECRET], ids=["token", "named-secret"])
 @pytest.mark.parametrize("writer_key", [OLD, NEW], ids=["writer-on-old-key", "writer-on-new-key"])
 def test_a_credential_written_while_rotate_waits_on_it_keeps_the_newer_value(
-    db: tuple[Engine, sessionmaker[Session]], keys: dict[int, str], writer_key: int
+    db: tuple[Engine, sessionmaker[Session]], keys: dict[int, str], writer_key: int, kind: str
 ) -> None:
     engine, sessions = db
     connection = make_connection(sessions)
     with transaction(sessions) as session:
-        Vault(ring(keys, OLD, active=OLD)).store(session, connection, ACCESS, "ya29.older")
+        Vault(ring(keys, OLD, active=OLD)).store(session, connection, kind, "ya29.older")
 
     with sessions() as holder, holder.begin():
         holder.execute(
             select(SealedCredential)
-            .where(SealedCredential.connection_id == connection.id, SealedCredential.kind == ACCESS)
+            .where(SealedCredential.connection_id == connection.id, SealedCredential.kind == kind)
             .with_for_update()
         ).one()
         rotation = RotationThread(sessions, ring(keys, OLD, NEW))
         rotation.start()
         wait_for(lambda: waiting_on_lock(engine, "credentials"), what="rotate to wait on the locked credential")
         Vault(ring(keys, OLD, NEW, active=writer_key)).store(
-            holder, holder.get_one(Connection, connection.id), ACCESS, "ya29.newer"
+            holder, holder.get_one(Connection, connection.id), kind, "ya29.newer"
         )
     report = rotation.finish()
 
     with sessions() as session:
         stored = session.scalars(
             select(SealedCredential).where(
-                SealedCredential.connection_id == connection.id, SealedCredential.kind == ACCESS
+                SealedCredential.connection_id == connection.id, SealedCredential.kind == kind
             )
         ).one()
-        secret = Vault(ring(keys, NEW)).read(session, session.get_one(Connection, connection.id), ACCESS)
+        secret = Vault(ring(keys, NEW)).read(session, session.get_one(Connection, connection.id), kind)
     assert secret is not None and secret.value == "ya29.newer"
     assert stored.key_id == NEW
     assert report.retried == 1 and report.complete
+
+
+def test_vault_rotate_reseals_named_secrets_which_stay_bound_to_their_name(
+    hub_env: dict[str, str], db: tuple[Engine, sessionmaker[Session]], keys: dict[int, str]
+) -> None:
+    _, sessions = db
+    connection = make_connection(sessions)
+    sealed = {secret_kind("password"): "app-password-1", PAGE_SECRET: "page-token-1"}
+    with transaction(sessions) as session:
+        for kind, value in sealed.items():
+            Vault(ring(keys, OLD, active=OLD)).store(session, connection, kind, value)
+
+    rotated = run_cli(["vault", "rotate"], with_keys(hub_env, keys, OLD, NEW))
+    assert rotated.returncode == 0, rotated.stderr
+
+    new_only = Vault(ring(keys, NEW))
+    with sessions() as session:  # rolled back: the planted swap below must not outlive this test
+        stored = session.scalars(select(SealedCredential).where(SealedCredential.connection_id == connection.id))
+        assert {row.kind: (row.key_id, row.expires_at) for row in stored} == dict.fromkeys(sealed, (NEW, None))
+        mine = session.get_one(Connection, connection.id)
+        opened = {kind: new_only.read(session, mine, kind) for kind in sealed}
+        assert {kind: secret.value for kind, secret in opened.items() if secret} == sealed
+        session.execute(
+            update(SealedCredential)
+            .where(SealedCredential.connection_id == connection.id, SealedCredential.kind == PAGE_SECRET)
+            .values(
+                sealed=select(SealedCredential.sealed)
+                .where(
+                    SealedCredential.connection_id == connection.id, SealedCredential.kind == secret_kind("password")
+                )
+                .scalar_subquery()
+            )
+        )
+        with pytest.raises(SealError):
+            new_only.read(session, mine, PAGE_SECRET)
 
 
 @pytest.mark.parametrize("writer_key", [OLD, NEW], ids=["writer-on-old-key", "writer-on-new-key"])
