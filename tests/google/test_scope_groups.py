@@ -1,4 +1,4 @@
-"""Scope groups through the Google flow: a capability needs every group, any one scope within a group.
+"""Scope groups through the Google flow: a capability needs every group, and what is granted is what Google says.
 
 The two-group capability belongs to a connector installed the way a third party's is, through the
 `synchub.connectors` entry point group: "My contacts" and "Other contacts" together, each with its own scope.
@@ -108,3 +108,19 @@ def test_a_capability_missing_one_group_shows_grant_access_and_is_never_attempte
         assert hub.people_calls(account, after=mark) != []
     finally:
         worker.stop()
+
+
+def test_a_token_answer_without_scope_grants_nothing(google_hub: GoogleHub) -> None:
+    """Google always says what it granted; a provider that does not is never taken to have granted the request."""
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=3)
+    browser = google_hub.browser(user="unsaid")
+    mark = google_hub.log_mark()
+    admin.google_settings(omit_token_scope=True)
+    try:
+        connection_id = google_hub.connect(browser, account)
+    finally:
+        admin.google_settings(omit_token_scope=False)
+    view = google_hub.connection(browser, connection_id)
+    assert view["granted_scopes"] == []
+    assert view["capabilities"][0]["state"] == "grant_access" and view["capabilities"][0]["last_run"] is None
+    assert google_hub.people_calls(account, after=mark) == []
