@@ -10,8 +10,8 @@ from dataclasses import dataclass
 class Scopes:
     """Every group is needed, and any one scope within a group suffices.
 
-    Google's discovery documents list, per method, the scopes any one of which lets it run: one group per method a
-    capability calls. Meta's permissions are all needed together: one group per permission.
+    An API that lists, per method, the scopes any one of which lets it run gives one group per method a capability
+    calls; permissions that are all needed together give one group each.
     """
 
     groups: tuple[frozenset[str], ...]
@@ -50,7 +50,7 @@ def allows(granted: Iterable[str], required: Scopes) -> bool:
 
 def after_refusal(granted: Iterable[str], required: Scopes, named: frozenset[str]) -> list[str]:
     """What is still granted after the provider refused a call of a capability needing `required` for want of
-    access, naming the scopes it lacks in `named` (often none: Google's 403 names no scope).
+    access, naming the scopes it lacks in `named` (often none: many providers' 403 names no scope).
 
     Only the named scopes are taken away when that is enough to stop the capability, so other capabilities sharing
     the grant keep what they use. When none are named, or their loss would leave the capability allowed (its next

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 def revoke(client: OAuthClient, token: str) -> bool:
     """POST the token to the revocation endpoint with the client's credentials; True once the provider confirmed
-    it, or answered that the token is already dead (Google: 400 `invalid_token`)."""
+    it, or answered 400 `invalid_token`: the token is already dead."""
     with client.session() as session:
         response = session.revoke_token(client.config.revoke_url, token=token)
     if response.status_code == 200:
