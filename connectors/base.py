@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from core.scopes import Scopes
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS
 
 Cursor = Mapping[str, Any]
@@ -108,13 +109,14 @@ class StreamContext:
 class Capability:
     """A thing a connector syncs: its name on the connection, the scopes it needs and how to read it.
 
-    `required_scopes` are alternatives: any one of them granted lets the capability run.
+    `required` is what the grant must hold for the capability to run (every group, any one scope within a group);
+    `requested_scopes` is what the connect flow asks the provider for, one answer to each group at least.
     """
 
     name: str
     display_name: str
     record_kind: str
-    required_scopes: frozenset[str]
+    required: Scopes
     requested_scopes: tuple[str, ...]
     stream: Callable[[StreamContext], Stream]
     poll_interval: timedelta = timedelta(minutes=15)

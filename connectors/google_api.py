@@ -20,6 +20,7 @@ from googleapiclient.model import JsonModel
 
 from connectors.base import Credentials
 from core.errors import ConnectorError, PayloadRejected, Retryable
+from core.scopes import Scopes
 
 T = TypeVar("T")
 
@@ -35,12 +36,13 @@ def discovery(api: str, version: str) -> dict[str, Any]:
     return document
 
 
-def method_scopes(api: str, version: str, *path: str) -> frozenset[str]:
-    """The scopes a discovery document says a method accepts (any one of them suffices)."""
+def method_scopes(api: str, version: str, *path: str) -> Scopes:
+    """The scopes a discovery document says a method accepts: one group, any one of them suffices. A capability
+    that calls several methods needs each one's group (`&`)."""
     node: dict[str, Any] = discovery(api, version)
     for resource in path[:-1]:
         node = node["resources"][resource]
-    return frozenset(node["methods"][path[-1]]["scopes"])
+    return Scopes.any_of(node["methods"][path[-1]]["scopes"])
 
 
 class UndecodedJson(JsonModel):  # type: ignore[misc]

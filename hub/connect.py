@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
@@ -10,10 +11,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from connectors.base import Capability
 from connectors.registry import capabilities_of
 from core.db import transaction
 from core.identity import Principal
 from core.models import Connection, ConnectionStatus, audit, utcnow
+from core.scopes import missing
 from hub.connections import request_syncs
 from hub.deps import CurrentUser, SettingsDep
 from hub.pages import render
@@ -52,6 +55,7 @@ def connect(
     if not available:
         return refused_page(ConnectRefused(f"{provider} is not a provider this hub connects to", 404))
     wanted = [c.strip() for c in capabilities.split(",") if c.strip()]
+    existing = None
     if reconnect:
         try:
             existing = reconnect_target(request, provider, user, reconnect)
@@ -71,8 +75,22 @@ def connect(
         provider, user.workspace_id, user.user_id, tuple(wanted), tuple(scopes), verifier, reconnect or None
     )
     state = StateStore(request.app.state.redis).issue(pending)
-    url = client_for(settings, provider).authorization_url(scopes, state, verifier)
+    asked = [available[c][1] for c in wanted]
+    again = declined(existing, asked, config.expand_scope) if existing is not None else frozenset()
+    url = client_for(settings, provider).authorization_url(scopes, state, verifier, again)
     return RedirectResponse(url, status_code=303)
+
+
+def declined(connection: Connection, capabilities: list[Capability], expand: Callable[[str], str]) -> frozenset[str]:
+    """The scopes asked for again that answer a group the connection's grant lacks: the user declined them before
+    (or took them back), and some providers ask for such scopes again only when told to."""
+    return frozenset(
+        scope
+        for capability in capabilities
+        for group in missing(connection.granted_scopes, capability.required)
+        for scope in capability.requested_scopes
+        if expand(scope) in group
+    )
 
 
 def reconnect_target(request: Request, provider: str, user: Principal, connection_id: str) -> Connection:
@@ -188,7 +206,7 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
         if not offline and vault.read(session, connection, REFRESH) is None:
             raise ConnectRefused("the provider did not grant offline access (no refresh token); try again")
         connection.account_email = grant.account.email
-        connection.granted_scopes = sorted(tokens.scopes if tokens.scopes is not None else pending.scopes)
+        connection.granted_scopes = sorted(tokens.scopes)
         connection.capabilities = sorted({*connection.capabilities, *pending.capabilities})
         if connection.status != ConnectionStatus.PAUSED.value:  # a reconnect does not undo the user's pause
             connection.move_to(ConnectionStatus.ACTIVE)

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from connectors.registry import capabilities_of
 from core.models import Connection, ConnectionStatus
+from core.scopes import missing
 from core.settings import Settings
 from crm.kinds import counts as record_counts
 from crm.kinds import kind
-from oauth.scopes import covers
 from sync.models import RunStatus, Schedule, SyncRun
 from sync.schedule import interval_seconds
 
@@ -81,7 +81,8 @@ def connection_view(session: Session, settings: Settings, connection: Connection
     records = record_counts(session, connection.id, [capability.record_kind for _spec, capability in offered.values()])
     capabilities = []
     for name, (_spec, capability) in offered.items():
-        granted = name in connection.capabilities and covers(connection.granted_scopes, capability.required_scopes)
+        lacking = missing(connection.granted_scopes, capability.required)
+        granted = name in connection.capabilities and not lacking
         run = last_run(session, connection.id, name)
         state = capability_state(connection, granted, run)
         plan = session.get(Schedule, (connection.id, name))
@@ -91,6 +92,7 @@ def connection_view(session: Session, settings: Settings, connection: Connection
                 "display_name": capability.display_name,
                 "state": state,
                 "state_words": STATE_WORDS[state],
+                "missing_scopes": [sorted(group) for group in lacking],
                 "last_run": run_view(run),
                 "schedule": schedule_view(settings, connection, name, plan),
                 "records": {"kind": kind(capability.record_kind).segment},

@@ -1,4 +1,4 @@
-"""OAuth consent flows: provider configs as data, one-time state, granted-vs-required scopes."""
+"""OAuth consent flows: provider configs as data with compliance hooks, one-time state, the one OAuth engine."""
 
 import warnings
 

@@ -30,7 +30,11 @@ class OAuthClient:
     client_secret: str
     redirect_uri: str
 
-    def _session(self, **kwargs: Any) -> OAuth2Client:
+    def session(self, access_token: str | None = None, **kwargs: Any) -> OAuth2Client:
+        """An Authlib session with this client's credentials; given `access_token`, its requests carry it as a
+        Bearer token. Hooks make their calls to the provider with it."""
+        if access_token is not None:
+            kwargs["token"] = {"access_token": access_token, "token_type": "Bearer"}
         return OAuth2Client(
             client_id=self.client_id,
             client_secret=self.client_secret,
@@ -41,36 +45,44 @@ class OAuthClient:
             **kwargs,
         )
 
-    def authorization_url(self, scopes: Iterable[str], state: str, code_verifier: str) -> str:
-        with self._session(
+    def authorization_url(
+        self, scopes: Iterable[str], state: str, code_verifier: str, declined: frozenset[str] = frozenset()
+    ) -> str:
+        """Where the user consents to `scopes`; `declined` are those among them the user declined before, which
+        some providers ask again for only with particular parameters (the config's `reask_params`)."""
+        params = {**self.config.authorize_params, **(self.config.reask_params(declined) if declined else {})}
+        with self.session(
             scope=self.config.scope_separator.join(scopes), code_challenge_method="S256" if self.config.pkce else None
         ) as session:
             url, _ = session.create_authorization_url(
-                self.config.authorize_url, state=state, code_verifier=code_verifier, **self.config.authorize_params
+                self.config.authorize_url, state=state, code_verifier=code_verifier, **params
             )
         return str(url)
 
     def exchange(self, authorization_response: str, state: str, code_verifier: str) -> TokenSet:
-        """Trade the callback's code for tokens; Authlib checks the callback's state against ours."""
-        with self._session(state=state) as session:
-            try:
+        """Trade the callback's code for tokens, then run the provider's `after_exchange` and `granted_scopes` hooks
+        on the answer; Authlib checks the callback's state against ours."""
+        try:
+            with self.session(state=state) as session:
                 body = session.fetch_token(
                     self.config.token_url,
                     authorization_response=authorization_response,
                     state=state,
                     code_verifier=code_verifier,
                 )
-            except OAuthError as exc:
-                raise GrantRefused(f"{self.config.display_name} refused the sign-in ({exc.error})") from exc
-            except httpx.HTTPError as exc:
-                raise GrantRefused(f"{self.config.display_name} could not be reached ({type(exc).__name__})") from exc
-        return TokenSet.from_response(body, self.config.expand_scope)
+            body = self.config.after_exchange(self, body)
+            return TokenSet.from_response(body, self.config.granted_scopes(self, body))
+        except OAuthError as exc:
+            raise GrantRefused(f"{self.config.display_name} refused the sign-in ({exc.error})") from exc
+        except httpx.HTTPError as exc:
+            raise GrantRefused(f"{self.config.display_name} could not be reached ({type(exc).__name__})") from exc
 
     def refresh(self, refresh_token: str) -> TokenSet:
         """A new access token; `invalid_grant` means the user or provider revoked the grant."""
-        with self._session() as session:
+        with self.session() as session:
             try:
                 body = session.refresh_token(self.config.token_url, refresh_token=refresh_token)
+                scopes = self.config.granted_scopes(self, body)
             except OAuthError as exc:
                 if exc.error == "invalid_grant":
                     raise AuthRevoked(
@@ -89,15 +101,11 @@ class OAuthClient:
                 raise Retryable(
                     f"{self.config.display_name} token endpoint unreachable ({type(exc).__name__})"
                 ) from exc
-        return TokenSet.from_response(body, self.config.expand_scope)
+        return TokenSet.from_response(body, scopes)
 
     def revoke(self, token: str) -> bool:
-        """Revoke at the provider; True if it confirmed or the token was already dead."""
-        with self._session() as session:
-            response = session.revoke_token(self.config.revoke_url, token=token)
-        if response.status_code == 200:
-            return True
-        return response.status_code == 400 and "invalid_token" in response.text
+        """Revoke at the provider through its `revoke` hook; True if it confirmed or the token was already dead."""
+        return self.config.revoke(self, token)
 
     def account(self, access_token: str) -> Account:
         response = httpx.get(

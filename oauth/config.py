@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from core.models import utcnow
 from core.settings import http_url
+from oauth import rfc7009
+
+if TYPE_CHECKING:
+    from oauth.client import OAuthClient
+
+Token = Mapping[str, Any]
+"""A token endpoint's answer as Authlib parses it."""
 
 
 @dataclass(frozen=True)
@@ -24,20 +31,21 @@ class Account:
 
 @dataclass(frozen=True)
 class TokenSet:
+    """A token answer as the hub keeps it; `scopes` are those the provider says it granted, never those asked for."""
+
     access_token: str
     refresh_token: str | None
     expires_at: datetime | None
-    scopes: frozenset[str] | None
+    scopes: frozenset[str]
 
     @classmethod
-    def from_response(cls, body: Mapping[str, Any], expand: Callable[[str], str]) -> TokenSet:
+    def from_response(cls, body: Mapping[str, Any], scopes: frozenset[str]) -> TokenSet:
         expires_in = body.get("expires_in")
-        scope = body.get("scope")
         return cls(
             access_token=str(body["access_token"]),
             refresh_token=body.get("refresh_token") or None,
             expires_at=utcnow() + timedelta(seconds=int(expires_in)) if expires_in is not None else None,
-            scopes=frozenset(expand(s) for s in str(scope).split()) if scope is not None else None,
+            scopes=scopes,
         )
 
 
@@ -54,9 +62,36 @@ class OAuthClientSettings(BaseModel):
         return http_url(value) if value else value
 
 
+def unchanged(client: OAuthClient, token: Token) -> Token:
+    """The standard `after_exchange`: the code exchange's answer is the grant."""
+    return token
+
+
+def scopes_in_answer(client: OAuthClient, token: Token) -> frozenset[str]:
+    """The standard `granted_scopes`: the answer's space-separated `scope` (RFC 6749 5.1), short forms expanded.
+
+    An answer without `scope` grants nothing as far as the hub knows: a provider that leaves it out says what it
+    granted some other way, through its own hook.
+    """
+    return frozenset(client.config.expand_scope(scope) for scope in str(token.get("scope") or "").split())
+
+
+def nothing_more(declined: frozenset[str]) -> Mapping[str, str]:
+    """The standard `reask_params`: asking for a scope again needs no special parameter."""
+    return {}
+
+
 @dataclass(frozen=True)
 class OAuthProviderConfig:
-    """Everything the one OAuth engine needs to talk to a provider; quirks are hooks, not branches."""
+    """Everything the one OAuth engine needs to talk to a provider; quirks are hooks, not branches.
+
+    The hooks are Authlib-style compliance hooks, each defaulting to the standard behaviour:
+    - `after_exchange(client, token) -> token`: runs on the code exchange's answer (a long-lived token exchange);
+    - `granted_scopes(client, token) -> scopes`: what the provider granted, from the answer or by asking it;
+    - `revoke(client, token) -> bool`: revoke a stored token, True once the provider confirmed it (RFC 7009);
+    - `reask_params(declined) -> params`: authorize parameters that ask again for scopes the user declined.
+    `issues_refresh_tokens` is False for a provider whose grants never carry a refresh token.
+    """
 
     name: str
     display_name: str
@@ -71,9 +106,14 @@ class OAuthProviderConfig:
     scope_aliases: Mapping[str, str] = field(default_factory=dict)
     account_from_userinfo: Callable[[Mapping[str, Any]], Account] = lambda info: Account(str(info["sub"]), None)
     client_settings: type[OAuthClientSettings] = OAuthClientSettings
+    after_exchange: Callable[[OAuthClient, Token], Token] = unchanged
+    granted_scopes: Callable[[OAuthClient, Token], frozenset[str]] = scopes_in_answer
+    revoke: Callable[[OAuthClient, str], bool] = rfc7009.revoke
+    reask_params: Callable[[frozenset[str]], Mapping[str, str]] = nothing_more
     issues_refresh_tokens: bool = True
     """False where the provider grants no refresh token (long-lived user tokens): such a grant is kept and used
     until its access token expires, then the connection needs reconnecting. True: a grant without one is refused."""
+    base_url: str | None = None
 
     def expand_scope(self, scope: str) -> str:
         return self.scope_aliases.get(scope, scope)
@@ -82,17 +122,19 @@ class OAuthProviderConfig:
         """The same provider served from `base_url` (the sandbox), keeping every real path."""
         if not base_url:
             return self
-
-        def moved(url: str) -> str:
-            parts = urlsplit(url)
-            return base_url.rstrip("/") + parts.path
-
-        from dataclasses import replace
-
+        moved = replace(self, base_url=base_url)
         return replace(
-            self,
-            authorize_url=moved(self.authorize_url),
-            token_url=moved(self.token_url),
-            revoke_url=moved(self.revoke_url),
-            userinfo_url=moved(self.userinfo_url),
+            moved,
+            authorize_url=moved.url(self.authorize_url),
+            token_url=moved.url(self.token_url),
+            revoke_url=moved.url(self.revoke_url),
+            userinfo_url=moved.url(self.userinfo_url),
         )
+
+    def url(self, real: str) -> str:
+        """Where a provider URL is served: itself, or its path and query at `base_url` (the sandbox). Hooks that
+        call the provider beyond the four endpoints above reach it through this."""
+        if not self.base_url:
+            return real
+        parts = urlsplit(real)
+        return self.base_url.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")

@@ -24,11 +24,11 @@ from connectors.registry import capabilities_of, settings_of
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
 from core.models import Connection, ConnectionStatus, audit, utcnow
+from core.scopes import after_refusal, allows
 from core.settings import Settings
 from crm.kinds import kind
 from crm.sink import Owner, Sink
 from oauth.providers import client_settings
-from oauth.scopes import covers
 from sync import checkpoints, guard, retry, schedule
 from sync.checkpoints import Position
 from sync.models import ACTIVE_STATUSES, RunStatus, SyncRun
@@ -103,7 +103,7 @@ class SyncEngine:
             found = self.capability(connection, capability)
             if found is None or capability not in connection.capabilities:
                 return None
-            if not covers(connection.granted_scopes, found[1].required_scopes):
+            if not allows(connection.granted_scopes, found[1].required):
                 return None
             schedule.ensure(session, self.settings, connection, capability)
             for _ in range(3):
@@ -202,8 +202,8 @@ class SyncEngine:
                 return self._needs_reauth(run_id, connection.id, str(exc), calls)
             except Inactive as exc:
                 return self._cancel(run_id, f"stopped: {exc}", calls)
-            except ScopeMissing:
-                return self._scope_lost(run_id, connection.id, capability, calls)
+            except ScopeMissing as exc:
+                return self._scope_lost(run_id, connection.id, capability, exc.scopes, calls)
             except ConnectorError as exc:
                 return self._fail(run_id, str(exc), calls)
             except Exception as exc:
@@ -241,7 +241,7 @@ class SyncEngine:
             return f"the connection is {connection.status.replace('_', ' ')}"
         if found is None or found[1].name not in connection.capabilities:
             return "this capability is not enabled"
-        if not covers(connection.granted_scopes, found[1].required_scopes):
+        if not allows(connection.granted_scopes, found[1].required):
             return "access was not granted"
         return None
 
@@ -390,9 +390,16 @@ class SyncEngine:
         return self._fail(run_id, f"reconnect needed: {reason}", calls)
 
     def _scope_lost(
-        self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability, calls: guard.Calls
+        self,
+        run_id: uuid.UUID,
+        connection_id: uuid.UUID,
+        capability: Capability,
+        named: frozenset[str],
+        calls: guard.Calls,
     ) -> Outcome:
+        """The provider refused a call for want of access: record it as not granted, so the gate stops the
+        capability (it shows "grant access") until the user grants it again."""
         with transaction(self.sessions) as session:
             connection = session.get_one(Connection, connection_id)
-            connection.granted_scopes = [s for s in connection.granted_scopes if s not in capability.required_scopes]
+            connection.granted_scopes = after_refusal(connection.granted_scopes, capability.required, named)
         return self._fail(run_id, f"grant access: {capability.display_name.lower()} access was not granted", calls)

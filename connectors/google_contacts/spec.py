@@ -19,7 +19,7 @@ CONTACTS = Capability(
     name="contacts",
     display_name="Contacts",
     record_kind="contact",
-    required_scopes=method_scopes("people", "v1", "people", "connections", "list"),
+    required=method_scopes("people", "v1", "people", "connections", "list"),
     requested_scopes=("https://www.googleapis.com/auth/contacts.readonly",),
     stream=GoogleContactsStream,
     poll_interval=timedelta(minutes=15),

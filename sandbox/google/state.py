@@ -40,6 +40,11 @@ class GoogleSettings(BaseModel):
         description="Sandbox-only: answer code exchanges without a refresh token, as Google does on re-consent "
         "without prompt=consent, so clients can prove they never blank a stored one.",
     )
+    omit_token_scope: bool = Field(
+        default=False,
+        description="Sandbox-only: answer token requests without `scope`, as providers that lean on RFC 6749 5.1 "
+        "do, so clients can prove they never take what they asked for as granted.",
+    )
     force_scope_checkboxes: bool = Field(
         default=False, description="Sandbox-only: show a checkbox even when a single non-sign-in scope is requested."
     )

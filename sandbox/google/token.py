@@ -61,9 +61,10 @@ def token_body(
     body: dict[str, Any] = {
         "access_token": access.value,
         "expires_in": int(google.settings.access_token_lifetime),
-        "scope": " ".join(access.scopes),
         "token_type": "Bearer",
     }
+    if not google.settings.omit_token_scope:
+        body["scope"] = " ".join(access.scopes)
     if refresh is not None:
         body["refresh_token"] = refresh.value
         if refresh.expires_at is not None:
