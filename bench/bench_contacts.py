@@ -154,7 +154,7 @@ SELECT gen_random_uuid(), 'bench', %s, 'google', p.external_id, p.display_name, 
     p.emails, p.phones, p.organization, p.job_title, p.primary_email, now(), now()
 FROM json_to_recordset(%s::json) AS p(external_id text, display_name text, given_name text, family_name text,
     emails json, phones json, organization text, job_title text, primary_email text)
-ON CONFLICT (connection_id, external_id) DO UPDATE SET display_name = excluded.display_name,
+ON CONFLICT (connection_id, resource, external_id) DO UPDATE SET display_name = excluded.display_name,
     emails = excluded.emails, phones = excluded.phones, updated_at = excluded.updated_at
 """
 
@@ -170,7 +170,7 @@ WITH page AS (
   SELECT gen_random_uuid(), 'bench', %(connection)s, 'google', p.external_id, p.display_name, p.given_name,
       p.family_name, p.emails, p.phones, p.organization, p.job_title, p.primary_email, now(), now()
   FROM page p
-  ON CONFLICT (connection_id, external_id) DO UPDATE SET display_name = excluded.display_name,
+  ON CONFLICT (connection_id, resource, external_id) DO UPDATE SET display_name = excluded.display_name,
       emails = excluded.emails, phones = excluded.phones, updated_at = excluded.updated_at
   RETURNING id, external_id
 )
@@ -203,7 +203,7 @@ def write_floor_json(
 def write_floor(db_url: str, connection_id: uuid.UUID, pages: list[list[dict[str, Any]]]) -> float:
     """The same rows upserted with one INSERT ... ON CONFLICT per page through plain psycopg."""
     url = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    columns = [c.name for c in ContactRow.__table__.columns if c.name != "full_pass_id"]
+    columns = [c.name for c in ContactRow.__table__.columns if c.name not in ("full_pass_id", "resource")]
     sql = (
         f"INSERT INTO crm_contacts ({', '.join(columns)}) SELECT * FROM unnest("
         + ", ".join(
@@ -226,7 +226,7 @@ def write_floor(db_url: str, connection_id: uuid.UUID, pages: list[list[dict[str
                 "timestamptz",
             )
         )
-        + ") ON CONFLICT (connection_id, external_id) DO UPDATE SET display_name = excluded.display_name, "
+        + ") ON CONFLICT (connection_id, resource, external_id) DO UPDATE SET display_name = excluded.display_name, "
         "emails = excluded.emails, phones = excluded.phones, updated_at = excluded.updated_at"
     )
     started = time.perf_counter()
