@@ -27,6 +27,14 @@ from tests.sandbox.browser import authorize
 CONTACTS_SCOPE = "https://www.googleapis.com/auth/contacts.readonly"
 PAGE_SIZE = 50
 TERMINAL = {"succeeded", "failed", "cancelled"}
+KILLABLE = {
+    "SYNCHUB_CELERY__TASK_TIME_LIMIT": "6",
+    "SYNCHUB_CELERY__TASK_SOFT_TIME_LIMIT": "5",
+    "SYNCHUB_CELERY__SYNC_TIME_BUDGET": "3",
+    "SYNCHUB_CELERY__MAX_COUNTDOWN": "2",
+    "SYNCHUB_CELERY__VISIBILITY_TIMEOUT": "10",
+}
+"""Worker limits for kill tests: short slices, and a lost message is delivered again within seconds."""
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import Worker, wait_for
-from tests.google.conftest import PAGE_SIZE, GoogleHub, new_account
+from tests.google.conftest import KILLABLE, PAGE_SIZE, GoogleHub, new_account
 
 CONTACTS = 20 * PAGE_SIZE
 
@@ -19,15 +19,7 @@ CONTACTS = 20 * PAGE_SIZE
 @pytest.fixture(scope="module")
 def crash_hub(google_hub_factory: Callable[..., GoogleHub]) -> GoogleHub:
     hub = google_hub_factory()
-    hub.env.update(
-        {
-            "SYNCHUB_CELERY__TASK_TIME_LIMIT": "6",
-            "SYNCHUB_CELERY__TASK_SOFT_TIME_LIMIT": "5",
-            "SYNCHUB_CELERY__SYNC_TIME_BUDGET": "3",
-            "SYNCHUB_CELERY__MAX_COUNTDOWN": "2",
-            "SYNCHUB_CELERY__VISIBILITY_TIMEOUT": "10",
-        }
-    )
+    hub.env.update(KILLABLE)
     return hub
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import Worker, wait_for
-from tests.google.conftest import PAGE_SIZE, GoogleHub, new_account
+from tests.google.conftest import KILLABLE, PAGE_SIZE, GoogleHub, new_account
 
 Writes = dict[str, tuple[int, int, int]]
 
@@ -23,15 +23,7 @@ Writes = dict[str, tuple[int, int, int]]
 @pytest.fixture(scope="module")
 def hub(google_hub_factory: Callable[..., GoogleHub]) -> GoogleHub:
     hub = google_hub_factory()
-    hub.env.update(
-        {
-            "SYNCHUB_CELERY__TASK_TIME_LIMIT": "6",
-            "SYNCHUB_CELERY__TASK_SOFT_TIME_LIMIT": "5",
-            "SYNCHUB_CELERY__SYNC_TIME_BUDGET": "3",
-            "SYNCHUB_CELERY__MAX_COUNTDOWN": "2",
-            "SYNCHUB_CELERY__VISIBILITY_TIMEOUT": "10",
-        }
-    )
+    hub.env.update(KILLABLE)
     return hub
 
 
