@@ -340,3 +340,17 @@ class ContactSink:
 
 
 SINKS: dict[str, type[ContactSink]] = {"contact": ContactSink}
+
+
+def delete_resource_records(session: Session, connection_id: uuid.UUID, resource: str) -> int:
+    """Delete the records one resource of a connection brought in (their email index goes with them by cascade).
+
+    Records carry their resource once the record tables have the `resource` provenance column; until then no row
+    can be told apart by resource, and nothing is deleted.
+    """
+    if "resource" not in CONTACTS.c:
+        return 0
+    result = session.execute(
+        delete(CONTACTS).where(CONTACTS.c.connection_id == connection_id, CONTACTS.c["resource"] == resource)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
