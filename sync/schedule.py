@@ -167,7 +167,9 @@ def missing_schedules(session: Session, settings: Settings) -> None:
     """Streams without a schedule get theirs, due now: connections made before schedules existed, capabilities
     that grew, resources the provider lists again."""
     connections = session.scalars(select(Connection).where(Connection.status == ConnectionStatus.ACTIVE.value)).all()
-    have = set(session.execute(select(Schedule.connection_id, Schedule.capability, Schedule.resource)).tuples())
+    have = {
+        tuple(row) for row in session.execute(select(Schedule.connection_id, Schedule.capability, Schedule.resource))
+    }
     chosen: dict[tuple[uuid.UUID, str], list[str]] = {}
     for connection_id, capability, resource_id in session.execute(
         select(ConnectionResource.connection_id, ConnectionResource.capability, ConnectionResource.id)
