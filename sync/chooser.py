@@ -100,7 +100,10 @@ def select(engine: SyncEngine, connection_id: uuid.UUID, capability: str, key: s
         raise NotChoosable(f"it cannot sync now: {refusal}")
     spec, found = _found(engine, connection, capability)
     if found.lifecycle is not None:
-        found.lifecycle.selected(engine.context(connection, spec, chosen(row)))
+        try:
+            found.lifecycle.selected(engine.context(connection, spec, chosen(row)))
+        except (NoCredential, Inactive) as exc:
+            raise NotChoosable(f"it cannot sync now: {exc}") from exc
     with transaction(engine.sessions) as session:
         current = session.get_one(ConnectionResource, row.id, with_for_update=True)
         current.selected = True

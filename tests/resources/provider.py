@@ -22,6 +22,7 @@ class Book:
     listed: bool = True
     expired: bool = False
     delay: float = 0.0
+    subscribable: bool = True
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class BooksProvider:
             with self.lock:
                 if book not in self.books:
                     return JSONResponse({"error": "no such book"}, status_code=404)
+                if not self.books[book].subscribable:
+                    return JSONResponse({"error": "not allowed"}, status_code=403)
                 self.subscriptions.append(("subscribe", book))
             return Response(status_code=204)
 

@@ -121,6 +121,17 @@ def test_deselecting_stops_its_run_undoes_its_subscription_and_keeps_its_records
     assert [run.status for run in runs_of(books, chosen["Work"])].count("succeeded") == 1, "only the first run"
 
 
+def test_a_book_the_provider_refuses_to_subscribe_stays_unselected(books: BooksHub) -> None:
+    work = books.provider.add_book("Work", people=1)
+    books.provider.books[work].subscribable = False
+    browser, connection_id = books.connect()
+    resource_id = books.resources(browser, connection_id)["Work"]["id"]
+    answer = browser.put(books.url(connection_id, resource_id), json={"selected": True})
+    assert answer.status_code == 502 and "refused" in answer.json()["detail"]
+    shown = books.resources(browser, connection_id)["Work"]
+    assert not shown["selected"] and shown["last_run"] is None and shown["schedule"] is None
+
+
 @pytest.mark.xfail(
     not RECORDS_NAME_THEIR_RESOURCE,
     reason="a record names its resource once crm_* has the resource provenance column (records by kind)",
