@@ -87,6 +87,22 @@ class ConnectorSettings(BaseModel):
     connection_requests_per_minute: int | None = Field(
         default=None, ge=1, description="Quota of one connection; unset uses the connector's."
     )
+    resource_requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Quota of one resource (a Page, a calendar); unset uses the connector's."
+    )
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Something inside a connection that the user chooses to sync: a calendar, a Page with its forms.
+
+    `external_id` is the provider's id (a calendar id, a CalDAV URL: often longer than 64 characters); `detail` is
+    what else the connector needs from the listing (a Page's forms, whether it can push).
+    """
+
+    external_id: str
+    display_name: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,7 @@ class StreamContext:
 
     `attempt` wraps each provider call in the hub's retry policy (the sync package supplies it). `sent` is called
     just before each request leaves for the provider, retries included: the run counts these as its API calls.
+    `resource` is the resource the stream reads (or a lifecycle call is about), None for a capability without any.
     """
 
     connection_id: str
@@ -103,6 +120,16 @@ class StreamContext:
     settings: ConnectorSettings = field(default_factory=ConnectorSettings)
     attempt: Callable[[Callable[[], Any]], Any] = _once
     sent: Callable[[], None] = _uncounted
+    resource: Resource | None = None
+
+
+class Lifecycle(Protocol):
+    """What a connector does at the provider when the user chooses a resource (`ctx.resource`) or stops syncing it:
+    subscribe a Page, open a push channel, and undo it."""
+
+    def selected(self, ctx: StreamContext) -> None: ...
+
+    def deselected(self, ctx: StreamContext) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -110,7 +137,9 @@ class Capability:
     """A thing a connector syncs: its name on the connection, the scopes it needs and how to read it.
 
     `required` is what the grant must hold for the capability to run (every group, any one scope within a group);
-    `requested_scopes` is what the connect flow asks the provider for, one answer to each group at least.
+    `requested_scopes` is what the connect flow asks the provider for, one answer to each group at least. A
+    capability with `resources` syncs one stream per resource the user selected among those it lists
+    (`ctx.resource` set); `lifecycle` reacts when one is selected or deselected.
     """
 
     name: str
@@ -120,17 +149,23 @@ class Capability:
     requested_scopes: tuple[str, ...]
     stream: Callable[[StreamContext], Stream]
     poll_interval: timedelta = timedelta(minutes=15)
+    resources: Callable[[StreamContext], list[Resource]] | None = None
+    lifecycle: Lifecycle | None = None
 
 
 @dataclass(frozen=True)
 class RateLimits:
-    """A provider's quotas in requests per minute: for the whole app (one OAuth client) and for one connection.
+    """A provider's quotas in requests per minute: for the whole app, for one connection and, when the provider
+    limits each resource (Meta's Business Use Case limits are per Page), for one resource of the app.
 
-    Deployments can override both per connector (`SYNCHUB_<CONNECTOR>__APP_REQUESTS_PER_MINUTE`, ...).
+    The app is what `app_key` names for a context (a CalDAV server's host); unset, it is the auth provider's OAuth
+    client. Deployments can override the figures per connector (`SYNCHUB_<CONNECTOR>__APP_REQUESTS_PER_MINUTE`, ...).
     """
 
     app_per_minute: int
     connection_per_minute: int
+    resource_per_minute: int | None = None
+    app_key: Callable[[StreamContext], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,11 @@ class Retryable(ConnectorError):
 
 
 class RateLimited(Retryable):
-    """`scope` says whose quota ran out: the whole provider app's, or this connection's (one user's)."""
+    """`scope` says whose quota ran out: the whole provider app's, this connection's (one user's), or the
+    resource's (one Page's, across every connection to it)."""
 
     def __init__(
-        self, message: str, retry_after: float | None = None, scope: Literal["app", "connection"] = "app"
+        self, message: str, retry_after: float | None = None, scope: Literal["app", "connection", "resource"] = "app"
     ) -> None:
         super().__init__(message)
         self.retry_after, self.scope = retry_after, scope

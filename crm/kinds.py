@@ -12,7 +12,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from sqlalchemy import Select, Table, func, select
+from sqlalchemy import Select, Table, delete, func, select
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
@@ -97,3 +97,17 @@ def counts(session: Session, connection_id: uuid.UUID, names: Iterable[str]) -> 
         total = session.scalar(select(func.count()).select_from(table).where(table.c.connection_id == connection_id))
         found[kind(name).segment] = total or 0
     return found
+
+
+def delete_resource_records(session: Session, connection_id: uuid.UUID, resource: str) -> int:
+    """Delete the records one resource of a connection brought in, of every kind (indexes go with them by
+    cascade), and what an unfinished full pass noted of them."""
+    from crm.sink import SEEN
+
+    deleted = 0
+    for record_kind in kinds().values():
+        table = record_kind.table
+        mine = (table.c.connection_id == connection_id, table.c.resource == resource)
+        deleted += int(getattr(session.execute(delete(table).where(*mine)), "rowcount", 0) or 0)
+    session.execute(delete(SEEN).where(SEEN.c.connection_id == connection_id, SEEN.c.resource == resource))
+    return deleted

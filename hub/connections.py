@@ -19,10 +19,11 @@ from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
 from hub.errors import Conflict, NotFound
 from oauth.client import client_for
-from sync import schedule
+from sync import resources, schedule
+from sync.checkpoints import stream_key
 from sync.dispatch import hand_over
 from sync.engine import SyncEngine
-from sync.models import ACTIVE_STATUSES, RunStatus, SyncRun
+from sync.models import ACTIVE_STATUSES, NO_RESOURCE, RunStatus, SyncRun
 from token_vault.fresh import ACCESS, REFRESH
 from token_vault.vault import Vault, key_ring
 
@@ -116,15 +117,23 @@ def counted(erased: dict[str, int], role: Role) -> int:
 
 
 def request_syncs(
-    sync_engine: SyncEngine, celery: Celery, connection_id: uuid.UUID, capabilities: Iterable[str], trigger: str
+    sync_engine: SyncEngine,
+    celery: Celery,
+    connection_id: uuid.UUID,
+    capabilities: Iterable[str],
+    trigger: str,
+    resource: str | None = None,
 ) -> dict[str, str | None]:
-    """Queue a run per capability (an active run is reused) and hand it to the workers; None where gated."""
+    """Queue a run per stream (an active run is reused) and hand it to the workers; None where gated. A capability
+    with resources has a stream per selected resource, named `capability/<resource id>`; `resource` picks one."""
     runs: dict[str, str | None] = {}
     for capability in capabilities:
-        run_id = sync_engine.request(connection_id, capability, trigger)
-        runs[capability] = str(run_id) if run_id else None
-        if run_id is not None:
-            hand_over(sync_engine.sessions, celery, run_id)
+        keys = [resource] if resource is not None else sync_engine.streams(connection_id, capability)
+        for key in keys or [NO_RESOURCE]:
+            run_id = sync_engine.request(connection_id, capability, trigger, key)
+            runs[stream_key(capability, key)] = str(run_id) if run_id else None
+            if run_id is not None:
+                hand_over(sync_engine.sessions, celery, run_id)
     return runs
 
 
@@ -195,12 +204,20 @@ def set_interval(
     """A connection's own poll interval for one capability (None returns to the deployment's)."""
     with transaction(sessions) as session:
         connection = owned(session, connection_id, *owner)
-        row = schedule.ensure(session, settings, connection, capability)
-        if row is None or capability not in connection.capabilities:
+        found = capabilities_of(settings, connection.auth_provider).get(capability)
+        if found is None or capability not in connection.capabilities:
             raise NotFound(f"capability {capability} of connection {connection_id}")
-        row.interval_seconds = seconds
-        found = capabilities_of(settings, connection.auth_provider)[capability]
-        effective = schedule.interval_seconds(settings, found[0], found[1], row)
-        row.next_run_at = min(row.next_run_at, utcnow() + schedule.jittered(settings, effective))
+        rows = [
+            schedule.ensure(session, settings, connection, capability, key)
+            for key in resources.keys(session, connection.id, found[1])
+        ]
+        if not rows:
+            raise Conflict("choose what to sync first: this capability has no selected resource")
+        for row in rows:
+            assert row is not None
+            row.interval_seconds = seconds
+            effective = schedule.interval_seconds(settings, found[0], found[1], row)
+            row.next_run_at = min(row.next_run_at, utcnow() + schedule.jittered(settings, effective))
         audit(session, connection, owner[1], "schedule.changed", capability=capability, interval_seconds=seconds)
-        return {"capability": capability, "interval_seconds": effective, "next_run_at": row.next_run_at.isoformat()}
+        soonest = min(row.next_run_at for row in rows if row is not None)
+        return {"capability": capability, "interval_seconds": effective, "next_run_at": soonest.isoformat()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from core.errors import ConnectorError
 from hub.deps import NotSignedIn
 from hub.pages import render
 
@@ -39,6 +40,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict) -> Response:
         return _reply(request, 409, "conflict", str(exc))
+
+    @app.exception_handler(ConnectorError)
+    async def _provider_refused(request: Request, exc: ConnectorError) -> Response:
+        return _reply(request, 502, "the provider did not do it", str(exc))
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> Response:

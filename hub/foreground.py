@@ -11,8 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from connectors.registry import available, capabilities_of
 from core.models import Connection
 from core.settings import Settings
+from sync.checkpoints import stream_key
 from sync.engine import SyncEngine
-from sync.models import RunStatus, SyncRun
+from sync.models import NO_RESOURCE, RunStatus, SyncRun
 from sync.runtime import Runtime
 from sync.wiring import build_engine
 
@@ -36,8 +37,10 @@ def sync_in_foreground(settings: Settings, connection_id: uuid.UUID, only: str |
         names = runnable(settings, connection, only)
     console = Console(stderr=True)
     failures = 0
-    for name in names:
-        run_id = sync_engine.request(connection_id, name, trigger="cli")
+    streams = [(c, key) for c in names for key in sync_engine.streams(connection_id, c) or [NO_RESOURCE]]
+    for capability, key in streams:
+        name = stream_key(capability, key)
+        run_id = sync_engine.request(connection_id, capability, "cli", key)
         if run_id is None:
             console.print(f"{name}: not run (the connection is not active, or access was not granted)")
             failures += 1

@@ -26,13 +26,14 @@ STATE_WORDS = {
 }
 
 
-def last_run(session: Session, connection_id: uuid.UUID, capability: str) -> SyncRun | None:
-    return session.scalars(
-        select(SyncRun)
-        .where(SyncRun.connection_id == connection_id, SyncRun.capability == capability)
-        .order_by(SyncRun.created_at.desc())
-        .limit(1)
-    ).first()
+def last_run(
+    session: Session, connection_id: uuid.UUID, capability: str, resource: str | None = None
+) -> SyncRun | None:
+    """The stream's last run; without `resource`, the last of any of the capability's streams."""
+    query = select(SyncRun).where(SyncRun.connection_id == connection_id, SyncRun.capability == capability)
+    if resource is not None:
+        query = query.where(SyncRun.resource == resource)
+    return session.scalars(query.order_by(SyncRun.created_at.desc()).limit(1)).first()
 
 
 def run_view(run: SyncRun | None) -> dict[str, Any] | None:
@@ -85,7 +86,12 @@ def connection_view(session: Session, settings: Settings, connection: Connection
         granted = name in connection.capabilities and not lacking
         run = last_run(session, connection.id, name)
         state = capability_state(connection, granted, run)
-        plan = session.get(Schedule, (connection.id, name))
+        plan = session.scalars(
+            select(Schedule)
+            .where(Schedule.connection_id == connection.id, Schedule.capability == name)
+            .order_by(Schedule.next_run_at)
+            .limit(1)
+        ).first()
         capabilities.append(
             {
                 "name": name,

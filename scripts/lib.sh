@@ -35,6 +35,14 @@ ensure_venv() {
   fi
 }
 
+# The tests load a connector with resources the way a third-party package is loaded, through the
+# synchub.connectors entry point: install it (editable, from tests/) into the venv when it is missing.
+ensure_test_connector() {
+  "$VENV/bin/python" -c "import importlib.metadata as m; m.distribution('synchub-loopback-books')" 2>/dev/null && return 0
+  say "installing the tests' loopback_books connector into .venv"
+  "$VENV/bin/pip" install -q -e "$ROOT/tests/loopback_books"
+}
+
 redis_answers() { "$VENV/bin/python" -c "import redis,sys; redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()" "$1" 2>/dev/null; }
 
 ensure_redis_server_binary() {

@@ -29,6 +29,16 @@ class Position:
         """A full pass starts here (no cursor) or is under way (a full pass id is kept until its last page)."""
         return not self.cursor or self.full_pass_id is not None
 
+    @property
+    def starts_full_pass(self) -> bool:
+        """Nothing of a pass is committed yet and there is no cursor: the next page begins a new full pass."""
+        return not self.cursor and self.full_pass_id is None and self.done == 0
+
+
+def stream_key(capability: str, resource: str) -> str:
+    """A stream's name: its capability, or `capability/<resource id>` for one resource of it."""
+    return f"{capability}/{resource}" if resource else capability
+
 
 def _binding(connection: Connection, stream: str) -> Binding:
     return checkpoint_binding(connection.workspace_id, connection.id, stream)

@@ -6,20 +6,21 @@ resumes from the last committed page with nothing lost and nothing doubled.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import case, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import Capability, ConnectorSpec, Page, StreamContext
+from connectors.base import Capability, ConnectorSpec, Page, Resource, StreamContext
 from connectors.registry import capabilities_of, settings_of
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
@@ -29,9 +30,9 @@ from core.settings import Settings
 from crm.kinds import kind
 from crm.sink import Owner, Sink
 from oauth.providers import client_settings
-from sync import checkpoints, guard, retry, schedule
-from sync.checkpoints import Position
-from sync.models import ACTIVE_STATUSES, RunStatus, SyncRun
+from sync import checkpoints, guard, resources, retry, schedule
+from sync.checkpoints import Position, stream_key
+from sync.models import ACTIVE_STATUSES, NO_RESOURCE, RunStatus, SyncRun
 from sync.prefetch import Prefetch
 from sync.throttle import Throttle
 from token_vault.credentials import ConnectionCredentials
@@ -51,6 +52,19 @@ class Outcome:
     action: Literal["done", "continue", "retry", "waiting", "skipped"]
     countdown: float = 0.0
     follow_up: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """A run as it starts: what it syncs, the resource it reads (`key` '' and `chosen` None without one), and
+    where its stream resumes."""
+
+    connection: Connection
+    spec: ConnectorSpec
+    capability: Capability
+    key: str
+    chosen: Resource | None
+    position: Position
 
 
 @dataclass(frozen=True)
@@ -94,22 +108,39 @@ class SyncEngine:
     def capability(self, connection: Connection, name: str) -> tuple[ConnectorSpec, Capability] | None:
         return capabilities_of(self.settings, connection.auth_provider).get(name)
 
-    def request(self, connection_id: uuid.UUID, capability: str, trigger: str) -> uuid.UUID | None:
-        """Queue a run unless one is active (its id is returned); None if the scope gate or status says no."""
+    def request(
+        self,
+        connection_id: uuid.UUID,
+        capability: str,
+        trigger: str,
+        resource: str = NO_RESOURCE,
+        not_before: datetime | None = None,
+    ) -> uuid.UUID | None:
+        """Queue a run of one stream unless one is active (its id is returned); None if the scope gate, the
+        connection's status or the resource says no. A run asked for `not_before` is not sent before then, and
+        requests that arrive meanwhile join it (a burst of pushes becomes one run); one that wants it sooner
+        brings it forward."""
         with transaction(self.sessions) as session:
             connection = session.get(Connection, connection_id)
             if connection is None or connection.status != ConnectionStatus.ACTIVE.value:
                 return None
             found = self.capability(connection, capability)
-            if found is None or capability not in connection.capabilities:
+            if self._refusal(connection, found) is not None:
                 return None
-            if not allows(connection.granted_scopes, found[1].required):
+            assert found is not None
+            if self._resource_refusal(session, connection_id, found[1], resource) is not None:
                 return None
-            schedule.ensure(session, self.settings, connection, capability)
+            schedule.ensure(session, self.settings, connection, capability, resource)
             for _ in range(3):
-                existing = self._active_run(session, connection_id, capability)
+                existing = self._active_run(session, connection_id, capability, resource)
                 if existing is None:
-                    run = SyncRun(connection_id=connection_id, capability=capability, trigger=trigger)
+                    run = SyncRun(
+                        connection_id=connection_id,
+                        capability=capability,
+                        resource=resource,
+                        trigger=trigger,
+                        not_before=not_before,
+                    )
                     try:
                         with session.begin_nested():
                             session.add(run)
@@ -119,23 +150,62 @@ class SyncEngine:
                 if trigger == "schedule":
                     return existing
                 # A run already started: this request becomes one follow-up run after it, never a second one. A run
-                # still queued will read the newest data anyway. If it ended meanwhile, make a new run instead.
+                # still queued will read the newest data anyway, and starts no later than this request wants. If it
+                # ended meanwhile, make a new run instead.
+                wanted = null() if not_before is None else not_before
+                sooner = SyncRun.started_at.is_(None) & (
+                    SyncRun.not_before.is_not(None) if not_before is None else SyncRun.not_before > not_before
+                )
                 flagged = session.execute(
                     update(SyncRun)
                     .where(SyncRun.id == existing, SyncRun.status.in_(ACTIVE))
-                    .values(follow_up=SyncRun.follow_up | SyncRun.started_at.is_not(None))
+                    .values(
+                        follow_up=SyncRun.follow_up | SyncRun.started_at.is_not(None),
+                        not_before=case((sooner, wanted), else_=SyncRun.not_before),
+                    )
                 )
                 if getattr(flagged, "rowcount", 0):
                     return existing
-            return self._active_run(session, connection_id, capability)
+            return self._active_run(session, connection_id, capability, resource)
+
+    def streams(self, connection_id: uuid.UUID, capability: str) -> list[str]:
+        """The resource keys of a capability's streams on a connection: `''` alone for a capability without
+        resources, else each selected resource the provider still lists."""
+        with self.sessions() as session:
+            connection = session.get(Connection, connection_id)
+            found = self.capability(connection, capability) if connection is not None else None
+            return [] if found is None else resources.keys(session, connection_id, found[1])
 
     @staticmethod
-    def _active_run(session: Session, connection_id: uuid.UUID, capability: str) -> uuid.UUID | None:
+    def _active_run(session: Session, connection_id: uuid.UUID, capability: str, resource: str) -> uuid.UUID | None:
         return session.scalar(
             select(SyncRun.id).where(
-                SyncRun.connection_id == connection_id, SyncRun.capability == capability, SyncRun.status.in_(ACTIVE)
+                SyncRun.connection_id == connection_id,
+                SyncRun.capability == capability,
+                SyncRun.resource == resource,
+                SyncRun.status.in_(ACTIVE),
             )
         )
+
+    def context(
+        self,
+        connection: Connection,
+        spec: ConnectorSpec,
+        resource: Resource | None = None,
+        calls: guard.Calls | None = None,
+    ) -> StreamContext:
+        """What a stream, a listing or a lifecycle call runs with: the connection's fresh tokens, the connector's
+        settings, and every provider call through the shared rate buckets and the retry policy."""
+        bare = StreamContext(
+            connection_id=str(connection.id),
+            credentials=ConnectionCredentials(self.fresh, connection.id),
+            base_url=self._base_url(connection),
+            settings=settings_of(self.settings, spec),
+            sent=(calls or guard.Calls()).sent,
+            resource=resource,
+        )
+        attempt = guard.Guard(self.throttle, guard.buckets(self.settings, spec, bare)).attempt
+        return dataclasses.replace(bare, attempt=attempt)
 
     def worked_on(self, run_id: uuid.UUID) -> bool:
         """Whether some worker holds this run's lock right now."""
@@ -158,25 +228,23 @@ class SyncEngine:
         started = self._start(run_id)
         if started is None:
             return Outcome("done")
-        connection, spec, capability, position = started
-        app_bucket, own_bucket = guard.buckets(self.settings, spec, str(connection.id))
+        connection, capability, position = started.connection, started.capability, started.position
         calls = guard.Calls()
-        stream = capability.stream(
-            StreamContext(
-                connection_id=str(connection.id),
-                credentials=ConnectionCredentials(self.fresh, connection.id),
-                base_url=self._base_url(connection),
-                settings=settings_of(self.settings, spec),
-                attempt=guard.Guard(self.throttle, app_bucket, own_bucket).attempt,
-                sent=calls.sent,
-            )
-        )
+        stream = capability.stream(self.context(connection, started.spec, started.chosen, calls))
+        listing = self.context(connection, started.spec, None, calls) if capability.resources is not None else None
         sink = kind(capability.record_kind).sink
-        owner = Owner.of(connection)
+        owner = Owner.of(connection, started.key)
         restarted = False
         while True:
-            pages = Prefetch(Ready.read(stream.read(position.cursor or None), sink, owner))
+            pages = None
             try:
+                if (
+                    listing is not None
+                    and position.starts_full_pass
+                    and not self._list_resources(run_id, connection, capability, listing, calls)
+                ):
+                    return Outcome("done")
+                pages = Prefetch(Ready.read(stream.read(position.cursor or None), sink, owner))
                 while True:
                     ready, ahead = pages.next(fetch_ahead=time.monotonic() < deadline)
                     if ready is None:
@@ -191,7 +259,7 @@ class SyncEngine:
                 if restarted:
                     return self._fail(run_id, "the provider refused a fresh full sync's cursor", calls)
                 restarted = True
-                position = self._restart_full(run_id, connection.id, capability)
+                position = self._restart_full(run_id, connection.id, capability, started.key)
             except guard.Throttled as exc:
                 return self._later(run_id, str(exc), exc.retry_after, calls, throttled=True, exact=True)
             except RateLimited as exc:
@@ -210,14 +278,33 @@ class SyncEngine:
                 log.exception("sync run crashed", extra={"run_id": str(run_id)})
                 return self._fail(run_id, f"internal error ({type(exc).__name__}); see the worker log", calls)
             finally:
-                pages.close()
+                if pages is not None:
+                    pages.close()
                 self._count_late(run_id, calls)
+
+    def _list_resources(
+        self,
+        run_id: uuid.UUID,
+        connection: Connection,
+        capability: Capability,
+        ctx: StreamContext,
+        calls: guard.Calls,
+    ) -> bool:
+        """Before a full pass, the provider's list of the capability's resources: one it no longer lists stops
+        syncing (this run too, if it reads that one). False if this run was stopped."""
+        assert capability.resources is not None
+        found = capability.resources(ctx)
+        with transaction(self.sessions) as session:
+            resources.refresh(session, connection, capability.name, found)
+            run = session.get_one(SyncRun, run_id, populate_existing=True)
+            run.api_calls += calls.take()
+            return run.active
 
     def _base_url(self, connection: Connection) -> str | None:
         client = client_settings(self.settings, connection.auth_provider)
         return client.base_url if client is not None else None
 
-    def _start(self, run_id: uuid.UUID) -> tuple[Connection, ConnectorSpec, Capability, Position] | None:
+    def _start(self, run_id: uuid.UUID) -> Started | None:
         with transaction(self.sessions) as session:
             run = session.get(SyncRun, run_id)
             if run is None or run.status not in ACTIVE:
@@ -225,15 +312,23 @@ class SyncEngine:
             connection = session.get_one(Connection, run.connection_id)
             found = self.capability(connection, run.capability)
             reason = self._refusal(connection, found)
+            if reason is None and found is not None:
+                reason = self._resource_refusal(session, connection.id, found[1], run.resource)
             if reason is not None:
                 run.move_to(RunStatus.CANCELLED, reason)
                 return None
             assert found is not None
-            position = checkpoints.load(session, self.ring, connection, run.capability)
+            row = resources.find(session, connection.id, run.capability, run.resource) if run.resource else None
+            chosen = Resource(row.external_id, row.display_name, row.detail) if row is not None else None
+            position = checkpoints.load(session, self.ring, connection, stream_key(run.capability, run.resource))
             run.move_to(RunStatus.RUNNING)
             run.attempts += 1
             run.full_sync = run.full_sync or position.in_full_pass
-            return connection, found[0], found[1], position
+            return Started(connection, found[0], found[1], run.resource, chosen, position)
+
+    def refusal(self, connection: Connection, capability: str) -> str | None:
+        """Why the capability may not run on this connection now, None if it may."""
+        return self._refusal(connection, self.capability(connection, capability))
 
     @staticmethod
     def _refusal(connection: Connection, found: tuple[ConnectorSpec, Capability] | None) -> str | None:
@@ -244,6 +339,19 @@ class SyncEngine:
         if not allows(connection.granted_scopes, found[1].required):
             return "access was not granted"
         return None
+
+    @staticmethod
+    def _resource_refusal(session: Session, connection_id: uuid.UUID, capability: Capability, key: str) -> str | None:
+        """Why a stream may not run: a capability with resources runs one selected resource still listed, one
+        without runs none."""
+        if capability.resources is None:
+            return "this capability has no resources" if key else None
+        row = resources.find(session, connection_id, capability.name, key) if key else None
+        if row is None:
+            return "choose a resource to sync"
+        if not row.selected:
+            return resources.DESELECTED
+        return resources.GONE if row.gone_at is not None else None
 
     def _commit(
         self,
@@ -265,7 +373,7 @@ class SyncEngine:
             current.api_calls += calls.take()
             if current.status != RunStatus.RUNNING.value:
                 return position, Outcome("done")
-            connection_id = owner.connection_id
+            connection_id, resource = owner.connection_id, owner.resource
             connection = session.get_one(Connection, connection_id)
             sink = kind(capability.record_kind).sink(session, owner)
             counts = sink.apply(page.records, page.deleted_ids, full_pass_id, rows)
@@ -274,7 +382,7 @@ class SyncEngine:
             items = len(page.records) + len(page.deleted_ids)
             done = position.done + items
             after = Position(dict(page.checkpoint), None if page.last else full_pass_id, 0 if page.last else done)
-            checkpoints.save(session, self.ring, connection, capability.name, after)
+            checkpoints.save(session, self.ring, connection, stream_key(capability.name, resource), after)
             run = session.get_one(SyncRun, run_id)
             run.records_created += counts.created
             run.records_updated += counts.updated
@@ -285,7 +393,7 @@ class SyncEngine:
             run.heartbeat_at = utcnow()
             if page.last:
                 run.move_to(RunStatus.SUCCEEDED)
-                schedule.succeeded(session, connection_id, capability.name)
+                schedule.succeeded(session, connection_id, capability.name, resource)
                 return after, Outcome("done", follow_up=self._follow_up(session, run))
             if connection.status != ConnectionStatus.ACTIVE.value:
                 run.move_to(
@@ -302,15 +410,19 @@ class SyncEngine:
         session.refresh(run, ["follow_up"])
         if not run.follow_up:
             return None
-        follow = SyncRun(connection_id=run.connection_id, capability=run.capability, trigger="follow_up")
+        follow = SyncRun(
+            connection_id=run.connection_id, capability=run.capability, resource=run.resource, trigger="follow_up"
+        )
         session.add(follow)
         session.flush()
         return follow.id
 
-    def _restart_full(self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability) -> Position:
+    def _restart_full(
+        self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability, resource: str
+    ) -> Position:
         with transaction(self.sessions) as session:
             connection = session.get_one(Connection, connection_id)
-            checkpoints.clear(session, connection, capability.name)
+            checkpoints.clear(session, connection, stream_key(capability.name, resource))
             run = session.get_one(SyncRun, run_id)
             run.full_sync, run.progress_done, run.progress_total = True, 0, None
         log.info("cursor expired; full pass", extra={"run_id": str(run_id)})
@@ -378,7 +490,7 @@ class SyncEngine:
             return Outcome("done")
         run.move_to(RunStatus.FAILED, error)
         connection = session.get_one(Connection, run.connection_id)
-        schedule.failed(session, self.settings, connection, run.capability, error)
+        schedule.failed(session, self.settings, connection, run.capability, error, run.resource)
         return Outcome("done")
 
     def _needs_reauth(self, run_id: uuid.UUID, connection_id: uuid.UUID, reason: str, calls: guard.Calls) -> Outcome:

@@ -1,15 +1,17 @@
-"""Every provider call of a run goes through here: one token from the app's and the connection's buckets, then
-the call under the in-place retry policy. A throttle signal pauses the bucket it names for every worker. The
-requests that actually leave for the provider are counted for the run's record."""
+"""Every provider call of a run goes through here: one token from the app's, the connection's and (where the
+connector limits each one) the resource's buckets, then the call under the in-place retry policy. A throttle signal
+pauses the bucket it names for every worker. The requests that actually leave for the provider are counted for
+the run's record."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from connectors.base import ConnectorSpec
+from connectors.base import ConnectorSpec, StreamContext
 from connectors.registry import settings_of
 from core.errors import RateLimited
 from core.settings import Settings
@@ -43,22 +45,40 @@ class Calls:
 
 
 @dataclass(frozen=True)
-class Guard:
-    throttle: Throttle
+class Buckets:
+    """The buckets one stream's calls take from; `resource` only where the connector limits each resource."""
+
     app: Bucket
     connection: Bucket
+    resource: Bucket | None = None
+
+    def all(self) -> tuple[Bucket, ...]:
+        return tuple(bucket for bucket in (self.app, self.connection, self.resource) if bucket is not None)
+
+    def named(self, scope: str) -> Bucket:
+        """The bucket a throttle signal's scope names (a resource's, if the connector keeps none, is the
+        connection's)."""
+        if scope == "resource":
+            return self.resource or self.connection
+        return self.connection if scope == "connection" else self.app
+
+
+@dataclass(frozen=True)
+class Guard:
+    throttle: Throttle
+    buckets: Buckets
 
     def attempt(self, call: Callable[[], T]) -> T:
         return retry.in_place(lambda: self._once(call))
 
     def _once(self, call: Callable[[], T]) -> T:
-        wait = self.throttle.take((self.app, self.connection))
+        wait = self.throttle.take(self.buckets.all())
         if wait > 0:
             raise Throttled(f"waiting {wait:.1f}s for the shared rate limit", wait)
         try:
             return call()
         except RateLimited as exc:
-            key = self.connection.key if exc.scope == "connection" else self.app.key
+            key = self.buckets.named(exc.scope).key
             if exc.retry_after is not None:
                 exc.retry_after = self.throttle.pause(key, exc.retry_after)
             else:
@@ -66,15 +86,30 @@ class Guard:
             raise
 
 
-def buckets(settings: Settings, spec: ConnectorSpec, connection_id: str) -> tuple[Bucket, Bucket]:
-    """The app's bucket (one per connector and OAuth client) and the connection's, sized from the connector's
+def app_key(settings: Settings, spec: ConnectorSpec, ctx: StreamContext) -> str:
+    """What the connector's app quota is counted against: what it declares (a server's host, where there is no
+    OAuth client), else its auth provider's OAuth client."""
+    if spec.rate_limits.app_key is not None:
+        return spec.rate_limits.app_key(ctx)
+    client = client_settings(settings, spec.auth_provider) if spec.needs_oauth_client else None
+    return client.client_id if client is not None else "default"
+
+
+def buckets(settings: Settings, spec: ConnectorSpec, ctx: StreamContext) -> Buckets:
+    """The app's bucket (one per connector and app key), the connection's, and the resource's (one per app and
+    provider resource, shared by every connection to it, as a Page's quota is), sized from the connector's
     declared limits unless the deployment overrides them."""
     tuning = settings_of(settings, spec)
-    app_limit = tuning.app_requests_per_minute or spec.rate_limits.app_per_minute
-    own_limit = tuning.connection_requests_per_minute or spec.rate_limits.connection_per_minute
-    client = client_settings(settings, spec.auth_provider) if spec.needs_oauth_client else None
-    client_id = client.client_id if client is not None else "default"
-    return (
-        Bucket.per_minute(f"{spec.slug}:app:{client_id}", app_limit),
-        Bucket.per_minute(f"{spec.slug}:connection:{connection_id}", own_limit),
+    limits = spec.rate_limits
+    app = app_key(settings, spec, ctx)
+    own_limit = tuning.connection_requests_per_minute or limits.connection_per_minute
+    resource_limit = tuning.resource_requests_per_minute or limits.resource_per_minute
+    resource = None
+    if resource_limit and ctx.resource is not None:
+        digest = hashlib.sha256(ctx.resource.external_id.encode()).hexdigest()[:32]
+        resource = Bucket.per_minute(f"{spec.slug}:resource:{app}:{digest}", resource_limit)
+    return Buckets(
+        app=Bucket.per_minute(f"{spec.slug}:app:{app}", tuning.app_requests_per_minute or limits.app_per_minute),
+        connection=Bucket.per_minute(f"{spec.slug}:connection:{ctx.connection_id}", own_limit),
+        resource=resource,
     )

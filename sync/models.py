@@ -1,12 +1,31 @@
-"""Sync runs (status, counts, progress, errors) and per-stream checkpoints."""
+"""Sync runs (status, counts, progress, errors), schedules, per-stream checkpoints, and the resources a user chose.
+
+A stream is one (connection, capability, resource); the resource is the `connection_resources` row's id as text,
+or `''` for a capability without resources. It is NOT NULL everywhere: NULLs are distinct in a unique index and
+would let two active runs of one stream in.
+"""
 
 from __future__ import annotations
 
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, SmallInteger, String, Text, Uuid, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
@@ -25,16 +44,46 @@ class RunStatus(enum.StrEnum):
 
 ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING})
 KEEP = "keep"
+NO_RESOURCE = ""
+RESOURCE_KEY_LENGTH = 36
 
 
 class RunEnded(Exception):
     """A run that already ended was asked to move on: an ended run never starts again; a new run does."""
 
 
+class ConnectionResource(Base):
+    """A resource the provider listed for a capability of a connection (a calendar, a Page), whether the user
+    selected it, and since when the provider no longer lists it (`gone_at`: it stops syncing)."""
+
+    __tablename__ = "connection_resources"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "capability", "external_id"),
+        holding(Owner.CONNECTION, Role.HISTORY, key="connection_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))
+    capability: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(Text)
+    display_name: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    selected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def key(self) -> str:
+        """The resource as runs, schedules, checkpoints and records name it."""
+        return str(self.id)
+
+
 class Checkpoint(Base):
     """The cursor that is safe to resume a stream from, committed with the page it follows.
 
-    Cursors hold provider-issued sync and page tokens, so they are sealed like credentials.
+    Cursors hold provider-issued sync and page tokens, so they are sealed like credentials. The stream is the
+    capability, or `capability/<resource id>`; it is part of the seal's associated data.
     """
 
     __tablename__ = "checkpoints"
@@ -43,14 +92,15 @@ class Checkpoint(Base):
     connection_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
     )
-    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(128), primary_key=True)
     key_id: Mapped[int] = mapped_column(SmallInteger)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class Schedule(Base):
-    """When a capability of a connection is next due, and how its recent runs went."""
+    """When a stream (a capability of a connection, or one resource of it) is next due, and how its recent runs
+    went."""
 
     __tablename__ = "schedules"
     __table_args__ = (
@@ -62,6 +112,9 @@ class Schedule(Base):
         Uuid, ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
     )
     capability: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource: Mapped[str] = mapped_column(
+        String(RESOURCE_KEY_LENGTH), primary_key=True, default=NO_RESOURCE, server_default=NO_RESOURCE
+    )
     next_run_at: Mapped[datetime] = mapped_column(UTCDateTime)
     interval_seconds: Mapped[int | None] = mapped_column(Integer)
     failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -72,11 +125,12 @@ class Schedule(Base):
 class SyncRun(Base):
     __tablename__ = "sync_runs"
     __table_args__ = (
-        Index("ix_sync_runs_connection_capability", "connection_id", "capability", "created_at"),
+        Index("ix_sync_runs_connection_capability", "connection_id", "capability", "resource", "created_at"),
         Index(
             "uq_sync_runs_one_active",
             "connection_id",
             "capability",
+            "resource",
             unique=True,
             postgresql_where=text("status IN ('queued', 'running', 'waiting')"),
         ),
@@ -86,6 +140,7 @@ class SyncRun(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))
     capability: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[str] = mapped_column(String(RESOURCE_KEY_LENGTH), default=NO_RESOURCE, server_default=NO_RESOURCE)
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value)
     trigger: Mapped[str] = mapped_column(String(32), default="schedule")
     full_sync: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,9 +1,9 @@
 """What is due comes from the database, never from the queue.
 
-Each (connection, capability) has a `schedules` row with `next_run_at`. Beat's tick requests the due ones, hands
-to the workers runs that were never enqueued (Redis was down) or whose `waiting` time has come, and re-queues
-runs whose heartbeat stopped (the watchdog). Failures push `next_run_at` out on a doubling delay, never past the
-poll interval, so the schedule keeps going and the next success clears the error.
+Each stream, a (connection, capability, resource), has a `schedules` row with `next_run_at`. Beat's tick requests
+the due ones, hands to the workers runs that were never enqueued (Redis was down) or whose `waiting` time has come,
+and re-queues runs whose heartbeat stopped (the watchdog). Failures push `next_run_at` out on a doubling delay,
+never past the poll interval, so the schedule keeps going and the next success clears the error.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from connectors.registry import capabilities_of, settings_of
 from core.db import transaction
 from core.models import Connection, ConnectionStatus, utcnow
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS, Settings
-from sync.models import RunStatus, Schedule, SyncRun
+from sync.models import NO_RESOURCE, ConnectionResource, RunStatus, Schedule, SyncRun
 
 log = logging.getLogger(__name__)
 
@@ -45,34 +45,57 @@ def jittered(settings: Settings, seconds: float) -> timedelta:
     return timedelta(seconds=seconds * (1 + random.uniform(0, settings.schedule.jitter)))
 
 
-def ensure(session: Session, settings: Settings, connection: Connection, name: str) -> Schedule | None:
-    """The schedule row of a capability, created due one interval from now."""
+def ensure(
+    session: Session, settings: Settings, connection: Connection, name: str, resource: str = NO_RESOURCE
+) -> Schedule | None:
+    """The schedule row of a stream, created due one interval from now; a resource's new row takes the interval
+    its owner chose for the capability's other resources."""
     found = capabilities_of(settings, connection.auth_provider).get(name)
     if found is None:
         return None
-    schedule = session.get(Schedule, (connection.id, name))
+    key = (connection.id, name, resource)
+    schedule = session.get(Schedule, key)
     if schedule is None:
-        seconds = interval_seconds(settings, found[0], found[1], None)
-        schedule = Schedule(
-            connection_id=connection.id, capability=name, next_run_at=utcnow() + jittered(settings, seconds)
-        )
+        chosen = chosen_interval(session, connection.id, name) if resource else None
+        schedule = Schedule(connection_id=connection.id, capability=name, resource=resource, interval_seconds=chosen)
+        seconds = interval_seconds(settings, found[0], found[1], schedule)
+        schedule.next_run_at = utcnow() + jittered(settings, seconds)
         try:
             with session.begin_nested():
                 session.add(schedule)
         except IntegrityError:  # created meanwhile by a concurrent request
-            schedule = session.get_one(Schedule, (connection.id, name))
+            schedule = session.get_one(Schedule, key)
     return schedule
 
 
-def succeeded(session: Session, connection_id: uuid.UUID, capability: str) -> None:
-    schedule = session.get(Schedule, (connection_id, capability))
+def chosen_interval(session: Session, connection_id: uuid.UUID, capability: str) -> int | None:
+    return session.scalar(
+        select(Schedule.interval_seconds)
+        .where(
+            Schedule.connection_id == connection_id,
+            Schedule.capability == capability,
+            Schedule.interval_seconds.is_not(None),
+        )
+        .limit(1)
+    )
+
+
+def succeeded(session: Session, connection_id: uuid.UUID, capability: str, resource: str = NO_RESOURCE) -> None:
+    schedule = session.get(Schedule, (connection_id, capability, resource))
     if schedule is not None:
         schedule.failures, schedule.last_error, schedule.last_success_at = 0, None, utcnow()
 
 
-def failed(session: Session, settings: Settings, connection: Connection, capability: str, error: str) -> None:
+def failed(
+    session: Session,
+    settings: Settings,
+    connection: Connection,
+    capability: str,
+    error: str,
+    resource: str = NO_RESOURCE,
+) -> None:
     """Count the failure; the next poll comes after a doubling back-off, never later than the interval."""
-    schedule = ensure(session, settings, connection, capability)
+    schedule = ensure(session, settings, connection, capability, resource)
     found = capabilities_of(settings, connection.auth_provider).get(capability)
     if schedule is None or found is None:
         return
@@ -111,7 +134,8 @@ def watchdog(session: Session, settings: Settings, alive: Callable[[uuid.UUID], 
             # A run that kills its worker every time (memory, hard time limit) must not hold the slot forever.
             error = f"gave up after {run.retries} attempts: its worker stopped reporting each time"
             run.move_to(RunStatus.FAILED, error)
-            failed(session, settings, session.get_one(Connection, run.connection_id), run.capability, error)
+            connection = session.get_one(Connection, run.connection_id)
+            failed(session, settings, connection, run.capability, error, run.resource)
             continue
         run.move_to(RunStatus.QUEUED, "re-queued: the worker working on it stopped reporting")
         run.enqueued_at = None
@@ -119,7 +143,7 @@ def watchdog(session: Session, settings: Settings, alive: Callable[[uuid.UUID], 
     return [run.id for run in dead if run.status == RunStatus.QUEUED.value]
 
 
-def due_schedules(session: Session, settings: Settings) -> list[tuple[uuid.UUID, str]]:
+def due_schedules(session: Session, settings: Settings) -> list[tuple[uuid.UUID, str, str]]:
     """Ask for the runs that are due, and move each schedule on by its interval with jitter."""
     now = utcnow()
     rows = session.execute(
@@ -135,18 +159,39 @@ def due_schedules(session: Session, settings: Settings) -> list[tuple[uuid.UUID,
             continue
         seconds = interval_seconds(settings, found[0], found[1], schedule)
         schedule.next_run_at = now + jittered(settings, seconds)
-        due.append((connection.id, schedule.capability))
+        due.append((connection.id, schedule.capability, schedule.resource))
     return due
 
 
 def missing_schedules(session: Session, settings: Settings) -> None:
-    """Connections made before schedules existed, or whose capabilities grew, get theirs (due now)."""
+    """Streams without a schedule get theirs, due now: connections made before schedules existed, capabilities
+    that grew, resources the provider lists again."""
     connections = session.scalars(select(Connection).where(Connection.status == ConnectionStatus.ACTIVE.value)).all()
-    have = set(session.execute(select(Schedule.connection_id, Schedule.capability)).tuples())
+    have = {
+        tuple(row) for row in session.execute(select(Schedule.connection_id, Schedule.capability, Schedule.resource))
+    }
+    chosen: dict[tuple[uuid.UUID, str], list[str]] = {}
+    for connection_id, capability, resource_id in session.execute(
+        select(ConnectionResource.connection_id, ConnectionResource.capability, ConnectionResource.id)
+        .join(Connection, Connection.id == ConnectionResource.connection_id)
+        .where(
+            Connection.status == ConnectionStatus.ACTIVE.value,
+            ConnectionResource.selected,
+            ConnectionResource.gone_at.is_(None),
+        )
+    ):
+        chosen.setdefault((connection_id, capability), []).append(str(resource_id))
     for connection in connections:
+        offered = capabilities_of(settings, connection.auth_provider)
         for name in connection.capabilities:
-            if (connection.id, name) not in have and (row := ensure(session, settings, connection, name)):
-                row.next_run_at = utcnow()
+            if name not in offered:
+                continue
+            streams = [NO_RESOURCE] if offered[name][1].resources is None else chosen.get((connection.id, name), [])
+            for resource in streams:
+                if (connection.id, name, resource) not in have and (
+                    row := ensure(session, settings, connection, name, resource)
+                ):
+                    row.next_run_at = utcnow()
 
 
 def unsent_runs(session: Session, settings: Settings) -> list[uuid.UUID]:
@@ -177,7 +222,7 @@ def unsent_runs(session: Session, settings: Settings) -> list[uuid.UUID]:
 def tick(
     sessions: sessionmaker[Session],
     settings: Settings,
-    request: Callable[[uuid.UUID, str, str], uuid.UUID | None],
+    request: Callable[[uuid.UUID, str, str, str], uuid.UUID | None],
     send: Send,
     alive: Callable[[uuid.UUID], bool],
 ) -> TickReport:
@@ -187,9 +232,9 @@ def tick(
         missing_schedules(session, settings)
         report.requeued = len(watchdog(session, settings, alive))
         due = due_schedules(session, settings)
-    for connection_id, capability in due:
+    for connection_id, capability, resource in due:
         try:
-            if request(connection_id, capability, "schedule") is not None:
+            if request(connection_id, capability, "schedule", resource) is not None:
                 report.scheduled += 1
         except Exception:
             log.exception("could not request a scheduled run", extra={"connection_id": str(connection_id)})

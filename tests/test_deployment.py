@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from connectors.registry import available
+from connectors.registry import BUILT_IN
 from core.settings import ENV_PREFIX, NESTED, Settings
 from oauth.providers import PROVIDERS
 from tests.conftest import ROOT
@@ -27,7 +27,8 @@ def compose() -> dict[str, Any]:
 
 
 def declared_variables() -> set[str]:
-    """Core's variables, and those every connector and auth provider declares under its own prefix."""
+    """Core's variables, and those every built-in connector and auth provider declares under its own prefix (a
+    connector installed by entry point documents its own)."""
     names: set[str] = set()
     for name, field in Settings.model_fields.items():
         names.add(ENV_PREFIX + name.upper())
@@ -35,7 +36,7 @@ def declared_variables() -> set[str]:
         nested = [a for a in (annotation, *getattr(annotation, "__args__", ())) if hasattr(a, "model_fields")]
         for model in nested:
             names.update(ENV_PREFIX + name.upper() + NESTED + sub.upper() for sub in model.model_fields)
-    sections = [(spec.slug, spec.settings) for spec in available().values()]
+    sections = [(spec.slug, spec.settings) for spec in BUILT_IN]
     sections += [(name, config.client_settings) for name, config in PROVIDERS.items()]
     for prefix, section_model in sections:
         names.update(ENV_PREFIX + prefix.upper() + NESTED + sub.upper() for sub in section_model.model_fields)

@@ -27,7 +27,7 @@ def names() -> set[str]:
     """Every connector slug and auth provider, each kind's name and segment, and the providers' own words."""
     found = set(available()) | {spec.auth_provider for spec in available().values()} | set(PROVIDERS)
     found |= {name for kind in kinds().values() for name in (kind.name, kind.segment)}
-    found |= {"calendar", "facebook", "caldav", "icloud", "fastmail"}
+    found |= {"facebook", "caldav", "icloud", "fastmail"}
     return found
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS
 from hub.connections import disconnect, mine, owned, pause_or_resume, request_syncs, set_interval
 from hub.deps import CeleryDep, CurrentUser, SessionDep, SessionsDep, SettingsDep, SyncEngineDep
+from hub.resources import choose, list_resources
 from hub.views import connection_view
 
 router = APIRouter(prefix="/api/v1")
@@ -82,3 +83,33 @@ def put_schedule(
 ) -> dict[str, Any]:
     owner = (user.workspace_id, user.user_id)
     return set_interval(settings, sessions, connection_id, capability, body.interval_seconds, owner)
+
+
+class ChoiceIn(BaseModel):
+    selected: bool = Field(description="Sync this resource (true) or stop syncing it (false).")
+    delete_data: bool = Field(
+        default=False, description="When deselecting: delete the records it brought in (they are kept otherwise)."
+    )
+
+
+@router.get("/connections/{connection_id}/capabilities/{capability}/resources", tags=["connections"])
+def get_resources(
+    connection_id: uuid.UUID, capability: str, user: CurrentUser, sync_engine: SyncEngineDep
+) -> dict[str, Any]:
+    """The capability's resources (calendars, Pages), refreshed from the provider: each with whether it is
+    selected and whether the provider still lists it."""
+    return list_resources(sync_engine, connection_id, capability, (user.workspace_id, user.user_id))
+
+
+@router.put("/connections/{connection_id}/capabilities/{capability}/resources/{resource_id}", tags=["connections"])
+def put_resource(
+    connection_id: uuid.UUID,
+    capability: str,
+    resource_id: uuid.UUID,
+    body: ChoiceIn,
+    user: CurrentUser,
+    sync_engine: SyncEngineDep,
+    celery: CeleryDep,
+) -> dict[str, Any]:
+    owner = (user.workspace_id, user.user_id)
+    return choose(sync_engine, celery, connection_id, capability, resource_id, body.selected, body.delete_data, owner)

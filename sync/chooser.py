@@ -1,0 +1,159 @@
+"""The resource chooser: refresh a capability's resources from the provider, select one (the connector subscribes
+to it) or deselect it (its stream stops, the connector undoes what it set up, its records are kept or deleted)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from connectors.base import Capability, ConnectorSpec, Resource
+from core.db import transaction
+from core.errors import ConnectorError
+from core.models import Connection, audit
+from crm.kinds import delete_resource_records
+from sync import resources, schedule
+from sync.engine import SyncEngine
+from sync.models import ConnectionResource
+from token_vault.fresh import Inactive, NoCredential
+
+log = logging.getLogger(__name__)
+
+PROVIDER_ERRORS = (ConnectorError, NoCredential, Inactive)
+
+
+class NotChoosable(Exception):
+    """The resource cannot be selected now; the message says why in plain words."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A capability's resources; `error` says why they are as last listed rather than fresh from the provider."""
+
+    resources: list[ConnectionResource]
+    error: str | None
+
+    @property
+    def refreshed(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Deselected:
+    """`undone` is whether the connector undid its subscription at the provider (None: nothing to undo)."""
+
+    changed: bool
+    runs_stopped: int
+    records_deleted: int
+    undone: bool | None
+
+
+def chosen(row: ConnectionResource) -> Resource:
+    return Resource(row.external_id, row.display_name, row.detail)
+
+
+def _found(engine: SyncEngine, connection: Connection, capability: str) -> tuple[ConnectorSpec, Capability]:
+    found = engine.capability(connection, capability)
+    assert found is not None and found[1].resources is not None, "the caller checks the capability lists resources"
+    return found
+
+
+def refresh(engine: SyncEngine, connection_id: uuid.UUID, capability: str) -> Listing:
+    """Ask the provider for the capability's resources and record them (those it no longer lists stop syncing);
+    when the connection may not call the provider now, or the provider fails, the list as last seen."""
+    with engine.sessions() as session:
+        connection = session.get_one(Connection, connection_id)
+        session.expunge(connection)
+    spec, found = _found(engine, connection, capability)
+    error = engine.refusal(connection, capability)
+    if error is None:
+        assert found.resources is not None
+        try:
+            listed = found.resources(engine.context(connection, spec))
+        except PROVIDER_ERRORS as exc:
+            log.warning("listing resources failed", extra={"connection_id": str(connection_id), "error": str(exc)})
+            error = str(exc)
+        else:
+            with transaction(engine.sessions) as session:
+                resources.refresh(session, session.get_one(Connection, connection_id), capability, listed)
+    with engine.sessions() as session:
+        rows = resources.listed(session, connection_id, capability)
+        session.expunge_all()
+    return Listing(rows, error)
+
+
+def select(engine: SyncEngine, connection_id: uuid.UUID, capability: str, key: str, actor: str) -> bool:
+    """Select a resource: the connector reacts first (subscribes the Page, opens the channel), then the resource
+    gets its schedule. False if it was selected already; NotChoosable if it cannot be now; a ConnectorError from
+    the provider leaves it unselected."""
+    with engine.sessions() as session:
+        connection = session.get_one(Connection, connection_id)
+        row = resources.find(session, connection_id, capability, key)
+        assert row is not None, "the caller checks the resource is the connection's"
+        session.expunge_all()
+    if row.selected and row.gone_at is None:
+        return False
+    if row.gone_at is not None:
+        raise NotChoosable("the provider no longer lists this resource")
+    refusal = engine.refusal(connection, capability)
+    if refusal is not None:
+        raise NotChoosable(f"it cannot sync now: {refusal}")
+    spec, found = _found(engine, connection, capability)
+    if found.lifecycle is not None:
+        try:
+            found.lifecycle.selected(engine.context(connection, spec, chosen(row)))
+        except (NoCredential, Inactive) as exc:
+            raise NotChoosable(f"it cannot sync now: {exc}") from exc
+    with transaction(engine.sessions) as session:
+        current = session.get_one(ConnectionResource, row.id, with_for_update=True)
+        current.selected = True
+        connection = session.get_one(Connection, connection_id)
+        schedule.ensure(session, engine.settings, connection, capability, key)
+        audit(session, connection, actor, "resource.selected", capability=capability, resource=key)
+    return True
+
+
+def deselect(
+    engine: SyncEngine, connection_id: uuid.UUID, capability: str, key: str, actor: str, delete_data: bool
+) -> Deselected:
+    """Deselect a resource: its runs stop and its schedule and cursor go at once, its records go too if asked,
+    then the connector undoes at the provider what selecting set up (best effort, as a revoke at disconnect)."""
+    with transaction(engine.sessions) as session:
+        row = resources.find(session, connection_id, capability, key)
+        assert row is not None, "the caller checks the resource is the connection's"
+        session.refresh(row, with_for_update=True)
+        was_selected = row.selected
+        if not was_selected and not delete_data:
+            return Deselected(changed=False, runs_stopped=0, records_deleted=0, undone=None)
+        connection = session.get_one(Connection, connection_id)
+        row.selected = False
+        stopped = resources.stop(session, connection, capability, key, resources.DESELECTED)
+        deleted = delete_resource_records(session, connection_id, key) if delete_data else 0
+        audit(
+            session,
+            connection,
+            actor,
+            "resource.deselected",
+            capability=capability,
+            resource=key,
+            runs_stopped=stopped,
+            records_deleted=deleted,
+        )
+        session.flush()
+        session.expunge_all()
+    undone = _undo(engine, connection, capability, row) if was_selected else None
+    return Deselected(changed=True, runs_stopped=stopped, records_deleted=deleted, undone=undone)
+
+
+def _undo(engine: SyncEngine, connection: Connection, capability: str, row: ConnectionResource) -> bool | None:
+    spec, found = _found(engine, connection, capability)
+    if found.lifecycle is None:
+        return None
+    if engine.refusal(connection, capability) is not None:
+        return False
+    try:
+        found.lifecycle.deselected(engine.context(connection, spec, chosen(row)))
+    except PROVIDER_ERRORS as exc:
+        log.warning("undoing a resource's subscription failed", extra={"resource": row.key, "error": str(exc)})
+        return False
+    return True
