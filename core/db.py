@@ -24,8 +24,9 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """One engine per process, whose pool checks a connection before lending it."""
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    """One engine per process, whose pool checks a connection before lending it. `hide_parameters`: a database
+    error's text then holds no bound values, so a failed page write logs no names, addresses or sealed tokens."""
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.registry import capabilities_of
 from core.db import Base, transaction
-from core.holdings import Role, declared, erase_connection
+from core.holdings import Role, check_database, declared, erase_connection
 from core.identity import Principal
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
@@ -44,8 +44,13 @@ def mine(session: Session, user: Principal) -> list[Connection]:
     )
 
 
-def owned(session: Session, connection_id: uuid.UUID, workspace_id: str, user_id: str) -> Connection:
-    connection = session.get(Connection, connection_id)
+def owned(
+    session: Session, connection_id: uuid.UUID, workspace_id: str, user_id: str, lock: bool = False
+) -> Connection:
+    """The user's own connection in their workspace (404 otherwise); `lock` takes its row FOR NO KEY UPDATE."""
+    connection = session.get(
+        Connection, connection_id, with_for_update={"key_share": True} if lock else None, populate_existing=lock
+    )
     if connection is None or connection.workspace_id != workspace_id or connection.user_id != user_id:
         raise NotFound(f"connection {connection_id}")
     return connection
@@ -72,27 +77,30 @@ def disconnect(
 ) -> dict[str, Any]:
     vault = Vault(key_ring(settings.vault))
     with sessions() as session:
+        check_database(session, Base.metadata)  # an erase that could not finish must not begin with a revoke
         connection = owned(session, connection_id, workspace_id, user_id)
         revoked = revoke_at_provider(settings, vault, session, connection)
     with transaction(sessions) as session:
-        connection = owned(session, connection_id, workspace_id, user_id)
-        erased = erase_connection(
-            session,
-            Base.metadata,
-            connection.id,
-            {*ERASED_AT_DISCONNECT, Role.RECORDS} if delete_data else ERASED_AT_DISCONNECT,
-        )
+        # The order of locks is the point. Active runs first: a worker writing a page holds its run's lock, so the
+        # erase below starts after that page committed and sees its rows; a worker that comes next finds its run
+        # cancelled and writes nothing. Then the connection, moved to disconnected before anything is erased: a
+        # secret kept or a token stored meanwhile waits for this transaction, then finds the connection gone.
+        # (NO KEY UPDATE: a page's inserts take KEY SHARE on the connection, which this must not block.)
         for run in session.scalars(
             select(SyncRun)
-            .where(SyncRun.connection_id == connection.id, SyncRun.status.in_(list(ACTIVE_STATUSES)))
+            .where(SyncRun.connection_id == connection_id, SyncRun.status.in_(list(ACTIVE_STATUSES)))
             .with_for_update()
         ):
             run.move_to(RunStatus.CANCELLED, "the account was disconnected")
-        deleted = counted(erased, Role.RECORDS)
+        connection = owned(session, connection_id, workspace_id, user_id, lock=True)
         if connection.status != ConnectionStatus.DISCONNECTED.value:
             connection.move_to(
                 ConnectionStatus.DISCONNECTED, None if revoked else "the provider did not confirm revocation"
             )
+        session.flush()
+        roles = {*ERASED_AT_DISCONNECT, Role.RECORDS} if delete_data else ERASED_AT_DISCONNECT
+        erased = erase_connection(session, Base.metadata, connection.id, roles)
+        deleted = counted(erased, Role.RECORDS)
         audit(
             session,
             connection,

@@ -82,7 +82,6 @@ class OAuthClient:
         with self.session() as session:
             try:
                 body = session.refresh_token(self.config.token_url, refresh_token=refresh_token)
-                scopes = self.config.granted_scopes(self, body)
             except OAuthError as exc:
                 if exc.error == "invalid_grant":
                     raise AuthRevoked(
@@ -101,7 +100,9 @@ class OAuthClient:
                 raise Retryable(
                     f"{self.config.display_name} token endpoint unreachable ({type(exc).__name__})"
                 ) from exc
-        return TokenSet.from_response(body, scopes)
+        # What was granted is read at consent, not here: a hook that asks the provider would cost a call per refresh,
+        # and its failure would drop the tokens the provider just issued (a rotated refresh token among them).
+        return TokenSet.from_response(body, frozenset())
 
     def revoke(self, token: str) -> bool:
         """Revoke at the provider through its `revoke` hook; True if it confirmed or the token was already dead."""

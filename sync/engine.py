@@ -54,6 +54,12 @@ class Outcome:
     follow_up: uuid.UUID | None = None
 
 
+def locked(session: Session, run_id: uuid.UUID) -> SyncRun:
+    """The run as committed now, locked for this transaction: a disconnect that cancelled it meanwhile is seen,
+    and one that comes next waits, so no path writes an ended run back as active."""
+    return session.get_one(SyncRun, run_id, with_for_update=True, populate_existing=True)
+
+
 @dataclass(frozen=True)
 class Started:
     """A run as it starts: what it syncs, the resource it reads (`key` '' and `chosen` None without one), and
@@ -274,6 +280,9 @@ class SyncEngine:
                 return self._scope_lost(run_id, connection.id, capability, exc.scopes, calls)
             except ConnectorError as exc:
                 return self._fail(run_id, str(exc), calls)
+            except retry.INFRASTRUCTURE_ERRORS as exc:
+                log.warning("database or Redis failed during a run", extra={"run_id": str(run_id)}, exc_info=True)
+                return self._later(run_id, f"the hub's database or Redis failed ({type(exc).__name__})", None, calls)
             except Exception as exc:
                 log.exception("sync run crashed", extra={"run_id": str(run_id)})
                 return self._fail(run_id, f"internal error ({type(exc).__name__}); see the worker log", calls)
@@ -306,7 +315,7 @@ class SyncEngine:
 
     def _start(self, run_id: uuid.UUID) -> Started | None:
         with transaction(self.sessions) as session:
-            run = session.get(SyncRun, run_id)
+            run = session.get(SyncRun, run_id, with_for_update=True, populate_existing=True)
             if run is None or run.status not in ACTIVE:
                 return None
             connection = session.get_one(Connection, run.connection_id)
@@ -421,9 +430,11 @@ class SyncEngine:
         self, run_id: uuid.UUID, connection_id: uuid.UUID, capability: Capability, resource: str
     ) -> Position:
         with transaction(self.sessions) as session:
+            run = locked(session, run_id)
+            if not run.active:  # a disconnect ended it: its cursor is gone already, and the next commit stops
+                return Position()
             connection = session.get_one(Connection, connection_id)
             checkpoints.clear(session, connection, stream_key(capability.name, resource))
-            run = session.get_one(SyncRun, run_id)
             run.full_sync, run.progress_done, run.progress_total = True, 0, None
         log.info("cursor expired; full pass", extra={"run_id": str(run_id)})
         return Position()
@@ -443,7 +454,7 @@ class SyncEngine:
         """
         limits = self.settings.celery
         with transaction(self.sessions) as session:
-            run = session.get_one(SyncRun, run_id)
+            run = locked(session, run_id)
             run.api_calls += calls.take()
             if not run.active:  # a disconnect cancelled it meanwhile
                 return Outcome("done")
@@ -466,7 +477,7 @@ class SyncEngine:
 
     def _cancel(self, run_id: uuid.UUID, reason: str, calls: guard.Calls) -> Outcome:
         with transaction(self.sessions) as session:
-            run = session.get_one(SyncRun, run_id)
+            run = locked(session, run_id)
             run.api_calls += calls.take()
             if run.active:
                 run.move_to(RunStatus.CANCELLED, reason)
@@ -474,7 +485,7 @@ class SyncEngine:
 
     def _fail(self, run_id: uuid.UUID, error: str, calls: guard.Calls) -> Outcome:
         with transaction(self.sessions) as session:
-            run = session.get_one(SyncRun, run_id)
+            run = locked(session, run_id)
             run.api_calls += calls.take()
             return self._fail_in(session, run, error)
 

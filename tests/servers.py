@@ -86,7 +86,8 @@ def _answers(url: str, process: subprocess.Popen[Any], timeout: float = 10.0) ->
     try:
         while time.monotonic() < deadline and process.poll() is None:
             with contextlib.suppress(redis.ConnectionError):
-                return bool(client.ping())
+                # Ours, not a server that took the port between choosing it and binding it.
+                return bool(client.info("server")["process_id"] == process.pid)
             time.sleep(0.01)
         return False
     finally:

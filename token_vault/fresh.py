@@ -14,7 +14,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.errors import AuthRevoked, Retryable
+from core.errors import AuthRevoked, ConnectorError, Retryable
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from token_vault.vault import Secret, Vault
 
@@ -168,6 +168,8 @@ class FreshTokens:
         """A grant without a refresh token (some providers issue none, only long-lived access tokens): its access
         token serves until it expires or the provider refuses it, then the user has to connect again. No refresh
         is attempted: without a refresh token none can work."""
+        if access is None:  # a connection that holds only named secrets was asked for a token: its connector's bug
+            raise ConnectorError("this connection holds no access token; its connector reads a secret instead")
         if access is not None and access.value != rejected and not _expired(access):
             return None if force else access.value
         if access is not None and access.value == rejected:
