@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import msgspec
+from psycopg.errors import UniqueViolation
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, Table, bindparam, delete, select
 from sqlalchemy import update as update_statement
@@ -150,17 +151,22 @@ class ContactSink:
         deleted_ids: Iterable[str],
         full_pass_id: str | None,
         ready: NewRows | None = None,
+        fresh: bool = False,
     ) -> Counts:
-        """Upsert a page and delete `deleted_ids`; `ready` is `prepare(records)` if it was built ahead."""
-        counts = Counts()
+        """Upsert a page and delete `deleted_ids`; `ready` is `prepare(records)` if it was built ahead. `fresh`: this
+        (connection, resource) held no record when the pass began, so the page is first tried as all new."""
+        deleted_ids = list(deleted_ids)
         # A contact the page lists twice is written once, as its later listing says.
         last = {record.external_id: index for index, record in enumerate(records)}
+        if ready is None:
+            ready = self.prepare(self.owner, records)
+        if fresh and not deleted_ids and self._all_new(records, last, full_pass_id, ready):
+            return Counts(created=len(last))
+        counts = Counts()
         wanted = set(last)
         for record in records:
             wanted.update(record.previous_external_ids)
         existing = self._existing(wanted)
-        if ready is None:
-            ready = self.prepare(self.owner, records)
         inserts: list[tuple[Any, ...]] = []
         indexed: list[tuple[Any, ...]] = []
         updates: list[dict[str, Any]] = []
@@ -199,6 +205,27 @@ class ContactSink:
         self._reindex(indexed, replaced=list(reindex))
         counts.deleted = delete_by_external_id(self.session, CONTACTS, self.owner, set(deleted_ids) - set(last))
         return counts
+
+    def _all_new(
+        self, records: Sequence[Contact], last: dict[str, int], full_pass_id: str | None, ready: NewRows
+    ) -> bool:
+        """Write the page as new rows without looking any up, under a savepoint: False, with nothing written, if
+        one exists after all (a provider that lists a contact on two pages of a pass); the caller then writes the
+        page the usual way. Skipping the lookup is a tenth of a first sync's database time."""
+        if any(record.previous_external_ids for record in records):
+            return False
+        stamp = (full_pass_id,)
+        try:
+            with self.session.begin_nested():
+                bulk_insert(
+                    self.session, CONTACTS, NEW_CONTACT_COLUMNS, [ready.contacts[i] + stamp for i in last.values()]
+                )
+                bulk_insert(
+                    self.session, EMAILS, EMAIL_COLUMNS, [row for i in last.values() for row in ready.emails[i]]
+                )
+        except UniqueViolation:
+            return False
+        return True
 
     def delete_unseen(self, full_pass_id: str) -> int:
         """After a complete full pass: remove the contacts it did not see (the email index follows by cascade)."""

@@ -99,6 +99,13 @@ def counts(session: Session, connection_id: uuid.UUID, names: Iterable[str]) -> 
     return found
 
 
+def holds_records(session: Session, record_kind: RecordKind, connection_id: uuid.UUID, resource: str) -> bool:
+    """Whether a (connection, resource) holds any record of this kind."""
+    table = record_kind.table
+    mine = (table.c.connection_id == connection_id, table.c.resource == resource)
+    return session.scalar(select(table.c.id).where(*mine).limit(1)) is not None
+
+
 def delete_resource_records(session: Session, connection_id: uuid.UUID, resource: str) -> int:
     """Delete the records one resource of a connection brought in, of every kind (indexes go with them by
     cascade), and what an unfinished full pass noted of them."""

@@ -63,8 +63,16 @@ class Sink(Protocol):
         """The page's records as new rows, built ahead on the reading thread; pure."""
         ...
 
-    def apply(self, records: Sequence[Any], deleted_ids: Iterable[str], full_pass_id: str | None, ready: Any) -> Counts:
-        """Upsert a page and delete `deleted_ids`; `ready` is `prepare(records)` or None."""
+    def apply(
+        self,
+        records: Sequence[Any],
+        deleted_ids: Iterable[str],
+        full_pass_id: str | None,
+        ready: Any,
+        fresh: bool = False,
+    ) -> Counts:
+        """Upsert a page and delete `deleted_ids`; `ready` is `prepare(records)` or None; `fresh`: the
+        (connection, resource) held no record when this pass began, so the page may be tried as all new."""
         ...
 
     def delete_unseen(self, full_pass_id: str) -> int:

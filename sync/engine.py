@@ -27,7 +27,7 @@ from core.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited,
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.scopes import after_refusal, allows
 from core.settings import Settings
-from crm.kinds import kind
+from crm.kinds import holds_records, kind
 from crm.sink import Owner, Sink
 from oauth.providers import client_settings
 from sync import checkpoints, guard, resources, retry, schedule
@@ -250,12 +250,15 @@ class SyncEngine:
                     and not self._list_resources(run_id, connection, capability, listing, calls)
                 ):
                     return Outcome("done")
+                fresh = position.starts_full_pass and not self._holds_records(capability, owner)
                 pages = Prefetch(Ready.read(stream.read(position.cursor or None), sink, owner))
                 while True:
                     ready, ahead = pages.next(fetch_ahead=time.monotonic() < deadline)
                     if ready is None:
                         return self._fail(run_id, "the connector's stream ended before its last page", calls)
-                    position, ended = self._commit(run_id, owner, capability, position, ready.page, calls, ready.rows)
+                    position, ended = self._commit(
+                        run_id, owner, capability, position, ready.page, calls, ready.rows, fresh
+                    )
                     keep_lock()
                     if ended is not None:
                         return ended
@@ -362,6 +365,10 @@ class SyncEngine:
             return resources.DESELECTED
         return resources.GONE if row.gone_at is not None else None
 
+    def _holds_records(self, capability: Capability, owner: Owner) -> bool:
+        with self.sessions() as session:
+            return holds_records(session, kind(capability.record_kind), owner.connection_id, owner.resource)
+
     def _commit(
         self,
         run_id: uuid.UUID,
@@ -371,6 +378,7 @@ class SyncEngine:
         page: Page,
         calls: guard.Calls,
         rows: Any = None,
+        fresh: bool = False,
     ) -> tuple[Position, Outcome | None]:
         """Commit one page with its checkpoint and the calls made so far; an Outcome when the run ends here (last
         page, or paused)."""
@@ -385,7 +393,7 @@ class SyncEngine:
             connection_id, resource = owner.connection_id, owner.resource
             connection = session.get_one(Connection, connection_id)
             sink = kind(capability.record_kind).sink(session, owner)
-            counts = sink.apply(page.records, page.deleted_ids, full_pass_id, rows)
+            counts = sink.apply(page.records, page.deleted_ids, full_pass_id, rows, fresh=fresh)
             if page.last and full_pass_id is not None:
                 counts.deleted += sink.delete_unseen(full_pass_id)
             items = len(page.records) + len(page.deleted_ids)

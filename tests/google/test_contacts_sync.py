@@ -410,3 +410,48 @@ def test_contacts_are_found_by_any_of_their_addresses_through_the_email_index(go
     assert nobody == {"contacts": [], "next_cursor": None}
     stranger = google_hub.browser(user="finder", workspace="ws-other")
     assert stranger.get(f"{google_hub.url}/api/v1/contacts", params={"email": address}).json()["contacts"] == []
+
+
+def test_a_first_pass_that_lists_a_contact_on_two_pages_stores_it_once_as_last_listed(google_hub: GoogleHub) -> None:
+    """The first pass into an empty connection writes pages without looking rows up; a contact a later page lists
+    again is then written the usual way, not twice and not refused."""
+    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=1)
+    browser = google_hub.browser(user="twice")
+
+    def person(number: int, name: str, email: str) -> dict[str, Any]:
+        return {
+            "resourceName": f"people/c{number}",
+            "names": [{"displayName": name}],
+            "emailAddresses": [{"value": email}],
+        }
+
+    first = {
+        "connections": [person(910, "Ann", "ann@example.com"), person(911, "Bo", "bo@example.com")],
+        "nextPageToken": "page-two",
+        "totalItems": 4,
+    }
+    second = {
+        "connections": [person(911, "Bo Again", "bo@again.example"), person(912, "Cy", "cy@example.com")],
+        "nextSyncToken": "synced",
+        "totalItems": 4,
+    }
+    admin.set_faults(
+        [
+            {"path_prefix": "/v1/people", "rate": 1.0, "times": 1, "body": json.dumps(first)},
+            {"path_prefix": "/v1/people", "rate": 1.0, "times": 1, "skip": 1, "body": json.dumps(second)},
+        ]
+    )
+    try:
+        connection_id = google_hub.connect(browser, account)
+        run = google_hub.wait_run(browser, connection_id)
+    finally:
+        admin.clear_faults()
+    assert run["status"] == "succeeded", run
+    assert (run["counts"]["created"], run["counts"]["updated"]) == (3, 1)
+    stored = {c["external_id"]: c["display_name"] for c in google_hub.contacts(browser, connection_id)}
+    assert stored == {"people/c910": "Ann", "people/c911": "Bo Again", "people/c912": "Cy"}
+    assert sorted(email for _, email in email_index(google_hub, connection_id)) == [
+        "ann@example.com",
+        "bo@again.example",
+        "cy@example.com",
+    ]
