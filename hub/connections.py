@@ -21,6 +21,7 @@ from hub.errors import Conflict, NotFound
 from oauth.client import client_for
 from sync import resources, schedule
 from sync.checkpoints import stream_key
+from sync.chooser import undo_all
 from sync.dispatch import hand_over
 from sync.engine import SyncEngine
 from sync.models import ACTIVE_STATUSES, NO_RESOURCE, RunStatus, SyncRun
@@ -68,16 +69,18 @@ def revoke_at_provider(settings: Settings, vault: Vault, session: Session, conne
 
 
 def disconnect(
-    settings: Settings,
-    sessions: sessionmaker[Session],
-    connection_id: uuid.UUID,
-    user_id: str,
-    workspace_id: str,
-    delete_data: bool,
+    sync_engine: SyncEngine, connection_id: uuid.UUID, user_id: str, workspace_id: str, delete_data: bool
 ) -> dict[str, Any]:
+    """Undo every resource's subscription and revoke the grant at the provider (best effort, both said in the
+    answer), then cancel the runs, mark the connection disconnected and erase its secrets, and its records if
+    asked, in one transaction."""
+    settings, sessions = sync_engine.settings, sync_engine.sessions
     vault = Vault(key_ring(settings.vault))
     with sessions() as session:
         check_database(session, Base.metadata)  # an erase that could not finish must not begin with a revoke
+        owned(session, connection_id, workspace_id, user_id)
+    undone = undo_all(sync_engine, connection_id)
+    with sessions() as session:
         connection = owned(session, connection_id, workspace_id, user_id)
         revoked = revoke_at_provider(settings, vault, session, connection)
     with transaction(sessions) as session:
@@ -107,6 +110,7 @@ def disconnect(
             user_id,
             "connection.disconnected",
             revoked_at_provider=revoked,
+            subscriptions_undone=undone,
             secrets_erased=counted(erased, Role.SECRET),
             records_deleted=deleted,
         )
@@ -114,6 +118,7 @@ def disconnect(
         "id": str(connection_id),
         "status": "disconnected",
         "revoked_at_provider": revoked,
+        "subscriptions_undone": undone,
         "records_deleted": deleted,
     }
 

@@ -157,3 +157,21 @@ def _undo(engine: SyncEngine, connection: Connection, capability: str, row: Conn
         log.warning("undoing a resource's subscription failed", extra={"resource": row.key, "error": str(exc)})
         return False
     return True
+
+
+def undo_all(engine: SyncEngine, connection_id: uuid.UUID) -> bool | None:
+    """Before a disconnect revokes the grant: undo at the provider what selecting each resource set up (a Page's
+    subscription, a channel), best effort as the revoke is. True if every undo went through, False if one did
+    not, None if there was nothing to undo."""
+    with engine.sessions() as session:
+        connection = session.get_one(Connection, connection_id)
+        selected = [
+            (capability, row)
+            for capability in connection.capabilities
+            if (found := engine.capability(connection, capability)) is not None and found[1].lifecycle is not None
+            for row in resources.listed(session, connection_id, capability)
+            if row.selected
+        ]
+        session.expunge_all()
+    outcomes = [_undo(engine, connection, capability, row) for capability, row in selected]
+    return None if not outcomes else all(outcomes)

@@ -18,13 +18,21 @@ from core.models import Connection
 from core.settings import Settings
 from crm.models import ContactRow, FullPassSeenRow
 from hub.connections import disconnect
+from sync.engine import SyncEngine
 from sync.models import Checkpoint, RunStatus, SyncRun
+from sync.runtime import Runtime
+from sync.wiring import build_engine
 from tests.test_holdings import held_rows
 from token_vault.credentials import ConnectionCredentials
 from token_vault.fresh import FreshTokens, Inactive
 from token_vault.vault import Vault, key_ring
 
 WORKSPACE, USER = "ws-races", "racer"
+
+
+@pytest.fixture
+def sync_engine(settings: Settings, engine: Engine, sessions: sessionmaker[Session], redis_url: str) -> SyncEngine:
+    return build_engine(Runtime(settings, engine, sessions, redis.Redis.from_url(redis_url)))
 
 
 @pytest.fixture
@@ -45,7 +53,7 @@ def connection_id(sessions: sessionmaker[Session]) -> uuid.UUID:
 
 
 def test_a_page_committed_during_a_delete_disconnect_is_erased_with_the_rest(
-    settings: Settings, sessions: sessionmaker[Session], connection_id: uuid.UUID
+    sync_engine: SyncEngine, sessions: sessionmaker[Session], connection_id: uuid.UUID
 ) -> None:
     with transaction(sessions) as session:
         run = SyncRun(connection_id=connection_id, capability="contacts", status=RunStatus.RUNNING.value)
@@ -71,7 +79,7 @@ def test_a_page_committed_during_a_delete_disconnect_is_erased_with_the_rest(
     worker = threading.Thread(target=worker_writes_a_page)
     worker.start()
     assert holding.wait(10)
-    answer = disconnect(settings, sessions, connection_id, USER, WORKSPACE, delete_data=True)
+    answer = disconnect(sync_engine, connection_id, USER, WORKSPACE, delete_data=True)
     worker.join()
     assert answer["records_deleted"] == 2, "the page's contact was counted with the rest"
     with sessions() as session:
@@ -81,7 +89,12 @@ def test_a_page_committed_during_a_delete_disconnect_is_erased_with_the_rest(
 
 
 def test_a_secret_kept_during_a_disconnect_is_refused_not_left_behind(
-    settings: Settings, sessions: sessionmaker[Session], engine: Engine, connection_id: uuid.UUID, redis_url: str
+    sync_engine: SyncEngine,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    engine: Engine,
+    connection_id: uuid.UUID,
+    redis_url: str,
 ) -> None:
     vault = Vault(key_ring(settings.vault))
     with transaction(sessions) as session:
@@ -95,7 +108,7 @@ def test_a_secret_kept_during_a_disconnect_is_refused_not_left_behind(
 
     event.listen(engine, "after_cursor_execute", slow_erase)
     try:
-        leaving = threading.Thread(target=disconnect, args=(settings, sessions, connection_id, USER, WORKSPACE, False))
+        leaving = threading.Thread(target=disconnect, args=(sync_engine, connection_id, USER, WORKSPACE, False))
         leaving.start()
         assert erasing.wait(10)
         fresh = FreshTokens(vault, session_factory(engine), redis.Redis.from_url(redis_url), refresher=None)

@@ -39,9 +39,9 @@ def get_connection(
 
 @router.delete("/connections/{connection_id}", tags=["connections"])
 def delete_connection(
-    connection_id: uuid.UUID, user: CurrentUser, settings: SettingsDep, sessions: SessionsDep, delete_data: bool = False
+    connection_id: uuid.UUID, user: CurrentUser, sync_engine: SyncEngineDep, delete_data: bool = False
 ) -> dict[str, Any]:
-    return disconnect(settings, sessions, connection_id, user.user_id, user.workspace_id, delete_data)
+    return disconnect(sync_engine, connection_id, user.user_id, user.workspace_id, delete_data)
 
 
 @router.post("/connections/{connection_id}/sync", tags=["connections"])

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from connectors.registry import capabilities_of
 from hub.connections import disconnect, mine, pause_or_resume
-from hub.deps import CeleryDep, CurrentUser, SessionDep, SessionsDep, SettingsDep, SyncEngineDep
+from hub.deps import CeleryDep, CurrentUser, SessionDep, SettingsDep, SyncEngineDep
 from hub.pages import render
 from hub.views import connection_view
 from oauth.providers import PROVIDERS
@@ -30,10 +30,8 @@ def settings_page(user: CurrentUser, session: SessionDep, settings: SettingsDep)
 
 
 @router.post("/connections/{connection_id}/disconnect", response_class=RedirectResponse)
-def disconnect_from_page(
-    connection_id: uuid.UUID, user: CurrentUser, settings: SettingsDep, sessions: SessionsDep
-) -> Response:
-    disconnect(settings, sessions, connection_id, user.user_id, user.workspace_id, delete_data=False)
+def disconnect_from_page(connection_id: uuid.UUID, user: CurrentUser, sync_engine: SyncEngineDep) -> Response:
+    disconnect(sync_engine, connection_id, user.user_id, user.workspace_id, delete_data=False)
     return RedirectResponse("/", status_code=303)
 
 

@@ -252,3 +252,18 @@ def test_the_chooser_answers_for_the_users_own_connection_and_a_capability_with_
     assert browser.get(contacts).status_code == 404, "contacts lists no resources"
     assert browser.put(books.url(account, str(uuid.uuid4())), json={"selected": True}).status_code == 404
     assert browser.put(books.url(account, "not-a-uuid"), json={"selected": True}).status_code == 422
+
+
+def test_disconnect_undoes_every_selected_resources_subscription_before_it_revokes(books: BooksHub) -> None:
+    provider = books.provider
+    work, home = provider.add_book("Work", people=1), provider.add_book("Home", people=1)
+    provider.add_book("Unchosen", people=1)
+    browser, connection_id = books.connect()
+    books.select(browser, connection_id, "Work", "Home")
+    assert sorted(provider.subscriptions) == sorted([("subscribe", home), ("subscribe", work)])
+
+    answer = browser.delete(f"{books.hub.url}/api/v1/connections/{connection_id}", params={"delete_data": "true"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["subscriptions_undone"] is True and answer.json()["revoked_at_provider"] is True
+    assert sorted(provider.subscriptions[2:]) == sorted([("unsubscribe", home), ("unsubscribe", work)])
+    assert books.external_ids(browser, connection_id) == set()
