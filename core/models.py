@@ -114,12 +114,14 @@ class AuditEvent(Base):
 
 def audit(session: Session, connection: Connection, actor: str, action: str, **detail: Any) -> None:
     """Record who did what to a connection; `detail` holds ids and counts, never secrets or contents."""
+    audit_workspace(session, connection.workspace_id, actor, action, connection.id, **detail)
+
+
+def audit_workspace(
+    session: Session, workspace_id: str, actor: str, action: str, connection_id: uuid.UUID | None = None, **detail: Any
+) -> None:
+    """Record who did what in a workspace, to a connection or not (a user's own actions, such as forgetting
+    them); `detail` holds ids and counts, never secrets or contents."""
     session.add(
-        AuditEvent(
-            workspace_id=connection.workspace_id,
-            actor=actor,
-            action=action,
-            connection_id=connection.id,
-            detail=detail,
-        )
+        AuditEvent(workspace_id=workspace_id, actor=actor, action=action, connection_id=connection_id, detail=detail)
     )

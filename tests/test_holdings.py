@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import Base
+from core.db import Base, transaction
 from core.holdings import Owner, Role, UndeclaredTables, check_database, declared, holding
+from core.models import AuditEvent, audit_workspace
 from migrations import target_metadata
 
 
@@ -66,3 +67,12 @@ def test_erase_refuses_a_database_table_this_process_does_not_know(sessions: ses
         with pytest.raises(UndeclaredTables, match="crm_unknown_kind"):
             check_database(session, target_metadata())
         session.rollback()
+
+
+def test_an_audit_entry_needs_no_connection(sessions: sessionmaker[Session]) -> None:
+    action = f"user.forgotten.{uuid.uuid4().hex[:6]}"
+    with transaction(sessions) as session:
+        audit_workspace(session, "ws-audit", "service", action, subject="user-9")
+    with sessions() as session:
+        entry = session.scalars(select(AuditEvent).where(AuditEvent.action == action)).one()
+    assert (entry.workspace_id, entry.connection_id, entry.detail) == ("ws-audit", None, {"subject": "user-9"})
