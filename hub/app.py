@@ -8,7 +8,7 @@ from sqlalchemy.engine import Engine
 from core.db import make_engine, session_factory
 from core.redis import redis_client
 from core.settings import Settings
-from hub import connect, errors
+from hub import connect, docs, errors
 from hub.routes import api, health, identity, pages, records
 from sync.celery_app import make_celery
 from sync.runtime import Runtime
@@ -16,7 +16,7 @@ from sync.wiring import build_engine
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
-    app = FastAPI(title="synchub", version="0.1.0", docs_url="/docs", openapi_url="/openapi.json")
+    app = FastAPI(title="synchub", version="0.1.0", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url)
     app.state.sessions = session_factory(app.state.engine)
@@ -24,6 +24,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.sync_engine = build_engine(Runtime(settings, app.state.engine, app.state.sessions, app.state.redis))
     app.state.celery = make_celery(settings)
     errors.install(app)
+    docs.install(app)
     for router in (connect.router, health.router, identity.router, pages.router, api.router, records.router):
         app.include_router(router)
     return app
