@@ -49,6 +49,12 @@ ensure_redis_server_binary() {
   command -v redis-server >/dev/null || apt_install redis-server
 }
 
+# The browser test (tests/test_docs_browser.py) drives Debian's chromium through Playwright's own driver:
+# never `playwright install`, which downloads a browser build.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] || apt_install chromium
+}
+
 ensure_redis() {
   local url="${SYNCHUB_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
   redis_answers "$url" && return 0
