@@ -10,6 +10,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OctKey, RSAKey
 from joserfc.jwt import JWTClaimsRegistry
 
+from core.models import PRINCIPAL_ID_LENGTH
 from core.settings import IdentitySettings
 
 
@@ -52,6 +53,9 @@ def verify_token(token: str, settings: IdentitySettings) -> Principal:
     sub, workspace = decoded.claims["sub"], decoded.claims["workspace_id"]
     if not isinstance(sub, str) or not isinstance(workspace, str) or not sub or not workspace:
         raise IdentityError("the token's sub and workspace_id must be non-empty strings")
+    if max(len(sub), len(workspace)) > PRINCIPAL_ID_LENGTH:
+        # Refused here, at sign-in, rather than when a connection or an audit entry fails to store them later.
+        raise IdentityError(f"the token's sub and workspace_id must be no longer than {PRINCIPAL_ID_LENGTH} characters")
     return Principal(user_id=sub, workspace_id=workspace, expires_at=int(decoded.claims["exp"]))
 
 

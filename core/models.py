@@ -14,6 +14,12 @@ from sqlalchemy.types import TypeDecorator
 from core.db import Base
 from core.holdings import Owner, Role, holding
 
+PRINCIPAL_ID_LENGTH = 64
+"""The longest user or workspace id the tables keep (the CRM's `sub` and `workspace_id`)."""
+ACCOUNT_ID_LENGTH = 255
+"""The longest provider account id a connection keeps."""
+EMAIL_LENGTH = 320
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -65,11 +71,11 @@ class Connection(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    workspace_id: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[str] = mapped_column(String(64))
+    workspace_id: Mapped[str] = mapped_column(String(PRINCIPAL_ID_LENGTH))
+    user_id: Mapped[str] = mapped_column(String(PRINCIPAL_ID_LENGTH))
     auth_provider: Mapped[str] = mapped_column(String(32))
-    provider_account_id: Mapped[str] = mapped_column(String(255))
-    account_email: Mapped[str | None] = mapped_column(String(320))
+    provider_account_id: Mapped[str] = mapped_column(String(ACCOUNT_ID_LENGTH))
+    account_email: Mapped[str | None] = mapped_column(String(EMAIL_LENGTH))
     status: Mapped[str] = mapped_column(String(16), default=ConnectionStatus.ACTIVE.value)
     status_reason: Mapped[str | None] = mapped_column(Text)
     granted_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -105,8 +111,8 @@ class AuditEvent(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    workspace_id: Mapped[str] = mapped_column(String(64))
-    actor: Mapped[str] = mapped_column(String(64))
+    workspace_id: Mapped[str] = mapped_column(String(PRINCIPAL_ID_LENGTH))
+    actor: Mapped[str] = mapped_column(String(PRINCIPAL_ID_LENGTH))
     action: Mapped[str] = mapped_column(String(64))
     connection_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -166,12 +166,22 @@ def same_account(connection: Connection, grant: Grant) -> None:
 
 
 def exchange(client: OAuthClient, callback_url: str, state: str, pending: PendingGrant) -> Grant:
+    """Tokens for the callback's code and the account they belong to; tokens issued for an account the provider
+    cannot name in a form the hub can keep are revoked, since nothing will ever use them."""
     try:
         tokens = client.exchange(callback_url, state, pending.code_verifier)
+    except GrantRefused as exc:
+        raise nothing_connected(exc) from exc
+    try:
         account = client.account(tokens.access_token)
     except GrantRefused as exc:
-        raise ConnectRefused(str(exc)) from exc
+        client.discard(tokens.refresh_token, tokens.access_token)
+        raise nothing_connected(exc) from exc
     return Grant(account, tokens, pending)
+
+
+def nothing_connected(exc: GrantRefused) -> ConnectRefused:
+    return ConnectRefused(f"{exc} Nothing was connected: start again from the settings page.", exc.status)
 
 
 def store_grant(request: Request, grant: Grant) -> uuid.UUID:

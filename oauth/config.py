@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from core.models import utcnow
+from core.models import ACCOUNT_ID_LENGTH, EMAIL_LENGTH, utcnow
 from core.settings import http_url
 from oauth import rfc7009
 
@@ -28,6 +28,25 @@ class Account:
     account_id: str
     email: str | None
 
+    def __post_init__(self) -> None:
+        """An account the hub could not store is no account: a hook building one from a strange answer fails here."""
+        if not isinstance(self.account_id, str) or not 0 < len(self.account_id) <= ACCOUNT_ID_LENGTH:
+            raise ValueError(f"the account id must be a string of 1 to {ACCOUNT_ID_LENGTH} characters")
+        if self.email is not None and (not isinstance(self.email, str) or len(self.email) > EMAIL_LENGTH):
+            raise ValueError(f"the account email must be a string of at most {EMAIL_LENGTH} characters")
+
+
+def subject(info: Mapping[str, Any]) -> str:
+    """The OpenID Connect `sub` of a userinfo answer: a string, never coerced from anything else."""
+    sub = info["sub"]
+    if not isinstance(sub, str):
+        raise TypeError("sub is not a string")
+    return sub
+
+
+MAX_EXPIRES_IN = 10 * 365 * 24 * 3600
+"""No token is promised for longer than ten years; a larger `expires_in` is garbage, not a lifetime."""
+
 
 @dataclass(frozen=True)
 class TokenSet:
@@ -40,13 +59,29 @@ class TokenSet:
 
     @classmethod
     def from_response(cls, body: Mapping[str, Any], scopes: frozenset[str]) -> TokenSet:
-        expires_in = body.get("expires_in")
-        return cls(
-            access_token=str(body["access_token"]),
-            refresh_token=body.get("refresh_token") or None,
-            expires_at=utcnow() + timedelta(seconds=int(expires_in)) if expires_in is not None else None,
-            scopes=scopes,
-        )
+        """The token set in a token endpoint's answer; ValueError names the field that is missing or malformed
+        (never its value)."""
+        access_token, refresh_token = body.get("access_token"), body.get("refresh_token") or None
+        if not isinstance(access_token, str) or not access_token:
+            raise ValueError("the answer has no access_token string")
+        if refresh_token is not None and not isinstance(refresh_token, str):
+            raise ValueError("the answer's refresh_token is not a string")
+        return cls(access_token, refresh_token, expiry(body.get("expires_in")), scopes)
+
+
+def expiry(expires_in: object) -> datetime | None:
+    """When a token answer's `expires_in` (seconds, RFC 6749 5.1; a numeric string is tolerated) runs out."""
+    if expires_in is None:
+        return None
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float | str):
+        raise ValueError("the answer's expires_in is not a number")
+    try:
+        seconds = float(expires_in)
+    except ValueError:
+        raise ValueError("the answer's expires_in is not a number") from None
+    if not 0 <= seconds <= MAX_EXPIRES_IN:  # also refuses NaN
+        raise ValueError("the answer's expires_in is out of range")
+    return utcnow() + timedelta(seconds=int(seconds))
 
 
 class OAuthClientSettings(BaseModel):
@@ -55,6 +90,9 @@ class OAuthClientSettings(BaseModel):
     client_id: str = Field(min_length=1)
     client_secret: SecretStr
     base_url: str | None = Field(default=None, description="Provider base URL override (the sandbox).")
+    timeout_seconds: float = Field(
+        default=15.0, gt=0, le=120, description="How long one call to the provider's OAuth endpoints may take."
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -104,7 +142,7 @@ class OAuthProviderConfig:
     authorize_params: Mapping[str, str] = field(default_factory=dict)
     pkce: bool = True
     scope_aliases: Mapping[str, str] = field(default_factory=dict)
-    account_from_userinfo: Callable[[Mapping[str, Any]], Account] = lambda info: Account(str(info["sub"]), None)
+    account_from_userinfo: Callable[[Mapping[str, Any]], Account] = lambda info: Account(subject(info), None)
     client_settings: type[OAuthClientSettings] = OAuthClientSettings
     after_exchange: Callable[[OAuthClient, Token], Token] = unchanged
     granted_scopes: Callable[[OAuthClient, Token], frozenset[str]] = scopes_in_answer

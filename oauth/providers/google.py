@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from oauth.config import Account, OAuthProviderConfig
+from oauth.config import Account, OAuthProviderConfig, subject
 
 
 def _account(info: Mapping[str, Any]) -> Account:
-    return Account(account_id=str(info["sub"]), email=info.get("email"))
+    return Account(account_id=subject(info), email=info.get("email"))
 
 
 GOOGLE = OAuthProviderConfig(
