@@ -169,6 +169,12 @@ class ScheduleSettings(BaseModel):
     )
 
 
+class HttpSettings(BaseModel):
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body the API and pages accept; 413 above it."
+    )
+
+
 MIN_POLL_SECONDS, MAX_POLL_SECONDS = 300, 86400
 
 
@@ -187,6 +193,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings
     celery: CelerySettings = CelerySettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    http: HttpSettings = HttpSettings()
     connectors: CsvList = Field(default_factory=list, description="Enabled connector slugs, comma-separated.")
     retention_days: int = Field(default=90, ge=1, description="Days data is kept after a disconnect.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
