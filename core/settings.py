@@ -12,7 +12,7 @@ import binascii
 import os
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -26,10 +26,13 @@ class ConfigError(Exception):
 
 
 def http_url(value: str) -> str:
-    parts = urlsplit(value)
+    """The URL without a trailing slash, its scheme and host lower-cased (`HTTPS://Sync.Example` is https)."""
+    parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http(s) URL with a host")
-    return value.rstrip("/")
+    netloc = parts.netloc.rpartition("@")
+    host = netloc[0] + netloc[1] + netloc[2].lower()
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)).rstrip("/")
 
 
 def normalise_database_url(value: str) -> str:
@@ -91,6 +94,15 @@ def parse_key_ring(text: str) -> dict[int, bytes]:
     return ring
 
 
+KEY_MARKERS = ("-----BEGIN ", "ssh-rsa ", "ssh-ed25519 ", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-")
+
+
+def looks_like_a_key(secret: str) -> bool:
+    """A PEM block or an OpenSSH public key: PyJWT refuses the same as HMAC secrets."""
+    text = secret.strip()
+    return "-----BEGIN " in text or text.startswith(KEY_MARKERS)
+
+
 class IdentitySettings(BaseModel):
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_secret: SecretStr | None = Field(default=None, description="Shared secret for HS256 (32+ chars).")
@@ -109,6 +121,12 @@ class IdentitySettings(BaseModel):
             secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
             if len(secret) < 32:
                 raise ValueError("jwt_secret must be set to at least 32 characters for HS256")
+            if looks_like_a_key(secret):
+                raise ValueError(
+                    "jwt_secret is a public or private key, not a shared secret: anyone holding the public key "
+                    "could sign tokens; for the CRM's key pair set SYNCHUB_IDENTITY__JWT_ALGORITHM=RS256 and "
+                    "SYNCHUB_IDENTITY__JWT_PUBLIC_KEY"
+                )
         elif not (self.jwt_public_key and "BEGIN PUBLIC KEY" in self.jwt_public_key):
             raise ValueError("jwt_public_key must be a PEM public key for RS256")
         return self
@@ -151,6 +169,12 @@ class ScheduleSettings(BaseModel):
     )
 
 
+class HttpSettings(BaseModel):
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body the API and pages accept; 413 above it."
+    )
+
+
 MIN_POLL_SECONDS, MAX_POLL_SECONDS = 300, 86400
 
 
@@ -169,6 +193,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings
     celery: CelerySettings = CelerySettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    http: HttpSettings = HttpSettings()
     connectors: CsvList = Field(default_factory=list, description="Enabled connector slugs, comma-separated.")
     retention_days: int = Field(default=90, ge=1, description="Days data is kept after a disconnect.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

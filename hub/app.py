@@ -8,7 +8,7 @@ from sqlalchemy.engine import Engine
 from core.db import make_engine, session_factory
 from core.redis import redis_client
 from core.settings import Settings
-from hub import connect, docs, errors, security
+from hub import connect, docs, errors, limits, security
 from hub.routes import api, health, identity, pages, records
 from sync.celery_app import make_celery
 from sync.runtime import Runtime
@@ -24,7 +24,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.sync_engine = build_engine(Runtime(settings, app.state.engine, app.state.sessions, app.state.redis))
     app.state.celery = make_celery(settings)
     errors.install(app)
-    app.add_middleware(security.SecurityHeaders)
+    limits.install(app, settings.http.max_body_bytes)
+    app.add_middleware(security.SecurityHeaders)  # added last, so outermost: a 413 carries the headers too
     docs.install(app)
     for router in (connect.router, health.router, identity.router, pages.router, api.router, records.router):
         app.include_router(router)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from core.errors import ConnectorError
@@ -20,6 +24,33 @@ class Conflict(Exception):
     """The request cannot apply to the resource as it is now; the message says why and what to do."""
 
 
+class BodyTooLarge(HTTPException):
+    """The request body is over its route's cap. An HTTPException, so FastAPI's body reading passes it on."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(413, f"the request body is over the {cap} bytes this address accepts")
+
+
+CLIP = 80
+
+
+def _clip(value: object) -> object:
+    text = value if isinstance(value, str) else None
+    return value if text is None or len(text) <= CLIP else text[:CLIP] + "..."
+
+
+def brief(error: Mapping[str, Any]) -> dict[str, Any]:
+    """A validation error without the input it refused (which may be large or private): where, what, and why."""
+    return {"loc": [_clip(part) for part in error["loc"]], "msg": _clip(str(error["msg"])), "type": error["type"]}
+
+
+def too_large(request: Request, exc: BodyTooLarge) -> Response:
+    """413, and the connection closes, so the rest of the body is not read."""
+    response = _reply(request, 413, "request too large", str(exc.detail))
+    response.headers["Connection"] = "close"
+    return response
+
+
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "text/html")
 
@@ -31,6 +62,14 @@ def _reply(request: Request, status: int, title: str, detail: str) -> Response:
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return too_large(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse({"detail": [brief(error) for error in exc.errors()]}, status_code=422)
+
     @app.exception_handler(NotSignedIn)
     async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
         response = _reply(request, 401, "not signed in", exc.reason)

@@ -11,12 +11,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
 from core.identity import IdentityError, verify_token
 from core.models import Connection
 from core.settings import IdentitySettings
+from hub.app import create_app
+from tests.conftest import LiveServer, settings_from_env
 
 Mint = Callable[..., str]
 
@@ -37,6 +40,18 @@ def test_session_link_sets_a_safe_cookie_and_redirects(live_api: str, user_token
         page = browser.get("/")
         assert page.status_code == 200
         assert "Signed in as user-1 in workspace ws-1" in page.text
+
+
+@pytest.mark.parametrize("public_url", ["HTTPS://Hub.Example.com", "https://hub.example.com/", "Https://hub.example"])
+def test_a_public_url_on_https_in_any_case_gives_a_secure_cookie(
+    hub_env: dict[str, str], engine: Engine, user_token: Mint, public_url: str
+) -> None:
+    settings = settings_from_env({**hub_env, "SYNCHUB_PUBLIC_URL": public_url})
+    with LiveServer(create_app(settings, engine)) as server:
+        response = httpx.get(f"{server.url}/session", params={"token": user_token(), "next": "/"})
+    assert response.status_code == 303
+    attributes = [part.strip().lower() for part in response.headers["set-cookie"].split(";")]
+    assert "secure" in attributes and "httponly" in attributes
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,8 @@ import sys
 import tempfile
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from core.settings import ConfigError, load_settings, normalise_database_url
 from tests.conftest import clean_environ
@@ -129,3 +131,31 @@ def test_a_connectors_or_auth_providers_own_setting_is_checked_at_start(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"synchub: {variable} ") and complaint in lines[0]
+
+
+def pem_keys() -> dict[str, str]:
+    """A key pair in the forms someone might paste where the HS256 secret belongs."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = private.public_key()
+    return {
+        "public": public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode(),
+        "private": private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
+        "openssh": public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode(),
+    }
+
+
+@pytest.mark.parametrize("form", ["public", "private", "openssh"])
+@pytest.mark.parametrize("command", [["connections"], ["api", "--port", "0"]])
+def test_an_hs256_secret_that_is_a_key_is_refused_at_start(
+    hub_env: dict[str, str], command: list[str], form: str
+) -> None:
+    """A public key as the HMAC secret lets anyone who has the public key sign tokens (algorithm confusion)."""
+    result = run_cli(command, {**hub_env, "SYNCHUB_IDENTITY__JWT_SECRET": pem_keys()[form]})
+    assert result.returncode != 0, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("synchub: SYNCHUB_IDENTITY__JWT_SECRET is a public or private key")
