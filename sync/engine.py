@@ -24,6 +24,7 @@ from connectors.base import Capability, ConnectorSpec, Page, Resource, StreamCon
 from connectors.registry import capabilities_of, settings_of
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
+from core.logsafe import safe_exception
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.scopes import after_refusal, allows
 from core.settings import Settings
@@ -284,10 +285,12 @@ class SyncEngine:
             except ConnectorError as exc:
                 return self._fail(run_id, str(exc), calls)
             except retry.INFRASTRUCTURE_ERRORS as exc:
-                log.warning("database or Redis failed during a run", extra={"run_id": str(run_id)}, exc_info=True)
+                log.warning(
+                    "database or Redis failed during a run: %s", safe_exception(exc), extra={"run_id": str(run_id)}
+                )
                 return self._later(run_id, f"the hub's database or Redis failed ({type(exc).__name__})", None, calls)
             except Exception as exc:
-                log.exception("sync run crashed", extra={"run_id": str(run_id)})
+                log.error("sync run crashed: %s", safe_exception(exc), extra={"run_id": str(run_id)})
                 return self._fail(run_id, f"internal error ({type(exc).__name__}); see the worker log", calls)
             finally:
                 if pages is not None:

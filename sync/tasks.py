@@ -12,6 +12,7 @@ from celery import Task
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.logsafe import safe_exception
 from core.settings import get_settings
 from sync import retry
 from sync.celery_app import make_celery
@@ -46,8 +47,8 @@ def run_sync(self: Task, run_id: str) -> str:
     sessions = runtime().sessions
     try:
         outcome = engine().execute(uuid.UUID(run_id))
-    except retry.INFRASTRUCTURE_ERRORS:
-        return not_started(self, sessions, uuid.UUID(run_id))
+    except retry.INFRASTRUCTURE_ERRORS as exc:
+        return not_started(self, sessions, uuid.UUID(run_id), exc)
     if outcome.action == "continue":
         hand_over(sessions, app, uuid.UUID(run_id))
     elif outcome.action == "retry":
@@ -57,10 +58,14 @@ def run_sync(self: Task, run_id: str) -> str:
     return outcome.action
 
 
-def not_started(task: Task, sessions: sessionmaker[Session], run_id: uuid.UUID) -> str:
+def not_started(task: Task, sessions: sessionmaker[Session], run_id: uuid.UUID, failure: BaseException) -> str:
     """The database or Redis failed the run's start (or a write that ends a slice, which resumes from its checkpoint):
     send it again within seconds, a few times; then leave it to the next tick, queued and unsent."""
-    log.exception("a sync run could not be started", extra={"run_id": str(run_id), "retries": task.request.retries})
+    log.error(
+        "a sync run could not be started: %s",
+        safe_exception(failure),
+        extra={"run_id": str(run_id), "retries": task.request.retries},
+    )
     if task.request.retries < retry.START_RETRIES:
         try:
             task.retry(countdown=retry.start_countdown(task.request.retries + 1), throw=False)

@@ -30,9 +30,22 @@ def hub(google_hub_factory: Callable[..., GoogleHub]) -> GoogleHub:
     return google_hub_factory()
 
 
-@pytest.fixture
-def refusing_writes(hub: GoogleHub) -> Iterator[None]:
-    """A trigger that makes PostgreSQL refuse every write of a contact row, whatever the statement."""
+@pytest.fixture(params=["trigger", "check"])
+def refusing_writes(hub: GoogleHub, request: pytest.FixtureRequest) -> Iterator[str]:
+    """PostgreSQL refuses a contact row: a trigger refuses every write, or a CHECK constraint refuses the private
+    person's row (and quotes it whole in its DETAIL). Yields the text the refusal shows in a log."""
+    if request.param == "check":
+        with hub.engine.begin() as db:
+            db.execute(
+                text(
+                    "ALTER TABLE crm_contacts ADD CONSTRAINT refuse_contact_write "
+                    f"CHECK (given_name IS DISTINCT FROM '{NAME}') NOT VALID"
+                )
+            )
+        yield "refuse_contact_write"
+        with hub.engine.begin() as db:
+            db.execute(text("ALTER TABLE crm_contacts DROP CONSTRAINT refuse_contact_write"))
+        return
     with hub.engine.begin() as db:
         db.execute(
             text(
@@ -46,7 +59,7 @@ def refusing_writes(hub: GoogleHub) -> Iterator[None]:
                 "FOR EACH ROW EXECUTE FUNCTION refuse_contact_write()"
             )
         )
-    yield
+    yield REFUSAL
     with hub.engine.begin() as db:
         db.execute(text("DROP TRIGGER refuse_contact_write ON crm_contacts"))
         db.execute(text("DROP FUNCTION refuse_contact_write()"))
@@ -58,8 +71,9 @@ def leaked(log: str) -> list[str]:
 
 @pytest.mark.parametrize("write", ["insert", "update"])
 def test_a_database_error_during_a_page_write_logs_no_names_emails_or_phones(
-    hub: GoogleHub, refusing_writes: None, caplog: pytest.LogCaptureFixture, write: str
+    hub: GoogleHub, refusing_writes: str, caplog: pytest.LogCaptureFixture, write: str
 ) -> None:
+    trigger = refusing_writes == REFUSAL
     admin = hub.admin
     account = new_account(admin, contacts=3)
     browser = hub.browser(user=f"privacy-{write}")
@@ -67,14 +81,16 @@ def test_a_database_error_during_a_page_write_logs_no_names_emails_or_phones(
     try:
         caplog.set_level(logging.DEBUG)
         if write == "update":
-            with hub.engine.begin() as db:
-                db.execute(text("ALTER TABLE crm_contacts DISABLE TRIGGER refuse_contact_write"))
+            if trigger:
+                with hub.engine.begin() as db:
+                    db.execute(text("ALTER TABLE crm_contacts DISABLE TRIGGER refuse_contact_write"))
             connection_id = hub.connect(browser, account)
             assert hub.wait_run(browser, connection_id)["status"] == "succeeded"
             first = hub.contacts(browser, connection_id)[0]["external_id"]
             admin.update_contact(account, first, PERSON)
-            with hub.engine.begin() as db:
-                db.execute(text("ALTER TABLE crm_contacts ENABLE TRIGGER refuse_contact_write"))
+            if trigger:
+                with hub.engine.begin() as db:
+                    db.execute(text("ALTER TABLE crm_contacts ENABLE TRIGGER refuse_contact_write"))
             run_id = browser.post(f"{hub.url}/api/v1/connections/{connection_id}/sync").json()["runs"]["contacts"]
         else:
             admin.add_contact(account, PERSON)
@@ -82,7 +98,7 @@ def test_a_database_error_during_a_page_write_logs_no_names_emails_or_phones(
             run_id = hub.capability(browser, connection_id)["last_run"]["id"]
 
         def refused_in_the_worker() -> bool:
-            return REFUSAL in worker.output()
+            return refusing_writes in worker.output()
 
         wait_for(refused_in_the_worker, timeout=60, what="the worker to meet the database's refusal")
         with hub.sessions() as session:
