@@ -22,7 +22,7 @@ from oauth.client import client_for
 from sync import resources, schedule
 from sync.checkpoints import stream_key
 from sync.chooser import undo_all
-from sync.dispatch import hand_over
+from sync.dispatch import hand_over_unsent
 from sync.engine import SyncEngine
 from sync.models import ACTIVE_STATUSES, NO_RESOURCE, RunStatus, SyncRun
 from token_vault.fresh import ACCESS, REFRESH
@@ -137,8 +137,9 @@ def request_syncs(
     trigger: str,
     resource: str | None = None,
 ) -> dict[str, str | None]:
-    """Queue a run per stream (an active run is reused) and hand it to the workers; None where gated. A capability
-    with resources has a stream per selected resource, named `capability/<resource id>`; `resource` picks one."""
+    """Queue a run per stream (an active run is reused) and hand it to the workers unless its message is already
+    out; None where gated. A capability with resources has a stream per selected resource, named
+    `capability/<resource id>`; `resource` picks one."""
     runs: dict[str, str | None] = {}
     for capability in capabilities:
         keys = [resource] if resource is not None else sync_engine.streams(connection_id, capability)
@@ -146,7 +147,7 @@ def request_syncs(
             run_id = sync_engine.request(connection_id, capability, trigger, key)
             runs[stream_key(capability, key)] = str(run_id) if run_id else None
             if run_id is not None:
-                hand_over(sync_engine.sessions, celery, run_id)
+                hand_over_unsent(sync_engine.sessions, celery, run_id)
     return runs
 
 
