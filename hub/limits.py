@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
+import redis
 from fastapi import Depends, Request
 
 from core.identity import Principal
@@ -14,6 +16,8 @@ from hub.deps import CurrentUser
 from sync.throttle import Bucket, Throttle
 
 PREFIX = "synchub:limit:"
+
+log = logging.getLogger(__name__)
 
 
 class TooManyRequests(Exception):
@@ -54,7 +58,7 @@ def is_trusted(address: str, trusted: Sequence[IPv4Network | IPv6Network]) -> bo
 
 def admit(request: Request, action: str, user: Principal | None = None, by_address: bool = True) -> None:
     """Take one request of `action` from the client address's bucket and the user's (when given), both or neither;
-    raise TooManyRequests when either is empty."""
+    raise TooManyRequests when either is empty. Unchecked (and logged) while Redis cannot be reached."""
     settings: Settings = request.app.state.settings
     limits = settings.request_limits
     buckets = []
@@ -64,7 +68,11 @@ def admit(request: Request, action: str, user: Principal | None = None, by_addre
     if user is not None:
         who = f"{action}:user:{user.workspace_id}:{user.user_id}"
         buckets.append(Bucket(who, limits.user_burst, limits.per_user_per_minute / 60))
-    wait = Throttle(request.app.state.redis, PREFIX).take(buckets)
+    try:
+        wait = Throttle(request.app.state.redis, PREFIX).take(buckets)
+    except redis.RedisError as exc:  # the limits are Redis's: without it the request goes on, as runs do
+        log.warning("request limit not checked", extra={"action": action, "error": type(exc).__name__})
+        return
     if wait > 0:
         raise TooManyRequests(action, wait)
 
