@@ -11,6 +11,7 @@ import base64
 import binascii
 import os
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -178,6 +179,22 @@ class HttpSettings(BaseModel):
 MIN_POLL_SECONDS, MAX_POLL_SECONDS = 300, 86400
 
 
+class RequestLimitSettings(BaseModel):
+    """Limits of `/session`, connect starts and sync-now, each its own token bucket per user and per address."""
+
+    per_user_per_minute: float = Field(default=30, gt=0, description="Requests a user's bucket refills per minute.")
+    user_burst: int = Field(default=10, ge=1, description="Requests a user may make at once.")
+    per_address_per_minute: float = Field(default=300, gt=0, description="Refill of a client address's bucket.")
+    address_burst: int = Field(default=60, ge=1, description="Requests one client address may make at once.")
+
+
+def parse_networks(values: list[str]) -> list[IPv4Network | IPv6Network]:
+    try:
+        return [ip_network(value, strict=False) for value in values]
+    except ValueError as exc:
+        raise ValueError(f"must be IP addresses or networks, comma-separated ({exc})") from None
+
+
 CsvList = Annotated[list[str], NoDecode]
 
 
@@ -197,6 +214,23 @@ class Settings(BaseSettings):
     connectors: CsvList = Field(default_factory=list, description="Enabled connector slugs, comma-separated.")
     retention_days: int = Field(default=90, ge=1, description="Days data is kept after a disconnect.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    trusted_proxies: CsvList = Field(
+        default_factory=list,
+        description="Addresses or networks of the reverse proxies in front of the API, comma-separated; only their "
+        "X-Forwarded-For is believed. Empty: the client is the socket's peer.",
+    )
+    request_limits: RequestLimitSettings = RequestLimitSettings()
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: Any) -> Any:
+        values = [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+        parse_networks(values)
+        return values
+
+    def trusted_networks(self) -> list[IPv4Network | IPv6Network]:
+        return parse_networks(self.trusted_proxies)
+
     _environ: dict[str, str] = PrivateAttr(default_factory=dict)
     _sections: dict[tuple[str, type[BaseModel]], BaseModel | None] = PrivateAttr(default_factory=dict)
 

@@ -84,7 +84,16 @@ def api(
 
     from hub.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+    # proxy_headers off: which X-Forwarded-For to believe is SYNCHUB_TRUSTED_PROXIES' decision, not uvicorn's
+    # (which by default believes any from 127.0.0.1).
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=False,
+    )
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from core.scopes import missing
 from hub.connections import request_syncs
 from hub.deps import CurrentUser, SettingsDep
 from hub.pages import render
+from hub.ratelimits import ConnectLimit
 from oauth.client import GrantRefused, OAuthClient, client_for, new_code_verifier
 from oauth.config import Account, TokenSet
 from oauth.providers import PROVIDERS
@@ -42,7 +44,7 @@ def refused_page(exc: ConnectRefused) -> HTMLResponse:
     return HTMLResponse(render("message.html", title="not connected", detail=exc.detail), status_code=exc.status)
 
 
-@router.get("/connect/{provider}")
+@router.get("/connect/{provider}", dependencies=[ConnectLimit])
 def connect(
     request: Request,
     provider: str,
@@ -66,6 +68,9 @@ def connect(
     unknown = [c for c in wanted if c not in available]
     if unknown:
         return refused_page(ConnectRefused(f"unknown capabilities: {', '.join(unknown)}"))
+    twice = sorted(c for c, n in Counter(wanted).items() if n > 1)
+    if twice:
+        return refused_page(ConnectRefused(f"capabilities named more than once: {', '.join(twice)}"))
     config = PROVIDERS[provider]
     scopes = list(
         dict.fromkeys([*config.signin_scopes, *(s for c in wanted for s in available[c][1].requested_scopes)])

@@ -7,8 +7,10 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+import redis
 from celery import Celery
-from sqlalchemy import select
+from redis.lock import Lock
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.registry import capabilities_of
@@ -22,16 +24,19 @@ from oauth.client import client_for
 from sync import resources, schedule
 from sync.checkpoints import stream_key
 from sync.chooser import undo_all
-from sync.dispatch import hand_over
+from sync.dispatch import hand_over_unsent
 from sync.engine import SyncEngine
 from sync.models import ACTIVE_STATUSES, NO_RESOURCE, RunStatus, SyncRun
 from token_vault.fresh import ACCESS, REFRESH
+from token_vault.models import SealedCredential
 from token_vault.vault import Vault, key_ring
 
 log = logging.getLogger(__name__)
 
 
 ERASED_AT_DISCONNECT = {Role.SECRET, Role.SCRATCH}
+GRANT_LOCK_PREFIX = "synchub:grant:"
+GRANT_LOCK_SECONDS = 60.0
 
 
 def mine(session: Session, user: Principal) -> list[Connection]:
@@ -68,12 +73,41 @@ def revoke_at_provider(settings: Settings, vault: Vault, session: Session, conne
         return False
 
 
+def grant_holders(session: Session, connection: Connection) -> int:
+    """Other connections, in any workspace, still holding a grant of the same account at the same auth provider
+    (the hub has one OAuth client per auth provider): not disconnected, with a token stored."""
+    held = exists().where(SealedCredential.connection_id == Connection.id, SealedCredential.kind.in_([ACCESS, REFRESH]))
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Connection)
+            .where(
+                Connection.auth_provider == connection.auth_provider,
+                Connection.provider_account_id == connection.provider_account_id,
+                Connection.id != connection.id,
+                Connection.status != ConnectionStatus.DISCONNECTED.value,
+                held,
+            )
+        )
+        or 0
+    )
+
+
+def grant_lock(client: redis.Redis, connection: Connection) -> Lock:
+    """The lock of one account's grant at its auth provider, held from deciding whether to revoke until this
+    connection's tokens are erased: of two disconnects of the same account, the second sees the first's outcome."""
+    key = f"{GRANT_LOCK_PREFIX}{connection.auth_provider}:{connection.provider_account_id}"
+    lock: Lock = client.lock(key, timeout=GRANT_LOCK_SECONDS, blocking_timeout=GRANT_LOCK_SECONDS)
+    return lock
+
+
 def disconnect(
     sync_engine: SyncEngine, connection_id: uuid.UUID, user_id: str, workspace_id: str, delete_data: bool
 ) -> dict[str, Any]:
     """Undo every resource's subscription and revoke the grant at the provider (best effort, both said in the
     answer), then cancel the runs, mark the connection disconnected and erase its secrets, and its records if
-    asked, in one transaction."""
+    asked, in one transaction. A provider's revoke ends the account's whole grant to the app, so while another
+    connection to the same account holds it, only this connection's credentials are deleted (said in the answer)."""
     settings, sessions = sync_engine.settings, sync_engine.sessions
     vault = Vault(key_ring(settings.vault))
     with sessions() as session:
@@ -81,8 +115,30 @@ def disconnect(
         owned(session, connection_id, workspace_id, user_id)
     undone = undo_all(sync_engine, connection_id)
     with sessions() as session:
+        lock = grant_lock(sync_engine.redis, owned(session, connection_id, workspace_id, user_id))
+    if not lock.acquire():
+        raise Conflict("another disconnect of this account is under way; try again in a minute")
+    try:
+        return revoke_and_erase(sync_engine, vault, connection_id, user_id, workspace_id, delete_data, undone)
+    finally:
+        if lock.owned():
+            lock.release()
+
+
+def revoke_and_erase(
+    sync_engine: SyncEngine,
+    vault: Vault,
+    connection_id: uuid.UUID,
+    user_id: str,
+    workspace_id: str,
+    delete_data: bool,
+    undone: bool | None,
+) -> dict[str, Any]:
+    settings, sessions = sync_engine.settings, sync_engine.sessions
+    with sessions() as session:
         connection = owned(session, connection_id, workspace_id, user_id)
-        revoked = revoke_at_provider(settings, vault, session, connection)
+        shared = grant_holders(session, connection) > 0
+        revoked = False if shared else revoke_at_provider(settings, vault, session, connection)
     with transaction(sessions) as session:
         # The order of locks is the point. Active runs first: a worker writing a page holds its run's lock, so the
         # erase below starts after that page committed and sees its rows; a worker that comes next finds its run
@@ -97,9 +153,7 @@ def disconnect(
             run.move_to(RunStatus.CANCELLED, "the account was disconnected")
         connection = owned(session, connection_id, workspace_id, user_id, lock=True)
         if connection.status != ConnectionStatus.DISCONNECTED.value:
-            connection.move_to(
-                ConnectionStatus.DISCONNECTED, None if revoked else "the provider did not confirm revocation"
-            )
+            connection.move_to(ConnectionStatus.DISCONNECTED, status_reason(revoked, shared))
         session.flush()
         roles = {*ERASED_AT_DISCONNECT, Role.RECORDS} if delete_data else ERASED_AT_DISCONNECT
         erased = erase_connection(session, Base.metadata, connection.id, roles)
@@ -110,6 +164,7 @@ def disconnect(
             user_id,
             "connection.disconnected",
             revoked_at_provider=revoked,
+            grant_in_use_elsewhere=shared,
             subscriptions_undone=undone,
             secrets_erased=counted(erased, Role.SECRET),
             records_deleted=deleted,
@@ -118,9 +173,17 @@ def disconnect(
         "id": str(connection_id),
         "status": "disconnected",
         "revoked_at_provider": revoked,
+        "grant_in_use_elsewhere": shared,
+        "credentials_deleted": True,
         "subscriptions_undone": undone,
         "records_deleted": deleted,
     }
+
+
+def status_reason(revoked: bool, shared: bool) -> str | None:
+    if shared:
+        return "its credentials were deleted; the grant was not revoked, another connection to the account uses it"
+    return None if revoked else "the provider did not confirm revocation"
 
 
 def counted(erased: dict[str, int], role: Role) -> int:
@@ -137,8 +200,9 @@ def request_syncs(
     trigger: str,
     resource: str | None = None,
 ) -> dict[str, str | None]:
-    """Queue a run per stream (an active run is reused) and hand it to the workers; None where gated. A capability
-    with resources has a stream per selected resource, named `capability/<resource id>`; `resource` picks one."""
+    """Queue a run per stream (an active run is reused) and hand it to the workers unless its message is already
+    out; None where gated. A capability with resources has a stream per selected resource, named
+    `capability/<resource id>`; `resource` picks one."""
     runs: dict[str, str | None] = {}
     for capability in capabilities:
         keys = [resource] if resource is not None else sync_engine.streams(connection_id, capability)
@@ -146,7 +210,7 @@ def request_syncs(
             run_id = sync_engine.request(connection_id, capability, trigger, key)
             runs[stream_key(capability, key)] = str(run_id) if run_id else None
             if run_id is not None:
-                hand_over(sync_engine.sessions, celery, run_id)
+                hand_over_unsent(sync_engine.sessions, celery, run_id)
     return runs
 
 

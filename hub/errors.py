@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from core.errors import ConnectorError
 from hub.deps import NotSignedIn
 from hub.pages import render
+from hub.ratelimits import TooManyRequests
 
 
 class NotFound(Exception):
@@ -74,6 +75,12 @@ def install(app: FastAPI) -> None:
     async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
         response = _reply(request, 401, "not signed in", exc.reason)
         response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(TooManyRequests)
+    async def _too_many(request: Request, exc: TooManyRequests) -> Response:
+        response = _reply(request, 429, "too many requests", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.exception_handler(Conflict)

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 
 from celery import Celery
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import Base, transaction
@@ -55,6 +55,26 @@ def hand_over(
 ) -> bool:
     """Send a run's task; False if Redis refused (the run is then left to the next tick)."""
     return send_queued(sessions, celery, SyncRun, run_id, RUN_TASK, "sync", countdown, refused=leave_to_tick)
+
+
+def hand_over_unsent(sessions: sessionmaker[Session], celery: Celery, run_id: uuid.UUID) -> bool:
+    """Send a run only when no message for it is out: one just queued, one the queue refused before, or one a
+    request brought forward. A run already sent, running or waiting has its message or its worker, and another
+    message would only be skipped by the worker. Claimed in one statement, so two requests never both send it.
+    False when nothing was sent."""
+    now = utcnow()
+    with transaction(sessions) as session:
+        claimed = session.execute(
+            update(SyncRun)
+            .where(
+                SyncRun.id == run_id,
+                SyncRun.status == RunStatus.QUEUED.value,
+                SyncRun.enqueued_at.is_(None),
+                or_(SyncRun.not_before.is_(None), SyncRun.not_before <= now),
+            )
+            .values(enqueued_at=now)
+        )
+    return bool(getattr(claimed, "rowcount", 0)) and hand_over(sessions, celery, run_id)
 
 
 def leave_to_tick(sessions: sessionmaker[Session], run_id: uuid.UUID) -> None:

@@ -87,6 +87,9 @@ def hub_env(database_url: str, redis_url: str, vault_key: str, jwt_secret: str) 
         "SYNCHUB_VAULT__ACTIVE_KEY_ID": "1",
         "SYNCHUB_IDENTITY__JWT_SECRET": jwt_secret,
         "SYNCHUB_LOG_LEVEL": "WARNING",
+        # Every test's requests come from 127.0.0.1: request limits stay out of the way of tests not about them.
+        "SYNCHUB_REQUEST_LIMITS__USER_BURST": "10000",
+        "SYNCHUB_REQUEST_LIMITS__ADDRESS_BURST": "10000",
     }
 
 
@@ -131,7 +134,9 @@ class LiveServer:
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False, proxy_headers=False
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS
 from hub.connections import disconnect, mine, owned, pause_or_resume, request_syncs, set_interval
 from hub.deps import CeleryDep, CurrentUser, SessionDep, SessionsDep, SettingsDep, SyncEngineDep
+from hub.errors import NotFound
+from hub.ratelimits import SyncLimit
 from hub.resources import choose, list_resources
 from hub.views import connection_view
 
@@ -44,7 +46,7 @@ def delete_connection(
     return disconnect(sync_engine, connection_id, user.user_id, user.workspace_id, delete_data)
 
 
-@router.post("/connections/{connection_id}/sync", tags=["connections"])
+@router.post("/connections/{connection_id}/sync", tags=["connections"], dependencies=[SyncLimit])
 def sync_now(
     connection_id: uuid.UUID,
     user: CurrentUser,
@@ -54,6 +56,8 @@ def sync_now(
     capability: str | None = None,
 ) -> dict[str, Any]:
     connection = owned(session, connection_id, user.workspace_id, user.user_id)
+    if capability is not None and capability not in connection.capabilities:
+        raise NotFound(f"capability {capability} of connection {connection_id}")
     names = [capability] if capability else list(connection.capabilities)
     return {"runs": request_syncs(sync_engine, celery, connection.id, names, trigger="manual")}
 

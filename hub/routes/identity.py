@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from core.identity import IdentityError, verify_token
 from hub.deps import CurrentUser, NotSignedIn, SettingsDep
 from hub.pages import render
+from hub.ratelimits import admit
 
 router = APIRouter(tags=["identity"])
 
@@ -22,7 +23,8 @@ def safe_next(target: str) -> str:
 
 
 @router.get("/session", response_class=RedirectResponse)
-def start_session(settings: SettingsDep, token: str = Query(...), next: str = Query("/")) -> Response:
+def start_session(request: Request, settings: SettingsDep, token: str = Query(...), next: str = Query("/")) -> Response:
+    admit(request, "session")
     try:
         target = safe_next(next)
     except ValueError as exc:
@@ -31,6 +33,7 @@ def start_session(settings: SettingsDep, token: str = Query(...), next: str = Qu
         principal = verify_token(token, settings.identity)
     except IdentityError as exc:
         raise NotSignedIn(f"this sign-in link is not valid: {exc}") from exc
+    admit(request, "session", principal, by_address=False)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         settings.identity.cookie_name,
