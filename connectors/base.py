@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from core.models import Sharing
 from core.scopes import Scopes
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS
 
@@ -170,8 +171,10 @@ class RateLimits:
 
 @dataclass(frozen=True)
 class ConnectorSpec:
-    """A connector: slug (folder, URL segment, settings prefix), name, auth provider, capabilities, and the
-    model of its own settings (`SYNCHUB_<SLUG>__*`)."""
+    """A connector: slug (folder, URL segment, settings prefix), name, auth provider, capabilities, the model
+    of its own settings (`SYNCHUB_<SLUG>__*`), and who reads the records of a connection it creates until the
+    owner chooses (`default_sharing`: a person's own data stays theirs; a business's, such as a Page's leads, is
+    the workspace's)."""
 
     slug: str
     display_name: str
@@ -180,3 +183,4 @@ class ConnectorSpec:
     rate_limits: RateLimits = RateLimits(app_per_minute=600, connection_per_minute=60)
     needs_oauth_client: bool = True
     settings: type[ConnectorSettings] = ConnectorSettings
+    default_sharing: Sharing = Sharing.OWNER

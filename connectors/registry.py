@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 from importlib.metadata import entry_points
 
 from connectors.base import Capability, ConnectorSettings, ConnectorSpec
 from connectors.google_contacts.spec import SPEC as GOOGLE_CONTACTS
+from core.models import Sharing
 from core.settings import ConfigError, Settings, section
 
 BUILT_IN: tuple[ConnectorSpec, ...] = (GOOGLE_CONTACTS,)
@@ -61,3 +63,12 @@ def capabilities_of(settings: Settings, auth_provider: str) -> dict[str, tuple[C
         if spec.auth_provider == auth_provider
         for capability in spec.capabilities
     }
+
+
+def default_sharing(settings: Settings, auth_provider: str, capabilities: Iterable[str]) -> Sharing:
+    """Who reads a new connection's records: its workspace only when every connector it is made for shares by
+    default (one connection may carry several connectors' capabilities; the stricter choice wins)."""
+    offered = capabilities_of(settings, auth_provider)
+    specs = [offered[name][0] for name in capabilities if name in offered]
+    shared = bool(specs) and all(spec.default_sharing == Sharing.WORKSPACE for spec in specs)
+    return Sharing.WORKSPACE if shared else Sharing.OWNER

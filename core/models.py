@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import JSON, DateTime, Index, Integer, Select, String, Text, UniqueConstraint, Uuid, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -56,6 +56,14 @@ ALLOWED_TRANSITIONS: dict[ConnectionStatus, frozenset[ConnectionStatus]] = {
 }
 
 
+class Sharing(enum.StrEnum):
+    """Who reads a connection's records: its owner only, or everyone in its workspace. Reading only: the
+    connection's controls stay its owner's."""
+
+    OWNER = "owner"
+    WORKSPACE = "workspace"
+
+
 class InvalidTransition(Exception):
     """A connection was asked to move to a status it cannot reach from where it is."""
 
@@ -80,6 +88,7 @@ class Connection(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     granted_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     capabilities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sharing: Mapped[str] = mapped_column(String(16), default=Sharing.OWNER.value, server_default=Sharing.OWNER.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -98,6 +107,15 @@ class Connection(Base):
         self.status = status.value
         self.status_reason = reason
         self.disconnected_at = utcnow() if status == ConnectionStatus.DISCONNECTED else None
+
+
+def readable(workspace_id: str, user_id: str) -> Select[uuid.UUID]:
+    """The ids of the connections whose records a user may read: their own in their workspace, and those its
+    owners share with the workspace. Every read of records, and every join made at read time, goes through it."""
+    return select(Connection.id).where(
+        Connection.workspace_id == workspace_id,
+        or_(Connection.user_id == user_id, Connection.sharing == Sharing.WORKSPACE.value),
+    )
 
 
 class AuditEvent(Base):

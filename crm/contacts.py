@@ -262,7 +262,9 @@ class ContactFilters(BaseModel):
 
 
 def contacts_query(query: RecordQuery) -> Select[Any]:
-    """The workspace's contacts, by address through the email index when asked."""
+    """The workspace's contacts, by address through the email index when asked. The index's rows are matched
+    only to pick contacts, which `page` then keeps to the connections the reader may read, so an address tells
+    nothing of a contact the reader may not see."""
     chosen = select(ContactRow)
     filters = query.filters
     assert isinstance(filters, ContactFilters)

@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from sqlalchemy import Select, Table, delete, func, select
 from sqlalchemy.orm import Session
 
+from core.models import readable
+
 if TYPE_CHECKING:
     from crm.sink import Sink
 
@@ -25,13 +27,19 @@ class BadCursor(ValueError):
 
 @dataclass(frozen=True)
 class RecordQuery:
-    """One page request of a kind's records, scoped to a workspace (and optionally one connection)."""
+    """One page request of a kind's records by `reader`, scoped to the connections of their workspace they may
+    read (and optionally one of them)."""
 
     workspace_id: str
+    reader: str
     cursor: str | None
     limit: int
     connection_id: uuid.UUID | None
     filters: BaseModel
+
+    def readable(self) -> Select[uuid.UUID]:
+        """The connections whose records the reader may see: what a kind's read-time join must keep to."""
+        return readable(self.workspace_id, self.reader)
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,9 @@ def _decode(cursor: str) -> uuid.UUID:
 def page(session: Session, record_kind: RecordKind, query: RecordQuery) -> dict[str, Any]:
     """One keyset page of a kind's records: `{<segment>: [...], "next_cursor": ...}`."""
     table = record_kind.table
-    chosen = record_kind.query(query).where(table.c.workspace_id == query.workspace_id)
+    chosen = record_kind.query(query).where(
+        table.c.workspace_id == query.workspace_id, table.c.connection_id.in_(query.readable())
+    )
     if query.connection_id is not None:
         chosen = chosen.where(table.c.connection_id == query.connection_id)
     if query.cursor:
@@ -90,7 +100,7 @@ def page(session: Session, record_kind: RecordKind, query: RecordQuery) -> dict[
 
 
 def counts(session: Session, connection_id: uuid.UUID, names: Iterable[str]) -> dict[str, int]:
-    """Records per kind a connection holds, keyed by each kind's segment."""
+    """Records per kind a connection holds, keyed by each kind's segment (for its owner's view of it)."""
     found: dict[str, int] = {}
     for name in dict.fromkeys(names):
         table = kind(name).table

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Capability
-from connectors.registry import capabilities_of
+from connectors.registry import capabilities_of, default_sharing
 from core.db import transaction
 from core.identity import Principal
 from core.models import Connection, ConnectionStatus, audit, utcnow
@@ -214,6 +214,7 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
                 provider_account_id=grant.account.account_id,
                 granted_scopes=[],
                 capabilities=[],
+                sharing=default_sharing(rt.settings, pending.provider, pending.capabilities).value,
             )
             session.add(connection)
             session.flush()

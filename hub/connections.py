@@ -17,7 +17,7 @@ from connectors.registry import capabilities_of
 from core.db import Base, transaction
 from core.holdings import Role, check_database, declared, erase_connection
 from core.identity import Principal
-from core.models import Connection, ConnectionStatus, audit, utcnow
+from core.models import Connection, ConnectionStatus, Sharing, audit, utcnow
 from core.settings import Settings
 from hub.errors import Conflict, NotFound
 from oauth.client import client_for
@@ -298,3 +298,16 @@ def set_interval(
         audit(session, connection, owner[1], "schedule.changed", capability=capability, interval_seconds=seconds)
         soonest = min(row.next_run_at for row in rows if row is not None)
         return {"capability": capability, "interval_seconds": effective, "next_run_at": soonest.isoformat()}
+
+
+def set_sharing(
+    sessions: sessionmaker[Session], connection_id: uuid.UUID, sharing: Sharing, owner: tuple[str, str]
+) -> str:
+    """The owner's choice of who reads the connection's records (only them, or everyone in the workspace);
+    choosing what it already is changes nothing and records nothing."""
+    with transaction(sessions) as session:
+        connection = owned(session, connection_id, *owner, lock=True)
+        if connection.sharing != sharing.value:
+            connection.sharing = sharing.value
+            audit(session, connection, owner[1], "connection.sharing_changed", sharing=sharing.value)
+        return connection.sharing

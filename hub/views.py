@@ -111,6 +111,7 @@ def connection_view(session: Session, settings: Settings, connection: Connection
         "status": connection.status,
         "status_reason": connection.status_reason,
         "granted_scopes": sorted(connection.granted_scopes),
+        "sharing": connection.sharing,
         "capabilities": capabilities,
         "records": records,
         "created_at": connection.created_at.isoformat(),

@@ -9,6 +9,7 @@ from pydantic import Field
 from connectors.base import Capability, ConnectorSettings, ConnectorSpec, RateLimits
 from connectors.google_api import method_scopes
 from connectors.google_contacts.stream import MAX_PAGE_SIZE, GoogleContactsStream
+from core.models import Sharing
 
 
 class GoogleContactsSettings(ConnectorSettings):
@@ -34,4 +35,5 @@ SPEC = ConnectorSpec(
     capabilities=(CONTACTS,),
     rate_limits=RateLimits(app_per_minute=600, connection_per_minute=90),
     settings=GoogleContactsSettings,
+    default_sharing=Sharing.OWNER,
 )

@@ -8,8 +8,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from core.models import Sharing
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS
-from hub.connections import disconnect, mine, owned, pause_or_resume, request_syncs, set_interval
+from hub.connections import disconnect, mine, owned, pause_or_resume, request_syncs, set_interval, set_sharing
 from hub.deps import CeleryDep, CurrentUser, SessionDep, SessionsDep, SettingsDep, SyncEngineDep
 from hub.errors import NotFound
 from hub.ratelimits import SyncLimit
@@ -87,6 +88,19 @@ def put_schedule(
 ) -> dict[str, Any]:
     owner = (user.workspace_id, user.user_id)
     return set_interval(settings, sessions, connection_id, capability, body.interval_seconds, owner)
+
+
+class SharingIn(BaseModel):
+    sharing: Sharing = Field(
+        description="Who reads the connection's records: `owner` (only you) or `workspace` (everyone in it). "
+        "Reading only: pausing, syncing and disconnecting stay yours."
+    )
+
+
+@router.put("/connections/{connection_id}/sharing", tags=["connections"])
+def put_sharing(connection_id: uuid.UUID, body: SharingIn, user: CurrentUser, sessions: SessionsDep) -> dict[str, Any]:
+    owner = (user.workspace_id, user.user_id)
+    return {"id": str(connection_id), "sharing": set_sharing(sessions, connection_id, body.sharing, owner)}
 
 
 class ChoiceIn(BaseModel):

@@ -16,7 +16,9 @@ router = APIRouter(prefix="/api/v1", tags=["records"])
 
 
 def lister(record_kind: RecordKind) -> Callable[..., dict[str, Any]]:
-    """The endpoint for one kind: keyset pages of the workspace's records, with the kind's own filters."""
+    """The endpoint for one kind: keyset pages of the records the user may read in their workspace, with the
+    kind's own filters. `connection_id` of a connection they may not read answers an empty page, as one that
+    does not exist does: a filter narrows what they may read and tells nothing of the rest."""
     Filters = record_kind.filters
 
     def list_records(
@@ -27,7 +29,7 @@ def lister(record_kind: RecordKind) -> Callable[..., dict[str, Any]]:
         limit: int = Query(100, ge=1, le=1000),
         connection_id: uuid.UUID | None = None,
     ) -> dict[str, Any]:
-        query = RecordQuery(user.workspace_id, cursor, limit, connection_id, filters)
+        query = RecordQuery(user.workspace_id, user.user_id, cursor, limit, connection_id, filters)
         try:
             return page(session, record_kind, query)
         except BadCursor as exc:
