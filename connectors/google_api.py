@@ -20,6 +20,7 @@ from googleapiclient.model import JsonModel
 
 from connectors.base import Credentials
 from core.errors import ConnectorError, PayloadRejected, Retryable
+from core.metrics import provider_answered
 from core.scopes import Scopes
 
 T = TypeVar("T")
@@ -100,9 +101,11 @@ def execute(
     classify: Classifier,
     decoder: msgspec.json.Decoder[T],
     sent: Callable[[], None],
+    *,
+    connector: str,
 ) -> T:
     """Run a request with a fresh bearer token; a 401 refreshes once and retries, a second is classified. `sent`
-    is told of each request as it leaves, the retry too."""
+    is told of each request as it leaves, the retry too; each answer's status is counted for `connector`."""
     token = credentials.access_token()
     for attempt in (1, 2):
         request = make_request()
@@ -111,13 +114,17 @@ def execute(
         try:
             body: bytes = request.execute(num_retries=0)
         except HttpError as exc:
+            provider_answered(connector, exc.resp.status)
             if exc.resp.status == 401 and attempt == 1:
                 token = credentials.rejected(token)
                 continue
             raise classify(exc.resp.status, error_body(exc), dict(exc.resp)) from exc
         except (TimeoutError, ConnectionError, httplib2.HttpLib2Error, OSError) as exc:
+            provider_answered(connector, None)
             raise Retryable(f"Google could not be reached ({type(exc).__name__})") from exc
         except http.client.HTTPException as exc:  # a body cut short, a bad status line: broken like a 5xx
+            provider_answered(connector, None)
             raise Retryable(f"Google's answer broke off on the connection ({type(exc).__name__})") from exc
+        provider_answered(connector, 200)  # the client hands back the body of any 2xx
         return decoded(decoder, body)
     raise AssertionError("unreachable")

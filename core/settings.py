@@ -176,6 +176,14 @@ class HttpSettings(BaseModel):
     )
 
 
+class MetricsSettings(BaseModel):
+    token: SecretStr | None = Field(
+        default=None,
+        min_length=24,
+        description="Bearer token Prometheus sends to the API's /metrics; unset, /metrics answers 404.",
+    )
+
+
 MIN_POLL_SECONDS, MAX_POLL_SECONDS = 300, 86400
 
 
@@ -220,6 +228,7 @@ class Settings(BaseSettings):
         "X-Forwarded-For is believed. Empty: the client is the socket's peer.",
     )
     request_limits: RequestLimitSettings = RequestLimitSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from core.db import make_engine, session_factory
 from core.redis import redis_client
 from core.settings import Settings
 from hub import connect, docs, errors, limits, security
-from hub.routes import api, health, identity, pages, records
+from hub.routes import api, health, identity, metrics, pages, records
 from sync.celery_app import make_celery
 from sync.runtime import Runtime
 from sync.wiring import build_engine
@@ -27,6 +27,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     limits.install(app, settings.http.max_body_bytes)
     app.add_middleware(security.SecurityHeaders)  # added last, so outermost: a 413 carries the headers too
     docs.install(app)
-    for router in (connect.router, health.router, identity.router, pages.router, api.router, records.router):
+    for router in (
+        connect.router,
+        health.router,
+        identity.router,
+        pages.router,
+        api.router,
+        records.router,
+        metrics.router,
+    ):
         app.include_router(router)
     return app

@@ -100,8 +100,14 @@ def api(
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues.")] = "webhooks,sync,maintenance",
     concurrency: Annotated[int, typer.Option(help="Pool processes.")] = 2,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve the pool's counters in Prometheus' format on this port.")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Interface the metrics port listens on.")] = "127.0.0.1",
 ) -> None:
     """Run a Celery worker."""
+    if metrics_port is not None:
+        serve_pool_metrics(metrics_host, metrics_port)
     settings = ready_settings()
     from sync.tasks import app as celery
 
@@ -118,6 +124,29 @@ def worker(
             "--without-gossip",
         ]
     )
+
+
+def serve_pool_metrics(host: str, port: int) -> None:
+    """Count in multiprocess mode, in a fresh folder of this worker's own, so that the pool's children (which fork
+    from this process) write files the main process adds up on `port`. Must run before anything imports the
+    Prometheus client."""
+    import atexit
+    import shutil
+
+    if "prometheus_client" in sys.modules:
+        fail("the metrics client was imported before its multiprocess folder was set")
+    folder = tempfile.mkdtemp(prefix="synchub-metrics-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        fail(f"cannot serve metrics on {host}:{port} ({exc.strerror})")
 
 
 @app.command()

@@ -169,9 +169,17 @@ class Worker:
 
     log_dir: ClassVar[Path] = Path(tempfile.gettempdir())
 
-    def __init__(self, env: dict[str, str], queues: str = "webhooks,sync,maintenance", concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        queues: str = "webhooks,sync,maintenance",
+        concurrency: int = 1,
+        metrics_port: int | None = None,
+    ) -> None:
         self.log = self.log_dir / f"worker-{uuid.uuid4().hex[:8]}.log"
         self.argv = [sys.executable, "-m", "hub", "worker", "--queues", queues, "--concurrency", str(concurrency)]
+        if metrics_port is not None:
+            self.argv += ["--metrics-port", str(metrics_port)]
         self.env = clean_environ(env)
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -99,6 +99,7 @@ class GoogleContactsStream:
                     classify,
                     PAGE_DECODER,
                     self.context.sent,
+                    connector="google_contacts",
                 )
             )
         )
