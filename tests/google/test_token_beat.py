@@ -102,7 +102,9 @@ def test_revoked_grant_stays_silent_through_beat_and_reconnect_resumes_in_place(
     reconnect_mark = hub.log_mark()
     assert hub.connection(browser, connection_id)["status"] == "active"
     run = hub.wait_run(browser, connection_id)
-    assert run["status"] == "succeeded" and run["full_sync"] is False and run["trigger"] == "connect"
+    # The schedule made due above may start the run before the reconnect's own request does, which then joins it.
+    assert run["status"] == "succeeded" and run["full_sync"] is False, run
+    assert run["trigger"] in ("connect", "schedule"), run
     calls = hub.people_calls(account, reconnect_mark)
     assert calls and all("syncToken=" in e["query"] for e in calls), "the sync resumed incrementally"
     assert len(hub.contacts(browser, connection_id)) == 7
