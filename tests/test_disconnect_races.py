@@ -4,12 +4,11 @@ the page waits for the disconnect or the disconnect for the page, never a mix.""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import pytest
 import redis
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,12 +21,24 @@ from sync.engine import SyncEngine
 from sync.models import Checkpoint, RunStatus, SyncRun
 from sync.runtime import Runtime
 from sync.wiring import build_engine
+from tests.conftest import wait_for
 from tests.test_holdings import held_rows
 from token_vault.credentials import ConnectionCredentials
 from token_vault.fresh import FreshTokens, Inactive
 from token_vault.vault import Vault, key_ring
 
 WORKSPACE, USER = "ws-races", "racer"
+
+
+def lock_waiters(sessions: sessionmaker[Session]) -> int:
+    """Sessions of this database waiting on a lock right now."""
+    with sessions() as session:
+        waiting = session.scalar(
+            text(
+                "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'"
+            )
+        )
+    return int(waiting or 0)
 
 
 @pytest.fixture
@@ -66,7 +77,7 @@ def test_a_page_committed_during_a_delete_disconnect_is_erased_with_the_rest(
         with transaction(sessions) as session:
             session.get_one(SyncRun, run_id, with_for_update=True)
             holding.set()
-            time.sleep(0.5)  # the disconnect starts meanwhile
+            wait_for(lambda: lock_waiters(sessions), timeout=10, what="the disconnect to wait on a lock")
             owner = dict(workspace_id=WORKSPACE, connection_id=connection_id, provider="google")
             session.add(ContactRow(**owner, external_id="b"))
             session.add(Checkpoint(connection_id=connection_id, stream="contacts", key_id=1, sealed=b"x" * 40))
@@ -99,12 +110,12 @@ def test_a_secret_kept_during_a_disconnect_is_refused_not_left_behind(
     vault = Vault(key_ring(settings.vault))
     with transaction(sessions) as session:
         vault.store(session, session.get_one(Connection, connection_id), "secret:password", "app-password")
-    erasing = threading.Event()
+    erasing, kept = threading.Event(), threading.Event()
 
     def slow_erase(_conn: object, _cursor: object, statement: str, *_: object) -> None:
         if statement.startswith("DELETE FROM credentials") and not erasing.is_set():
-            erasing.set()
-            time.sleep(0.5)  # the connector keeps a secret while the disconnect's erase is under way
+            erasing.set()  # the connector keeps a secret while the disconnect's erase is under way: it waits, or not
+            wait_for(lambda: kept.is_set() or lock_waiters(sessions), timeout=10, what="the secret to be kept")
 
     event.listen(engine, "after_cursor_execute", slow_erase)
     try:
@@ -112,8 +123,11 @@ def test_a_secret_kept_during_a_disconnect_is_refused_not_left_behind(
         leaving.start()
         assert erasing.wait(10)
         fresh = FreshTokens(vault, session_factory(engine), redis.Redis.from_url(redis_url), refresher=None)
-        with pytest.raises(Inactive):
-            ConnectionCredentials(fresh, connection_id).keep("page:123", "page-token")
+        try:
+            with pytest.raises(Inactive):
+                ConnectionCredentials(fresh, connection_id).keep("page:123", "page-token")
+        finally:
+            kept.set()
         leaving.join()
     finally:
         event.remove(engine, "after_cursor_execute", slow_erase)

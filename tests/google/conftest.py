@@ -93,6 +93,24 @@ class GoogleHub:
         assert done.status_code == 303, done.text
         return uuid.UUID(done.headers["location"].split("connected=")[1])
 
+    def connect_under(
+        self, browser: httpx.Client, account: str, faults: list[Any], **kw: Any
+    ) -> tuple[uuid.UUID, dict[str, Any]]:
+        """Connect `account` while the sandbox's `faults` hold; the connection and its first run once it ended."""
+        self.admin.set_faults(faults, seed=5)
+        try:
+            connection_id = self.connect(browser, account, **kw)
+            run = self.wait_run(browser, connection_id)
+        finally:
+            self.admin.clear_faults()
+        return connection_id, run
+
+    def first_sync(self, user: str, contacts: int, faults: list[Any]) -> tuple[dict[str, Any], uuid.UUID, str]:
+        """A new account of `contacts` connected by `user` while `faults` hold: its first run, connection, account."""
+        account = new_account(self.admin, contacts=contacts)
+        connection_id, run = self.connect_under(self.browser(user=user), account, faults)
+        return run, connection_id, account
+
     def connection(self, browser: httpx.Client, connection_id: uuid.UUID) -> dict[str, Any]:
         response = browser.get(f"{self.url}/api/v1/connections/{connection_id}")
         assert response.status_code == 200, response.text

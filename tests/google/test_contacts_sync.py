@@ -354,7 +354,7 @@ def test_a_page_that_is_not_json_is_fetched_again_and_nothing_is_lost_or_doubled
 
 
 def test_null_fields_and_a_contact_listed_twice_in_a_page_are_read_as_google_means_them(google_hub: GoogleHub) -> None:
-    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=1)
+    account = new_account(google_hub.admin, contacts=1)
     browser = google_hub.browser(user="nulls")
     empty = {"names": None, "emailAddresses": None, "phoneNumbers": None, "organizations": None}
     page = {
@@ -370,12 +370,8 @@ def test_null_fields_and_a_contact_listed_twice_in_a_page_are_read_as_google_mea
         "totalItems": 3,
         "nextSyncToken": "a-sync-token-only-this-page-knows",
     }
-    admin.set_faults([{"path_prefix": "/v1/people", "rate": 1.0, "times": 1, "body": json.dumps(page)}])
-    try:
-        connection_id = google_hub.connect(browser, account)
-        run = google_hub.wait_run(browser, connection_id)
-    finally:
-        admin.clear_faults()
+    fault = {"path_prefix": "/v1/people", "rate": 1.0, "times": 1, "body": json.dumps(page)}
+    connection_id, run = google_hub.connect_under(browser, account, [fault])
     assert run["status"] == "succeeded", run
     assert run["counts"]["created"] == 2
     stored = {c["external_id"]: truth.as_stored(c) for c in google_hub.contacts(browser, connection_id)}
@@ -415,7 +411,7 @@ def test_contacts_are_found_by_any_of_their_addresses_through_the_email_index(go
 def test_a_first_pass_that_lists_a_contact_on_two_pages_stores_it_once_as_last_listed(google_hub: GoogleHub) -> None:
     """The first pass into an empty connection writes pages without looking rows up; a contact a later page lists
     again is then written the usual way, not twice and not refused."""
-    admin, account = google_hub.admin, new_account(google_hub.admin, contacts=1)
+    account = new_account(google_hub.admin, contacts=1)
     browser = google_hub.browser(user="twice")
 
     def person(number: int, name: str, email: str) -> dict[str, Any]:
@@ -435,17 +431,11 @@ def test_a_first_pass_that_lists_a_contact_on_two_pages_stores_it_once_as_last_l
         "nextSyncToken": "synced",
         "totalItems": 4,
     }
-    admin.set_faults(
-        [
-            {"path_prefix": "/v1/people", "rate": 1.0, "times": 1, "body": json.dumps(first)},
-            {"path_prefix": "/v1/people", "rate": 1.0, "times": 1, "skip": 1, "body": json.dumps(second)},
-        ]
-    )
-    try:
-        connection_id = google_hub.connect(browser, account)
-        run = google_hub.wait_run(browser, connection_id)
-    finally:
-        admin.clear_faults()
+    faults = [
+        {"path_prefix": "/v1/people", "rate": 1.0, "times": 1, "body": json.dumps(first)},
+        {"path_prefix": "/v1/people", "rate": 1.0, "times": 1, "skip": 1, "body": json.dumps(second)},
+    ]
+    connection_id, run = google_hub.connect_under(browser, account, faults)
     assert run["status"] == "succeeded", run
     assert (run["counts"]["created"], run["counts"]["updated"]) == (3, 1)
     stored = {c["external_id"]: c["display_name"] for c in google_hub.contacts(browser, connection_id)}

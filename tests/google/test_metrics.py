@@ -4,10 +4,8 @@ refreshes on its own port, and the API's runs and queue depths on its token-guar
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sync.celery_app import make_celery
 from tests.conftest import Worker, wait_for
-from tests.google.conftest import PAGE_SIZE, GoogleHub, new_account
+from tests.google.conftest import PAGE_SIZE, GoogleHub
 from tests.servers import free_port, redis_server
 
 PEOPLE = "/v1/people"
@@ -77,23 +75,10 @@ def scraped(google_hub_factory: Callable[..., GoogleHub], own_redis: str) -> Ite
     worker.stop()
 
 
-def first_sync(hub: GoogleHub, user: str, contacts: int, faults: list[Any]) -> tuple[dict[str, Any], str, uuid.UUID]:
-    """Connect a new account while `faults` hold: its first run once ended, the account and the connection."""
-    account = new_account(hub.admin, contacts=contacts)
-    browser = hub.browser(user=user)
-    hub.admin.set_faults(faults, seed=5)
-    try:
-        connection_id = hub.connect(browser, account)
-        run = hub.wait_run(browser, connection_id)
-    finally:
-        hub.admin.clear_faults()
-    return run, account, connection_id
-
-
 def test_a_sync_moves_each_counter_by_what_happened(scraped: Scraped) -> None:
     worker_before, api_before = scraped.worker(), scraped.api()
     mark = scraped.hub.log_mark()
-    run, account, _ = first_sync(scraped.hub, "metrics-sync", 3 * PAGE_SIZE, [])
+    run, _, account = scraped.hub.first_sync("metrics-sync", 3 * PAGE_SIZE, [])
     assert run["status"] == "succeeded", run
     served = scraped.hub.people_calls(account, after=mark)
     worker_after, api_after = scraped.worker(), scraped.api()
@@ -112,7 +97,7 @@ def test_a_sync_moves_each_counter_by_what_happened(scraped: Scraped) -> None:
 def test_a_throttled_call_moves_the_429_and_throttle_counters_by_one(scraped: Scraped) -> None:
     worker_before, api_before = scraped.worker(), scraped.api()
     fault = {"path_prefix": PEOPLE, "status": 429, "retry_after": 1, "skip": 1, "times": 1}
-    run, _, _ = first_sync(scraped.hub, "metrics-429", 3 * PAGE_SIZE, [fault])
+    run, _, _ = scraped.hub.first_sync("metrics-429", 3 * PAGE_SIZE, [fault])
     assert run["status"] == "succeeded", run
     worker_after, api_after = scraped.worker(), scraped.api()
 
@@ -127,7 +112,7 @@ def test_a_throttled_call_moves_the_429_and_throttle_counters_by_one(scraped: Sc
 
 def test_a_refused_token_counts_one_refresh(scraped: Scraped) -> None:
     hub = scraped.hub
-    run, account, connection_id = first_sync(hub, "metrics-refresh", PAGE_SIZE, [])
+    run, connection_id, account = hub.first_sync("metrics-refresh", PAGE_SIZE, [])
     assert run["status"] == "succeeded", run
     hub.admin.expire_access_tokens(account, hub.client_id)  # the stored token still looks fresh: a call gets 401
     worker_before = scraped.worker()

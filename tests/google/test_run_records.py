@@ -4,7 +4,6 @@ and a run that finishes a full pass says so, even when an earlier run began that
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -15,19 +14,6 @@ from tests.google.conftest import CONTACTS_SCOPE, PAGE_SIZE, GoogleHub, new_acco
 
 PEOPLE = "/v1/people"
 Prepare = Callable[[SandboxAdmin, str, str], None]
-
-
-def first_sync(hub: GoogleHub, user: str, contacts: int, faults: list[FaultRule]) -> tuple[dict[str, Any], Any, str]:
-    """Connect a new account while `faults` hold; the first run once it ended, the connection and the account."""
-    account = new_account(hub.admin, contacts=contacts)
-    browser = hub.browser(user=user)
-    hub.admin.set_faults(faults, seed=5)
-    try:
-        connection_id = hub.connect(browser, account)
-        run = hub.wait_run(browser, connection_id)
-    finally:
-        hub.admin.clear_faults()
-    return run, connection_id, account
 
 
 def expire_access_tokens(admin: SandboxAdmin, account: str, client_id: str) -> None:
@@ -58,7 +44,7 @@ def test_api_calls_of_a_first_sync_are_the_providers_count(
     google_hub: GoogleHub, faults: list[FaultRule], faulted: int, status: str
 ) -> None:
     mark = google_hub.log_mark()
-    run, _, account = first_sync(google_hub, "calls", 3 * PAGE_SIZE, faults)
+    run, _, account = google_hub.first_sync("calls", 3 * PAGE_SIZE, faults)
     assert run["status"] == status, run
     served = google_hub.people_calls(account, after=mark)
     assert sum(e["fault"] for e in served) == faulted, "the fault happened as planned"
@@ -76,7 +62,7 @@ def test_api_calls_of_a_first_sync_are_the_providers_count(
 def test_api_calls_of_a_later_sync_are_the_providers_count(
     google_hub: GoogleHub, prepare: Prepare, run_status: str, answers: list[int]
 ) -> None:
-    first, connection_id, account = first_sync(google_hub, "later-calls", 2 * PAGE_SIZE, [])
+    first, connection_id, account = google_hub.first_sync("later-calls", 2 * PAGE_SIZE, [])
     assert first["status"] == "succeeded"
     prepare(google_hub.admin, account, google_hub.client_id)
     mark = google_hub.log_mark()
@@ -88,7 +74,7 @@ def test_api_calls_of_a_later_sync_are_the_providers_count(
 
 
 def test_an_incremental_run_with_deletions_reaches_its_total(google_hub: GoogleHub) -> None:
-    _, connection_id, account = first_sync(google_hub, "progress", 60, [])
+    _, connection_id, account = google_hub.first_sync("progress", 60, [])
     admin, browser = google_hub.admin, google_hub.browser(user="progress")
     names = sorted(c["external_id"] for c in google_hub.contacts(browser, connection_id))
     for name in names[:3]:
@@ -125,8 +111,8 @@ def test_a_full_pass_that_loses_a_contact_midway_reaches_its_total(google_hub: G
 def test_a_run_that_finishes_a_full_pass_an_earlier_run_began_records_a_full_sync(google_hub: GoogleHub) -> None:
     unreadable = '{"connections": [{"resourceName": 7}], "nextPageToken": "x"}'
     mark = google_hub.log_mark()
-    failed, connection_id, account = first_sync(
-        google_hub, "resumer", 3 * PAGE_SIZE, [{"path_prefix": PEOPLE, "skip": 1, "times": 1, "body": unreadable}]
+    failed, connection_id, account = google_hub.first_sync(
+        "resumer", 3 * PAGE_SIZE, [{"path_prefix": PEOPLE, "skip": 1, "times": 1, "body": unreadable}]
     )
     assert failed["status"] == "failed" and failed["full_sync"] is True
     assert failed["api_calls"] == len(google_hub.people_calls(account, after=mark)) == 2
