@@ -49,9 +49,8 @@ class ScrapeTimeGauges(Collector):
             "synchub_webhook_deliveries", "Webhook deliveries in the inbox by status.", labels=["status"]
         )
         with self.sessions() as session:
-            counts = dict(
-                session.execute(select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)).tuples()
-            )
+            rows = session.execute(select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)).all()
+            counts = {status: count for status, count in rows}
             oldest = session.scalar(
                 select(func.min(WebhookDelivery.received_at)).where(
                     WebhookDelivery.status == DeliveryStatus.PENDING.value
