@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from celery import Celery
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -21,6 +21,7 @@ from core.logsafe import safe_exception
 from core.settings import ConfigError, Settings
 from webhooks import inbox
 from webhooks.inbox import Stored
+from webhooks.models import DEDUPE_KEY_LENGTH
 from webhooks.processing import send
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,12 @@ class Receiver:
             deliveries = endpoint.webhook.split(body)
         except Exception:
             return _refused(400, "the body is not a delivery this connector understands")
+        if any(len(d.dedupe_key) > DEDUPE_KEY_LENGTH for d in deliveries):
+            return _refused(400, "a change's id is longer than the hub keeps")
         try:
             stored = await run_in_threadpool(self._store_and_send, slug, deliveries)
+        except DataError:  # a value PostgreSQL refuses (a NUL character in JSON): sending it again cannot help
+            return _refused(400, "the body holds a value the hub cannot store")
         except SQLAlchemyError as exc:
             log.error("could not store a webhook: %s", safe_exception(exc), extra={"connector": slug})
             return JSONResponse(

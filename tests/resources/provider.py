@@ -149,7 +149,7 @@ class BooksProvider:
             with self.lock:
                 if self.failures:
                     status = self.failures.pop(0)
-                    return JSONResponse({"error": "injected"}, status_code=status, headers={"retry-after": "1"})
+                    return JSONResponse({"error": "injected"}, status_code=status, headers={"retry-after": "0.2"})
                 found = self.books.get(book)
                 match = [p for p in found.people if p["id"] == person_id] if found else []
                 if not match:
