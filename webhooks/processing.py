@@ -4,11 +4,13 @@ each into records, and commit the records with the delivery's mark."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 PROCESS_TASK = "synchub.webhooks.process"
 QUEUE = "webhooks"
+CLAIM_BATCH = 50
+"""Deliveries claimed at once: a lease covers the time to process this many, not a whole batch of a thousand."""
 
 
 def send(celery: Celery, ids: Sequence[int], countdown: float | None = None) -> bool:
@@ -69,6 +73,7 @@ class Report:
 
     done: dict[str, int] = field(default_factory=dict)
     again: list[tuple[int, float]] = field(default_factory=list)
+    rest: list[int] = field(default_factory=list)
 
     def count(self, status: str) -> None:
         self.done[status] = self.done.get(status, 0) + 1
@@ -88,19 +93,25 @@ class Processor:
         self.settings = engine.settings
         self.sessions = engine.sessions
 
-    def run(self, ids: Sequence[int]) -> Report:
-        """Process the deliveries among `ids` this worker can claim, one by one."""
+    def run(self, ids: Sequence[int], budget_seconds: float | None = None) -> Report:
+        """Process the deliveries among `ids` this worker can claim, a few claims at a time, one by one; those
+        not reached within the time budget are left in `report.rest` for another task."""
         report = Report()
-        with transaction(self.sessions) as session:
-            claimed = inbox.claim(session, ids, self.settings.webhooks)
-        for item in claimed:
-            status = self.one(item, report)
-            report.count(status)
-            log.info(
-                "webhook delivery %s",
-                status,
-                extra={"delivery_id": item.id, "connector": item.connector, "status": status},
-            )
+        deadline = time.monotonic() + (budget_seconds or self.settings.celery.sync_time_budget)
+        for start in range(0, len(ids), CLAIM_BATCH):
+            if time.monotonic() > deadline:
+                report.rest = list(ids[start:])
+                break
+            with transaction(self.sessions) as session:
+                claimed = inbox.claim(session, ids[start : start + CLAIM_BATCH], self.settings.webhooks)
+            for item in claimed:
+                status = self.one(item, report)
+                report.count(status)
+                log.info(
+                    "webhook delivery %s",
+                    status,
+                    extra={"delivery_id": item.id, "connector": item.connector, "status": status},
+                )
         return report
 
     def one(self, item: Claimed, report: Report) -> str:
@@ -116,6 +127,10 @@ class Processor:
             return inbox.FAILED
         except ConnectorError as exc:
             return self._finish(item.id, inbox.FAILED, error=str(exc))
+        except SoftTimeLimitExceeded:  # the task ran out of time: the delivery is not at fault
+            with transaction(self.sessions) as session:
+                inbox.release(session, item.id, "the task ran out of time", 0.0, self.settings.webhooks, False)
+            raise
         except Exception as exc:
             log.error(
                 "webhook delivery crashed: %s",

@@ -18,13 +18,16 @@ SEND_BATCH = 100
 
 @app.task(name=PROCESS_TASK)
 def process(ids: list[int]) -> dict[str, int]:
-    """Process the deliveries a POST (or the sweeper) sent; each one to try again goes back with a countdown, or
-    to the sweeper when its wait is longer than a countdown may be."""
+    """Process the deliveries a POST (or the sweeper) sent for a time budget, then hand the rest to the next task;
+    each one to try again goes back with a countdown, or to the sweeper when its wait is longer than a countdown
+    may be."""
     report = Processor(engine(), app).run([int(i) for i in ids])
     longest = retry.longest_countdown(runtime().settings.celery)
     for delivery_id, wait in report.again:
         if wait <= longest:
             send(app, [delivery_id], countdown=wait)
+    if report.rest:
+        send(app, report.rest)
     return report.done
 
 

@@ -172,7 +172,7 @@ def inbox(
     books.select(browser, connection_id, "Inbox")
     state = Inbox(books, browser, connection_id, book, worker, own)
     yield state
-    state.worker.stop()
+    state.worker.stop(signal.SIGKILL)  # nothing of this module's Redis outlives it
     own.stop()
 
 
