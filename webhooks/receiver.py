@@ -56,7 +56,10 @@ class Receiver:
         endpoint = self.endpoints.get(slug)
         if endpoint is None:
             return _refused(404, "no webhook is served here")
-        challenge = endpoint.webhook.handshake(dict(request.query_params), endpoint.keys)
+        try:
+            challenge = endpoint.webhook.handshake(dict(request.query_params), endpoint.keys)
+        except Exception:
+            challenge = None
         if challenge is None:
             return _refused(403, "the verify token does not match")
         return PlainTextResponse(challenge)
@@ -66,7 +69,7 @@ class Receiver:
         if endpoint is None:
             return _refused(404, "no webhook is served here")
         body = await request.body()
-        if not endpoint.webhook.verify(request.headers, body, endpoint.keys):
+        if not self._verified(endpoint, request, body):
             log.warning("webhook signature refused", extra={"connector": slug, "status": 403})
             return _refused(403, "the signature does not verify")
         try:
@@ -87,6 +90,14 @@ class Receiver:
                 headers={"Retry-After": RETRY_AFTER_SECONDS},
             )
         return JSONResponse({"received": stored.received, "new": stored.new})
+
+    @staticmethod
+    def _verified(endpoint: Endpoint, request: Request, body: bytes) -> bool:
+        """A signature that does not verify, or headers the connector cannot even read, are refused alike."""
+        try:
+            return endpoint.webhook.verify(request.headers, body, endpoint.keys)
+        except Exception:
+            return False
 
     def _store_and_send(self, slug: str, deliveries: list[Delivery]) -> Stored:
         with transaction(self.sessions) as session:
