@@ -31,7 +31,7 @@ TESTING_PATH = "/_sandbox/facebook/lead-ads-testing"
 
 
 class AppIn(BaseModel):
-    app_id: str = Field(min_length=1, pattern=r"^\d+$")
+    app_id: str = Field(min_length=1, description="Meta's are digits; `synchub dev` names its app synchub-dev.")
     app_secret: str = Field(min_length=1)
     name: str = "Sandbox App"
     redirect_uris: list[str] = Field(default_factory=list)

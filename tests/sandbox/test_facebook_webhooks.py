@@ -8,12 +8,15 @@ import hmac
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
-from sandbox.process import wait_until
-from tests.sandbox.facebook import APP_ID, APP_SECRET, Facebook, Receiver, running_receiver
+from sandbox.admin_client import SandboxAdmin
+from sandbox.dev import FACEBOOK
+from sandbox.process import running_sandbox, wait_until
+from tests.sandbox.facebook import APP_ID, APP_SECRET, Facebook, Graph, Receiver, proof, running_receiver
 
 
 @pytest.fixture
@@ -185,3 +188,49 @@ def test_the_seed_gives_dana_two_pages_of_two_forms_and_twenty_leads(facebook: F
 
     assert [len(page["forms"]) for page in dana["pages"]] == [2, 2]
     assert sum(form["leads"] for page in dana["pages"] for form in page["forms"]) == 20
+
+
+def test_the_dev_app_sends_leads_to_the_hubs_webhook_path(facebook: Facebook) -> None:
+    with running_receiver() as receiver:
+        public_url = receiver.url.removesuffix("/webhooks/facebook_leads")
+        env = FACEBOOK.client_env(facebook.sandbox, facebook.url, public_url)
+        app_id, secret = env["SYNCHUB_FACEBOOK__CLIENT_ID"], env["SYNCHUB_FACEBOOK__CLIENT_SECRET"]
+        tokens = facebook.admin.mint_token(facebook.dana()["id"], app_id, ["pages_manage_metadata", "leads_retrieval"])
+        page_id, page_token = next(iter(tokens["page_tokens"].items()))
+        params = {
+            "access_token": page_token,
+            "appsecret_proof": proof(page_token, secret),
+            "subscribed_fields": "leadgen",
+        }
+        requests.post(f"{facebook.url}/v25.0/{page_id}/subscribed_apps", data=params, timeout=10).raise_for_status()
+        form_id = next(page["forms"][0]["id"] for page in facebook.dana()["pages"] if page["id"] == page_id)
+
+        facebook.admin.add_leads(form_id, flush=True)
+
+        post = receiver.wait_for(lambda posts: len(posts) == 1)[0]
+    assert env["SYNCHUB_FACEBOOK__BASE_URL"] == facebook.url
+    assert post.path == "/webhooks/facebook_leads"
+    assert hmac.compare_digest(post.headers["x-hub-signature-256"], signed(secret, post.body))
+    assert "Dana Demo" in FACEBOOK.accounts
+
+
+def test_a_sandbox_restarted_on_its_state_file_keeps_tokens_and_subscriptions_and_still_sends(
+    sandbox_session: object, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "sandbox.state"
+    with running_receiver() as receiver:
+        with running_sandbox(seed=7, state_file=state_file) as url, SandboxAdmin(url) as admin:
+            admin.facebook.register_app(APP_ID, APP_SECRET, [])
+            admin.facebook.subscribe_app(APP_ID, receiver.url)
+            dana = admin.facebook.user("Dana Demo")
+            tokens = admin.facebook.mint_token(dana["id"], APP_ID, ["pages_manage_metadata", "leads_retrieval"])
+            page_id, page_token = next(iter(tokens["page_tokens"].items()))
+            Graph(url).ok("POST", f"/{page_id}/subscribed_apps", page_token, subscribed_fields="leadgen")
+
+        with running_sandbox(seed=7, state_file=state_file) as url, SandboxAdmin(url) as admin:
+            me = Graph(url).ok("GET", "/me", tokens["access_token"])
+            form_id = admin.facebook.user("Dana Demo")["pages"][0]["forms"][0]["id"]
+            admin.facebook.add_leads(form_id, flush=True)
+            receiver.wait_for(lambda posts: len(posts) == 1)
+
+    assert me["name"] == "Dana Demo"
