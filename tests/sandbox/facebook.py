@@ -134,8 +134,20 @@ def login(
 ) -> tuple[requests.Response, Form]:
     """Go through the dialog as the user: pick the user, untick `decline`, tick `pages` (None: as shown).
     Returns the redirect back to the app and the consent form that was shown."""
+    return login_at(url, dialog_url(url, scope, **extra), user, decline, pages, action)
+
+
+def login_at(
+    url: str,
+    start: str,
+    user: str = "Dana Demo",
+    decline: tuple[str, ...] = (),
+    pages: list[str] | None = None,
+    action: str = "allow",
+) -> tuple[requests.Response, Form]:
+    """`login` from a dialog URL the caller built."""
     browser = requests.Session()
-    chooser = browser.get(dialog_url(url, scope, **extra), timeout=10)
+    chooser = browser.get(start, timeout=10)
     assert chooser.status_code == 200, chooser.text
     choice = next(f for f in forms(chooser.text) if user in chooser.text.split(f.hidden["user"])[1][:200])
     consent = browser.post(url + choice.action, data=choice.hidden, timeout=10, allow_redirects=False)

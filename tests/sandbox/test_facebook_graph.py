@@ -315,3 +315,17 @@ def test_the_app_subscription_is_saved_only_after_the_callback_echoes_the_challe
         }
     ]
     assert user_token["code"] == 15
+
+
+def test_an_error_injected_for_another_app_or_path_leaves_other_calls_alone(facebook: Facebook) -> None:
+    token = facebook.token()["access_token"]
+    facebook.admin.inject_error(4, app_id="999", times=None)
+    facebook.admin.inject_error(32, path_prefix="/me/accounts", times=None)
+    facebook.admin.inject_error(613, app_id=APP_ID, method="DELETE", times=None)
+
+    me = facebook.graph.get("/me", token)
+    accounts = [error_of(facebook.graph.get("/me/accounts", token))["code"] for _ in range(2)]
+    revoke = error_of(facebook.graph.call("DELETE", "/me/permissions", token))
+
+    assert me.status_code == 200 and accounts == [32, 32] and revoke["code"] == 613
+    assert len(facebook.admin.grants()) == 1
