@@ -37,12 +37,36 @@ def proof(token: str, secret: str = APP_SECRET) -> str:
     return hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
 
 
+ERROR_KEYS = {"message", "type", "code", "fbtrace_id"}
+OPTIONAL_ERROR_KEYS = {"error_subcode", "is_transient", "error_user_title", "error_user_msg", "error_data"}
+
+
+def graph_shaped(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """Every Graph answer is a JSON object; every failure is exactly Meta's error envelope."""
+    if "json" not in response.headers.get("content-type", ""):
+        return
+    body = response.json()
+    assert isinstance(body, dict), body
+    if response.status_code != 200:
+        assert set(body) == {"error"}, body
+        keys = set(body["error"])
+        assert ERROR_KEYS <= keys <= ERROR_KEYS | OPTIONAL_ERROR_KEYS, body
+        assert isinstance(body["error"]["code"], int) and isinstance(body["error"]["message"], str)
+
+
+def graph_session() -> requests.Session:
+    session = requests.Session()
+    session.hooks["response"].append(graph_shaped)
+    return session
+
+
 @dataclass
 class Graph:
-    """Graph over plain requests: access_token and appsecret_proof on every call, as the SDK sends them."""
+    """Graph over plain requests: access_token and appsecret_proof on every call, as the SDK sends them; every
+    answer's shape checked."""
 
     url: str
-    session: requests.Session = field(default_factory=requests.Session)
+    session: requests.Session = field(default_factory=graph_session)
 
     def call(
         self,
