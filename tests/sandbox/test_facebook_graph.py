@@ -329,3 +329,16 @@ def test_an_error_injected_for_another_app_or_path_leaves_other_calls_alone(face
 
     assert me.status_code == 200 and accounts == [32, 32] and revoke["code"] == 613
     assert len(facebook.admin.grants()) == 1
+
+
+def test_an_error_injected_for_some_seconds_stops_by_itself(facebook: Facebook) -> None:
+    tokens = facebook.token()
+    page_id, form_id = first_form(facebook)
+    facebook.admin.inject_error(80005, page_id=page_id, times=None, seconds=0.3, estimated_time_to_regain_access=1)
+    page_token = tokens["page_tokens"][page_id]
+
+    during = error_of(facebook.graph.get(f"/{form_id}/leads", page_token))
+    time.sleep(0.35)
+    after = facebook.graph.get(f"/{form_id}/leads", page_token)
+
+    assert during["code"] == 80005 and after.status_code == 200
