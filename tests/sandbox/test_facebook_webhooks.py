@@ -48,6 +48,7 @@ def test_a_new_lead_is_posted_as_metas_leadgen_change_signed_over_the_raw_body(
 
     lead = facebook.admin.lead(lead_id)
     assert post.headers["content-type"] == "application/json"
+    assert post.headers["user-agent"] == "facebookexternalua"
     assert hmac.compare_digest(post.headers["x-hub-signature-256"], signed(APP_SECRET, post.body))
     assert "x-hub-signature" not in post.headers
     body = post.json()
