@@ -94,11 +94,11 @@ class FacebookLeadsStream:
         recent: dict[str, dict[str, int]] = {k: dict(v) for k, v in ((cursor or {}).get("recent") or {}).items()}
         state = dict((cursor or {}).get("pass") or {})
         if not state:
-            forms = graph.pages((page.external_id, "leadgen_forms"), {"fields": FORM_FIELDS})
+            listed = graph.pages((page.external_id, "leadgen_forms"), {"fields": FORM_FIELDS})
             state = {
                 "full": cursor is None,
-                "forms": [str(f["id"]) for f in sorted(forms, key=lambda f: str(f.get("id"))) if f.get("id")],
-                "questions": {str(f["id"]): questions_of(f) for f in forms if f.get("id")},
+                "forms": [str(f["id"]) for f in sorted(listed, key=lambda f: str(f.get("id"))) if f.get("id")],
+                "questions": {str(f["id"]): questions_of(f) for f in listed if f.get("id")},
                 "at": 0,
                 "after": None,
             }
@@ -110,7 +110,7 @@ class FacebookLeadsStream:
             yield Page([], [], {"newest": newest, "recent": recent}, last=True, full=full)
             return
         while state["at"] < len(forms):
-            form = forms[state["at"]]
+            form: str = forms[state["at"]]
             if "since" not in state:
                 known = newest.get(form)
                 state["since"] = known - self.overlap if known is not None else int(time.time()) - self.backfill
