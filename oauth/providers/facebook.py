@@ -39,7 +39,7 @@ def _graph(client: OAuthClient, method: str, path: str, params: Mapping[str, str
     """One Graph call through the client's session; ValueError (a grant the hub cannot keep) unless it is a 200
     with a JSON object."""
     with client.session() as session:
-        response = session.request(method, client.config.url(GRAPH + path), params=dict(params))
+        response = session.request(method, client.config.url(GRAPH + path), params=dict(params), withhold_token=True)
     if response.status_code != 200:
         raise ValueError(f"Facebook answered {path} with {response.status_code}")
     body = response.json()
@@ -103,7 +103,10 @@ def _revoke(client: OAuthClient, access_token: str) -> bool:
     has no grant left to end."""
     with client.session() as session:
         response = session.request(
-            "DELETE", client.config.url(GRAPH + "/me/permissions"), params=_signed(client, access_token)
+            "DELETE",
+            client.config.url(GRAPH + "/me/permissions"),
+            params=_signed(client, access_token),
+            withhold_token=True,
         )
     if response.status_code == 200:
         body = response.json()
