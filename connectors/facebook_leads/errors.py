@@ -49,6 +49,34 @@ def regain_seconds(headers: Mapping[str, str]) -> float | None:
     return max(minutes) * SECONDS_PER_MINUTE if minutes else None
 
 
+def exhausted(headers: Mapping[str, str]) -> RateLimited | None:
+    """A successful answer's usage headers saying a quota is spent (a figure at 100%, or a wait to regain access):
+    the next call would be throttled, and calling on extends the block (providers.md 4.9). The Page's (Business
+    Use Case) quota before the app's."""
+    wait = regain_seconds(headers)
+    business = usage(headers, "x-business-use-case-usage")
+    entries = [
+        entry
+        for found in (business.values() if isinstance(business, dict) else ())
+        if isinstance(found, list)
+        for entry in found
+        if isinstance(entry, dict)
+    ]
+    if wait is not None or any(spent(entry) for entry in entries):
+        return RateLimited("Facebook says this Page's call quota is spent", wait, "resource")
+    app = usage(headers, "x-app-usage")
+    if isinstance(app, dict) and spent(app):
+        return RateLimited("Facebook says the app's call quota is spent", None, "app")
+    return None
+
+
+def spent(figures: Mapping[str, Any]) -> bool:
+    return any(
+        isinstance(figures.get(name), int | float) and figures[name] >= 100
+        for name in ("call_count", "total_time", "total_cputime")
+    )
+
+
 def error_of(body: object) -> Mapping[str, Any]:
     inner = body.get("error") if isinstance(body, Mapping) else None
     return inner if isinstance(inner, Mapping) else {}

@@ -12,8 +12,8 @@ from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
 from connectors.base import StreamContext
-from connectors.facebook_leads.errors import classify
-from core.errors import ConnectorError, PayloadRejected, Retryable
+from connectors.facebook_leads.errors import classify, exhausted
+from core.errors import ConnectorError, PayloadRejected, RateLimited, Retryable
 from core.metrics import provider_answered
 
 GRAPH_VERSION = "v25.0"
@@ -32,12 +32,16 @@ class Graph:
         session.GRAPH = (ctx.base_url or DEFAULT_GRAPH).rstrip("/")  # on the instance, never the class
         self.api = FacebookAdsApi(session, api_version=GRAPH_VERSION)
         self.ctx = ctx
+        self.spent: RateLimited | None = None
 
     def call(self, method: str, path: tuple[str, ...], params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = self.ctx.attempt(lambda: self._once(method, path, dict(params or {})))
         return body
 
     def _once(self, method: str, path: tuple[str, ...], params: dict[str, Any]) -> dict[str, Any]:
+        if self.spent is not None:  # the last answer said the quota is spent: no call until it is back
+            spent, self.spent = self.spent, None
+            raise spent
         self.ctx.sent()
         try:
             response: FacebookResponse = self.api.call(method, path, params=params)
@@ -50,6 +54,7 @@ class Graph:
             # Not chained: a requests error quotes the URL, whose query carries the token.
             raise Retryable(f"Facebook could not be reached ({type(exc).__name__})") from None
         provider_answered(CONNECTOR, response.status())
+        self.spent = exhausted(dict(response.headers() or {}))
         body = response.json()
         if not isinstance(body, dict):
             raise PayloadRejected("Facebook answered with something that is not a JSON object")

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from crm.models import LeadRow
+from tests.conftest import wait_for
 from tests.facebook.conftest import PAGE_SIZE, FacebookHub
 
 
@@ -24,7 +25,7 @@ def test_throttling_mid_backfill_pauses_then_completes_without_a_lead_missed_or_
     facebook_hub: FacebookHub,
 ) -> None:
     hub = facebook_hub
-    fb_user = hub.facebook.user(forms_per_page=2, leads=3 * PAGE_SIZE)
+    fb_user = hub.facebook.user(forms_per_page=2, leads=PAGE_SIZE + 1)
     page = fb_user["pages"][0]
     browser = hub.browser(user="throttled")
     connection_id = hub.connect(browser, fb_user["id"])
@@ -41,8 +42,8 @@ def test_throttling_mid_backfill_pauses_then_completes_without_a_lead_missed_or_
     refused, following = calls[throttled[0]], calls[throttled[0] + 1]
     assert following["time"] - refused["time"] >= 0.9, "a Graph call was made during the pause"
     leads = hub.leads(browser, connection_id=str(connection_id))
-    assert len(leads) == 6 * PAGE_SIZE
-    assert len({lead["leadgen_id"] for lead in leads}) == 6 * PAGE_SIZE
+    assert len(leads) == 2 * (PAGE_SIZE + 1)
+    assert len({lead["leadgen_id"] for lead in leads}) == 2 * (PAGE_SIZE + 1)
 
 
 def test_a_token_facebook_refuses_needs_reauth_and_makes_no_more_calls(facebook_hub: FacebookHub) -> None:
@@ -105,3 +106,28 @@ def test_a_page_chosen_in_two_workspaces_feeds_both_and_each_sees_a_lead_once(fa
     for browser in (first, second, other):
         seen = [lead["leadgen_id"] for lead in hub.leads(browser, page_id=page["id"])]
         assert len(seen) == 2 and len(set(seen)) == 2
+
+
+def test_usage_headers_saying_the_page_quota_is_spent_stop_calls_until_it_is_back(facebook_hub: FacebookHub) -> None:
+    hub = facebook_hub
+    fb_user = hub.facebook.user(leads=2)
+    page = fb_user["pages"][0]
+    browser = hub.browser(user="spender")
+    connection_id = hub.connect(browser, fb_user["id"])
+    spent = {"call_count": 100, "total_cputime": 20, "total_time": 20, "estimated_time_to_regain_access": 0}
+    hub.facebook.settings(page_usage=spent)
+    try:
+        mark = hub.mark()
+        run_id = hub.choose(browser, connection_id, page["name"])["run"]
+
+        def waiting() -> dict[str, Any] | None:
+            view = hub.capability(browser, connection_id)["last_run"]
+            return view if view and "quota is spent" in (view["error"] or "") else None
+
+        wait_for(waiting, timeout=20, what="the run to wait for the Page's quota")
+        page_calls = [c for c in hub.graph_calls(mark) if c["path"].endswith(("/leadgen_forms", "/leads"))]
+        assert page_calls and all(c["path"].endswith("/leadgen_forms") for c in page_calls), page_calls
+    finally:
+        hub.facebook.settings(page_usage=None)
+    assert hub.wait_run(run_id)["status"] == "succeeded"
+    assert len(hub.leads(browser, connection_id=str(connection_id))) == 2
