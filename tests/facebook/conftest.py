@@ -24,10 +24,12 @@ from sandbox.admin_client import SandboxAdmin
 from sandbox.process import running_sandbox
 from sync.models import SyncRun
 from tests.conftest import LiveServer, Worker, free_port, settings_from_env, wait_for
+from tests.sandbox.browser import authorize
 
 CAPABILITY = "leads"
 PAGE_SIZE = 4
 TERMINAL = {"succeeded", "failed", "cancelled"}
+GOOGLE_CLIENT = "synchub-facebook-tests"
 ALL_PERMISSIONS = ["leads_retrieval", "pages_show_list", "pages_manage_metadata", "pages_read_engagement"]
 
 
@@ -128,7 +130,7 @@ class FacebookHub:
     jwt_secret: str
 
     def browser(self, user: str = "user-f", workspace: str = "ws-f") -> httpx.Client:
-        client = httpx.Client(timeout=30)
+        client = httpx.Client(base_url=self.admin.base_url, timeout=30)
         token = issue_token(self.jwt_secret, user, workspace, 3600)
         assert client.get(f"{self.url}/session", params={"token": token, "next": "/"}).status_code == 303
         return client
@@ -164,6 +166,24 @@ class FacebookHub:
         done = browser.get(back.headers["location"])
         assert done.status_code == 303, done.text
         return uuid.UUID(done.headers["location"].split("connected=")[1])
+
+    def connect_google(self, browser: httpx.Client, account: str) -> uuid.UUID:
+        """Connect a Google account's contacts and wait for their first sync."""
+        start = browser.get(f"{self.url}/connect/google", params={"capabilities": "contacts"})
+        assert start.status_code == 303, start.text
+        back = authorize(browser, start.headers["location"], account=account)
+        done = browser.get(back.headers["location"])
+        assert done.status_code == 303, done.text
+        connection_id = uuid.UUID(done.headers["location"].split("connected=")[1])
+
+        def synced() -> bool:
+            capability = next(
+                c for c in self.connection(browser, connection_id)["capabilities"] if c["name"] == "contacts"
+            )
+            return bool(capability["last_run"]) and capability["last_run"]["status"] == "succeeded"
+
+        wait_for(synced, timeout=30, what="the contacts to sync")
+        return connection_id
 
     def connection(self, browser: httpx.Client, connection_id: uuid.UUID) -> dict[str, Any]:
         response = browser.get(f"{self.url}/api/v1/connections/{connection_id}")
@@ -237,10 +257,14 @@ class FacebookHub:
 
 
 def facebook_env(hub_env: dict[str, str], sandbox_url: str, port: int, app_id: str, app_secret: str) -> dict[str, str]:
+    """Facebook Lead Ads, and Google Contacts beside it for the CRM contacts leads are linked to."""
     return {
         **hub_env,
         "SYNCHUB_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "SYNCHUB_CONNECTORS": "facebook_leads",
+        "SYNCHUB_CONNECTORS": "facebook_leads,google_contacts",
+        "SYNCHUB_GOOGLE__CLIENT_ID": GOOGLE_CLIENT,
+        "SYNCHUB_GOOGLE__CLIENT_SECRET": app_secret,
+        "SYNCHUB_GOOGLE__BASE_URL": sandbox_url,
         "SYNCHUB_LOG_LEVEL": "INFO",
         "SYNCHUB_FACEBOOK__CLIENT_ID": app_id,
         "SYNCHUB_FACEBOOK__CLIENT_SECRET": app_secret,
@@ -266,6 +290,7 @@ def facebook_hub(
     app_id, app_secret = str(secrets.randbelow(10**15) + 10**15), secrets.token_urlsafe(24)
     redirect = f"http://127.0.0.1:{port}/oauth/facebook/callback"
     admin.call("POST", "/facebook/apps", json={"app_id": app_id, "app_secret": app_secret, "redirect_uris": [redirect]})
+    admin.register_client(GOOGLE_CLIENT, app_secret, [f"http://127.0.0.1:{port}/oauth/google/callback"])
     env = facebook_env(hub_env, sandbox_url, port, app_id, app_secret)
     settings = settings_from_env(env)
     engine = make_engine(settings.database_url)

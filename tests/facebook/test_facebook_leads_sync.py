@@ -131,3 +131,28 @@ def test_usage_headers_saying_the_page_quota_is_spent_stop_calls_until_it_is_bac
         hub.facebook.settings(page_usage=None)
     assert hub.wait_run(run_id)["status"] == "succeeded"
     assert len(hub.leads(browser, connection_id=str(connection_id))) == 2
+
+
+def test_a_lead_shows_the_crm_contact_with_its_email_to_those_who_may_read_it(facebook_hub: FacebookHub) -> None:
+    hub = facebook_hub
+    google = f"g-{uuid.uuid4().hex[:8]}@sandbox.test"
+    hub.admin.seed_account(google)
+    address = f"Zed.{uuid.uuid4().hex[:6]}@Example.com"
+    hub.admin.add_contact(
+        google, {"names": [{"givenName": "Zed", "familyName": "Contact"}], "emailAddresses": [{"value": address}]}
+    )
+    owner, colleague = (
+        hub.browser(user="zed-owner", workspace="ws-zed"),
+        hub.browser(user="zed-mate", workspace="ws-zed"),
+    )
+    hub.connect_google(owner, google)
+    fb_user = hub.facebook.user()
+    page = fb_user["pages"][0]
+    hub.facebook.leads(page["forms"][0]["id"], field_data=[{"name": "email", "values": [f" {address.lower()}"]}])
+    connection_id = hub.connect(owner, fb_user["id"])
+    assert hub.backfill(owner, connection_id, page["name"])["status"] == "succeeded"
+
+    (lead,) = hub.leads(owner, connection_id=str(connection_id))
+    assert lead["contact"] is not None and lead["contact"]["display_name"] == "Zed Contact"
+    (shared,) = hub.leads(colleague, connection_id=str(connection_id))
+    assert shared["leadgen_id"] == lead["leadgen_id"] and shared["contact"] is None
