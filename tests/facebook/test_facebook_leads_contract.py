@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 
 from connectors.base import Resource, StreamContext
 from connectors.facebook_leads.spec import SPEC
-from connectors.facebook_leads.stream import page_token
+from connectors.facebook_leads.stream import page_token, process
 from core.errors import AuthRevoked, PayloadRejected, RateLimited
 from oauth.client import OAuthClient, new_code_verifier
 from oauth.providers import PROVIDERS
@@ -120,3 +121,27 @@ def test_leads_are_read_from_the_newest_seen_less_the_overlap(sandbox_url: str, 
     )["leads"][0]
     again = list(stream.read(first[-1].checkpoint))
     assert [lead.external_id for page in again for lead in page.records] == [late]
+
+
+def test_a_webhook_delivery_is_processed_into_its_lead_with_the_page_token(
+    sandbox_url: str, admin: SandboxAdmin
+) -> None:
+    provider = FacebookSandbox(sandbox_url, admin)
+    account = provider.seed("leads", 0)
+    grant = provider.grant(account, ["leads_retrieval", "pages_show_list", "pages_read_engagement"])
+    form = provider.pages[account]["form"]
+    answers = [{"name": "full_name", "values": ["Ida Lead"]}, {"name": "budget", "values": ["Big"]}]
+    body = {"count": 1, "webhook": False, "field_data": answers}
+    (lead_id,) = admin.call("POST", f"/facebook/forms/{form}/leads", json=body)["leads"]
+    context = TestFacebookLeadsContract().context(account, grant, sandbox_url)
+    mark = admin.request_log()[-1]["id"]
+
+    page = process(
+        SimpleNamespace(payload={"leadgen_id": int(lead_id), "page_id": grant.resource.external_id}), context
+    )
+
+    (lead,) = page.records
+    assert (lead.external_id, lead.full_name, lead.form_id) == (lead_id, "Ida Lead", form)
+    assert [(a.key, a.values) for a in lead.answers] == [("budget", ("Big",))]
+    assert page.checkpoint == {} and not page.last
+    assert all("appsecret_proof=" in entry["query"] for entry in admin.request_log(mark))

@@ -156,3 +156,23 @@ def test_a_lead_shows_the_crm_contact_with_its_email_to_those_who_may_read_it(fa
     assert lead["contact"] is not None and lead["contact"]["display_name"] == "Zed Contact"
     (shared,) = hub.leads(colleague, connection_id=str(connection_id))
     assert shared["leadgen_id"] == lead["leadgen_id"] and shared["contact"] is None
+
+
+def test_a_permission_error_shows_grant_access_and_stops_the_capability(facebook_hub: FacebookHub) -> None:
+    hub = facebook_hub
+    fb_user = hub.facebook.user(leads=1)
+    page = fb_user["pages"][0]
+    browser = hub.browser(user="unpermitted")
+    connection_id = hub.connect(browser, fb_user["id"])
+    assert hub.backfill(browser, connection_id, page["name"])["status"] == "succeeded"
+    hub.facebook.inject(200, path_prefix=f"/{page['id']}/leadgen_forms", message="(#200) Requires leads_retrieval")
+
+    run = sync_now(hub, browser, connection_id)
+
+    assert run["status"] == "failed" and "grant access" in run["error"], run
+    assert hub.capability(browser, connection_id)["state"] == "grant_access"
+    assert hub.connection(browser, connection_id)["status"] == "active"
+    mark = hub.mark()
+    answer = browser.post(f"{hub.url}/api/v1/connections/{connection_id}/sync")
+    assert answer.status_code == 200 and not any(answer.json()["runs"].values())
+    assert hub.graph_calls(mark) == []
