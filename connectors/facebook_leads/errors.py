@@ -20,6 +20,11 @@ THROTTLE_SCOPES: dict[int, Literal["app", "connection", "resource"]] = {
     **{code: "resource" for code in BUSINESS_USE_CASE_CODES},  # a Page's (or business's) Business Use Case limit
 }
 SECONDS_PER_MINUTE = 60.0
+INVALID_PARAMETER = 100
+
+
+class InvalidParameter(PayloadRejected):
+    """Graph refused a parameter (code 100): a stored paging cursor it no longer accepts, among others."""
 
 
 def usage(headers: Mapping[str, str], name: str) -> Any:
@@ -95,4 +100,5 @@ def classify(status: int | None, body: object, headers: Mapping[str, str]) -> Co
         return ScopeMissing(f"Facebook refused for want of a permission (code {code})")
     if code in TRANSIENT_CODES or error.get("is_transient") is True or (status or 0) >= 500 or not error:
         return Retryable(f"Facebook answered {status} (code {code})")
-    return PayloadRejected(f"Facebook refused the request ({status}, code {code}: {message})")
+    refused = InvalidParameter if code == INVALID_PARAMETER else PayloadRejected
+    return refused(f"Facebook refused the request ({status}, code {code}: {message})")

@@ -8,9 +8,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connectors.base import ConnectorSettings, Cursor, Page, Resource, StreamContext
+from connectors.facebook_leads.errors import InvalidParameter
 from connectors.facebook_leads.graph import Graph, next_cursor
 from connectors.facebook_leads.leads import LEAD_FIELDS, created, questions_of, to_lead
-from core.errors import ConnectorError, PayloadRejected, SecretMissing
+from core.errors import ConnectorError, CursorExpired, PayloadRejected, SecretMissing
 from crm.records import Lead
 
 DAY_SECONDS = 86400
@@ -106,6 +107,7 @@ class FacebookLeadsStream:
             recent = {form: recent[form] for form in state["forms"] if form in recent}
         full = bool(state["full"])
         forms: list[str] = state["forms"]
+        stored_after = state.get("after")
         if not forms:
             yield Page([], [], {"newest": newest, "recent": recent}, last=True, full=full)
             return
@@ -114,7 +116,15 @@ class FacebookLeadsStream:
             if "since" not in state:
                 known = newest.get(form)
                 state["since"] = known - self.overlap if known is not None else int(time.time()) - self.backfill
-            body = graph.call("GET", (form, "leads"), self._params(state["since"], state["after"]))
+            try:
+                body = graph.call("GET", (form, "leads"), self._params(state["since"], state["after"]))
+            except InvalidParameter as exc:
+                if state["after"] is None or state["after"] != stored_after:
+                    raise
+                raise CursorExpired(
+                    "Facebook no longer accepts the stored paging cursor; a full pass is needed"
+                ) from exc
+            stored_after = None
             leads = self._leads(body, page.external_id, state["questions"].get(form, {}), set(recent.get(form, ())))
             self._note(form, leads, newest, recent)
             after = next_cursor(body)

@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from connectors.base import Resource, StreamContext
+from connectors.facebook_leads.errors import InvalidParameter
 from connectors.facebook_leads.spec import SPEC
 from connectors.facebook_leads.stream import page_token, process
-from core.errors import AuthRevoked, PayloadRejected, RateLimited
+from core.errors import AuthRevoked, CursorExpired, RateLimited
 from oauth.client import OAuthClient, new_code_verifier
 from oauth.providers import PROVIDERS
 from sandbox.admin_client import SandboxAdmin
@@ -97,8 +98,8 @@ class TestFacebookLeadsContract(ConnectorContract):
         "rate_limit__pages_business_use_case": Answer(400, RateLimited, {"X-Business-Use-Case-Usage": BUC_USAGE}),
         "auth_error__session_expired": Answer(400, AuthRevoked),
         "auth_error__password_changed": Answer(400, AuthRevoked),
-        "unknown_object__unsupported_get": Answer(400, PayloadRejected),
-        "app_secret_proof__missing": Answer(400, PayloadRejected),
+        "unknown_object__unsupported_get": Answer(400, InvalidParameter),  # a PayloadRejected: never retried
+        "app_secret_proof__missing": Answer(400, InvalidParameter),
     }
 
     @pytest.fixture(scope="class")
@@ -145,3 +146,17 @@ def test_a_webhook_delivery_is_processed_into_its_lead_with_the_page_token(
     assert [(a.key, a.values) for a in lead.answers] == [("budget", ("Big",))]
     assert page.checkpoint == {} and not page.last
     assert all("appsecret_proof=" in entry["query"] for entry in admin.request_log(mark))
+
+
+def test_a_stored_paging_cursor_facebook_refuses_asks_for_a_full_pass(sandbox_url: str, admin: SandboxAdmin) -> None:
+    provider = FacebookSandbox(sandbox_url, admin)
+    account = provider.seed("leads", 5)
+    grant = provider.grant(account, ["leads_retrieval", "pages_show_list", "pages_read_engagement"])
+    read = SPEC.capabilities[0].stream(TestFacebookLeadsContract().context(account, grant, sandbox_url)).read
+    first = next(read(None))
+    assert first.checkpoint["pass"]["after"]
+    stale = {**first.checkpoint, "pass": {**first.checkpoint["pass"], "after": "no-longer-valid"}}
+
+    with pytest.raises(CursorExpired):
+        next(read(stale))
+    assert [lead.external_id for lead in next(read(first.checkpoint)).records]
