@@ -31,7 +31,7 @@ TESTING_PATH = "/_sandbox/facebook/lead-ads-testing"
 
 
 class AppIn(BaseModel):
-    app_id: str = Field(min_length=1, pattern=r"^\d+$")
+    app_id: str = Field(min_length=1, description="Meta's are digits; `synchub dev` names its app synchub-dev.")
     app_secret: str = Field(min_length=1)
     name: str = "Sandbox App"
     redirect_uris: list[str] = Field(default_factory=list)
@@ -101,6 +101,7 @@ class InjectionIn(BaseModel):
     times: int | None = Field(default=1, ge=0, description="The next N matching calls; None: until cleared.")
     estimated_time_to_regain_access: int = Field(default=0, ge=0, description="Minutes, in the usage header.")
     is_transient: bool | None = None
+    seconds: float | None = Field(default=None, gt=0, description="Applies for this long from now; None: no limit.")
 
 
 def known(table: dict[str, Any], key: str, what: str) -> Any:
@@ -256,7 +257,8 @@ async def list_errors(facebook: FacebookDep) -> list[dict[str, Any]]:
 @router.post("/errors", status_code=201)
 async def inject_error(body: InjectionIn, facebook: FacebookDep) -> dict[str, Any]:
     """Answer the matching Graph calls (the next `times` of them) with this Graph error."""
-    rule = Injection(**body.model_dump())
+    fields = body.model_dump(exclude={"seconds"})
+    rule = Injection(**fields, until=None if body.seconds is None else time.time() + body.seconds)
     facebook.injections.append(rule)
     return asdict(rule)
 

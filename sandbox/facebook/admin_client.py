@@ -112,7 +112,7 @@ class FacebookAdmin:
     def inject_error(self, code: int, **rule: Any) -> dict[str, Any]:
         """Answer the next matching Graph calls with this error. Rule: error_subcode, message, type, status,
         app_id, page_id, path_prefix (unversioned), method, times (None: until cleared),
-        estimated_time_to_regain_access (minutes), is_transient."""
+        estimated_time_to_regain_access (minutes), is_transient, seconds (applies for this long only)."""
         result: dict[str, Any] = self.call("POST", "/facebook/errors", json={"code": code, **rule})
         return result
 

@@ -163,6 +163,7 @@ def target_page(path: str, caller: Caller, facebook: FacebookState) -> str | Non
 def matches(rule: Injection, app_id: str, page_id: str | None, path: str, method: str) -> bool:
     return (
         rule.times != 0
+        and (rule.until is None or time.time() < rule.until)
         and rule.app_id in (None, app_id)
         and rule.page_id in (None, page_id)
         and (rule.path_prefix is None or path.startswith(rule.path_prefix))

@@ -178,6 +178,7 @@ class Injection:
     times: int | None = 1
     estimated_time_to_regain_access: int = 0
     is_transient: bool | None = None
+    until: float | None = None  # Unix seconds after which the rule no longer applies
 
 
 @dataclass

@@ -142,7 +142,11 @@ class WebhookSender:
     async def deliver(self, delivery: Delivery) -> None:
         settings, app = self.facebook.settings, self.facebook.apps[delivery.app_id]
         raw = delivery.body.encode()
-        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature(app.secret, raw)}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "facebookexternalua",
+            "X-Hub-Signature-256": signature(app.secret, raw),
+        }
         if settings.legacy_sha1_signature:
             headers["X-Hub-Signature"] = signature(app.secret, raw, "sha1")
         async with httpx.AsyncClient(timeout=settings.webhook_timeout) as client:

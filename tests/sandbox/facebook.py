@@ -37,12 +37,36 @@ def proof(token: str, secret: str = APP_SECRET) -> str:
     return hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
 
 
+ERROR_KEYS = {"message", "type", "code", "fbtrace_id"}
+OPTIONAL_ERROR_KEYS = {"error_subcode", "is_transient", "error_user_title", "error_user_msg", "error_data"}
+
+
+def graph_shaped(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """Every Graph answer is a JSON object; every failure is exactly Meta's error envelope."""
+    if "json" not in response.headers.get("content-type", ""):
+        return
+    body = response.json()
+    assert isinstance(body, dict), body
+    if response.status_code != 200:
+        assert set(body) == {"error"}, body
+        keys = set(body["error"])
+        assert ERROR_KEYS <= keys <= ERROR_KEYS | OPTIONAL_ERROR_KEYS, body
+        assert isinstance(body["error"]["code"], int) and isinstance(body["error"]["message"], str)
+
+
+def graph_session() -> requests.Session:
+    session = requests.Session()
+    session.hooks["response"].append(graph_shaped)
+    return session
+
+
 @dataclass
 class Graph:
-    """Graph over plain requests: access_token and appsecret_proof on every call, as the SDK sends them."""
+    """Graph over plain requests: access_token and appsecret_proof on every call, as the SDK sends them; every
+    answer's shape checked."""
 
     url: str
-    session: requests.Session = field(default_factory=requests.Session)
+    session: requests.Session = field(default_factory=graph_session)
 
     def call(
         self,
@@ -134,8 +158,20 @@ def login(
 ) -> tuple[requests.Response, Form]:
     """Go through the dialog as the user: pick the user, untick `decline`, tick `pages` (None: as shown).
     Returns the redirect back to the app and the consent form that was shown."""
+    return login_at(url, dialog_url(url, scope, **extra), user, decline, pages, action)
+
+
+def login_at(
+    url: str,
+    start: str,
+    user: str = "Dana Demo",
+    decline: tuple[str, ...] = (),
+    pages: list[str] | None = None,
+    action: str = "allow",
+) -> tuple[requests.Response, Form]:
+    """`login` from a dialog URL the caller built."""
     browser = requests.Session()
-    chooser = browser.get(dialog_url(url, scope, **extra), timeout=10)
+    chooser = browser.get(start, timeout=10)
     assert chooser.status_code == 200, chooser.text
     choice = next(f for f in forms(chooser.text) if user in chooser.text.split(f.hidden["user"])[1][:200])
     consent = browser.post(url + choice.action, data=choice.hidden, timeout=10, allow_redirects=False)
@@ -235,7 +271,7 @@ def running_receiver() -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     receiver = Receiver(f"http://127.0.0.1:{server.server_address[1]}/webhooks/facebook_leads")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield receiver

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import requests
+from authlib.integrations.httpx_client import OAuth2Client
 
 from tests.sandbox.facebook import (
     APP_ID,
@@ -18,6 +19,7 @@ from tests.sandbox.facebook import (
     error_of,
     exchange,
     login,
+    login_at,
 )
 
 
@@ -189,3 +191,32 @@ def test_a_password_change_invalidates_tokens_with_460(facebook: Facebook) -> No
 
     assert (error["code"], error["error_subcode"]) == (190, 460)
     assert "changed their password" in error["message"]
+
+
+def test_authlib_runs_the_login_as_the_hub_does(facebook: Facebook) -> None:
+    client = OAuth2Client(
+        APP_ID,
+        APP_SECRET,
+        scope=",".join(LEAD_PERMISSIONS),
+        redirect_uri=REDIRECT_URI,
+        token_endpoint_auth_method="client_secret_post",
+    )
+    url, state = client.create_authorization_url(f"{facebook.url}/v25.0/dialog/oauth")
+    answer, _ = login_at(facebook.url, url)
+
+    arrived = answer.headers["location"].split("#")[0]  # a browser never sends the `#_=_` fragment to the hub
+    token = client.fetch_token(f"{facebook.url}/v25.0/oauth/access_token", authorization_response=arrived, state=state)
+
+    assert callback(answer)["state"] == state
+    assert token["token_type"] == "bearer" and facebook.graph.ok("GET", "/me", token["access_token"])["name"]
+    client.close()
+
+
+def test_one_permission_can_be_revoked_and_is_then_declined(facebook: Facebook) -> None:
+    token = facebook.token()["access_token"]
+
+    revoked = facebook.graph.ok("DELETE", "/me/permissions/leads_retrieval", token)
+    permissions = facebook.graph.ok("GET", "/me/permissions", token)["data"]
+
+    assert revoked == {"success": True}
+    assert {"permission": "leads_retrieval", "status": "declined"} in permissions
