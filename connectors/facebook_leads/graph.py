@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -61,15 +61,22 @@ class Graph:
         return body
 
     def pages(self, path: tuple[str, ...], params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Every item of an edge, following `after` cursors (for short listings: Pages, forms)."""
-        found: list[dict[str, Any]] = []
-        after: str | None = None
-        while True:
-            body = self.call("GET", path, {**params, **({"after": after} if after else {})})
-            found.extend(item for item in body.get("data") or () if isinstance(item, dict))
-            after = next_cursor(body)
-            if after is None:
-                return found
+        return every(self.call, path, params)
+
+
+Call = Callable[[str, tuple[str, ...], Mapping[str, Any] | None], dict[str, Any]]
+
+
+def every(call: Call, path: tuple[str, ...], params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every item of an edge, following `after` cursors (for short listings: Pages, forms)."""
+    found: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        body = call("GET", path, {**params, **({"after": after} if after else {})})
+        found.extend(item for item in body.get("data") or () if isinstance(item, dict))
+        after = next_cursor(body)
+        if after is None:
+            return found
 
 
 def next_cursor(body: Mapping[str, Any]) -> str | None:

@@ -9,9 +9,9 @@ from typing import Any
 
 from connectors.base import ConnectorSettings, Cursor, Page, Resource, StreamContext
 from connectors.facebook_leads.errors import InvalidParameter
-from connectors.facebook_leads.graph import Graph, next_cursor
+from connectors.facebook_leads.graph import Graph, every, next_cursor
 from connectors.facebook_leads.leads import LEAD_FIELDS, created, questions_of, to_lead
-from core.errors import ConnectorError, CursorExpired, PayloadRejected, SecretMissing
+from core.errors import AuthRevoked, ConnectorError, CursorExpired, PayloadRejected, SecretMissing
 from crm.records import Lead
 
 DAY_SECONDS = 86400
@@ -55,6 +55,30 @@ def page_token(ctx: StreamContext, page: Resource, renew: bool = False) -> str:
     return token
 
 
+class PageGraph:
+    """Graph as the Page's token sees it. A Page token Facebook refuses (190: it was derived from a user token
+    that has since been replaced, say after a reconnect) is derived again once from the user's token; if that one
+    is refused too, the connection needs reconnecting."""
+
+    def __init__(self, ctx: StreamContext, page: Resource) -> None:
+        self.ctx, self.page = ctx, page
+        self.graph = Graph(ctx, page_token(ctx, page))
+        self.renewed = False
+
+    def call(self, method: str, path: tuple[str, ...], params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            return self.graph.call(method, path, params)
+        except AuthRevoked:
+            if self.renewed:
+                raise
+            self.renewed = False
+            self.graph = Graph(self.ctx, page_token(self.ctx, self.page, renew=True))
+            return self.graph.call(method, path, params)
+
+    def pages(self, path: tuple[str, ...], params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return every(self.call, path, params)
+
+
 def the_page(ctx: StreamContext) -> Resource:
     if ctx.resource is None:
         raise ConnectorError("lead capture reads one Page at a time; choose a Page")
@@ -73,7 +97,7 @@ class PageSubscription:
 
     def deselected(self, ctx: StreamContext) -> None:
         page = the_page(ctx)
-        Graph(ctx, page_token(ctx, page)).call("DELETE", (page.external_id, "subscribed_apps"))
+        PageGraph(ctx, page).call("DELETE", (page.external_id, "subscribed_apps"))
 
 
 class FacebookLeadsStream:
@@ -90,7 +114,7 @@ class FacebookLeadsStream:
 
     def read(self, cursor: Cursor | None) -> Iterator[Page]:
         page = the_page(self.context)
-        graph = Graph(self.context, page_token(self.context, page))
+        graph = PageGraph(self.context, page)
         newest: dict[str, int] = dict((cursor or {}).get("newest") or {})
         recent: dict[str, dict[str, int]] = {k: dict(v) for k, v in ((cursor or {}).get("recent") or {}).items()}
         state = dict((cursor or {}).get("pass") or {})
@@ -173,7 +197,7 @@ class FacebookLeadsStream:
 def fetch_lead(ctx: StreamContext, leadgen_id: str) -> Lead:
     """One lead by id with the Page's token (`ctx.resource`), mapped with its form's questions."""
     page = the_page(ctx)
-    graph = Graph(ctx, page_token(ctx, page))
+    graph = PageGraph(ctx, page)
     item = graph.call("GET", (leadgen_id,), {"fields": LEAD_FIELDS})
     form_id = item.get("form_id")
     questions: dict[str, str] = {}

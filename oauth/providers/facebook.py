@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from oauth.config import Account, OAuthProviderConfig, Token
 
 if TYPE_CHECKING:
     from oauth.client import OAuthClient
+
+log = logging.getLogger(__name__)
 
 GRAPH_VERSION = "v25.0"
 GRAPH = f"https://graph.facebook.com/{GRAPH_VERSION}"
@@ -64,7 +69,11 @@ def _long_lived(client: OAuthClient, token: Token) -> Token:
     access = long.get("access_token")
     if not isinstance(access, str) or not access:
         raise ValueError("the long-lived exchange answered no access_token string")
-    ends = _ends(client, access)
+    try:
+        ends = _ends(client, access)
+    except (ValueError, TypeError, httpx.HTTPError) as exc:  # the token is good; only its data access end is unknown
+        log.warning("debug_token failed", extra={"provider": "facebook", "error": type(exc).__name__})
+        ends = None
     if ends is not None:
         long["expires_in"] = max(0, int(ends - time.time()))
     return long

@@ -46,7 +46,9 @@ def test_throttling_mid_backfill_pauses_then_completes_without_a_lead_missed_or_
     assert len({lead["leadgen_id"] for lead in leads}) == 2 * (PAGE_SIZE + 1)
 
 
-def test_a_token_facebook_refuses_needs_reauth_and_makes_no_more_calls(facebook_hub: FacebookHub) -> None:
+def test_a_token_facebook_refuses_needs_reauth_makes_no_more_calls_and_a_reconnect_resumes(
+    facebook_hub: FacebookHub,
+) -> None:
     hub = facebook_hub
     fb_user = hub.facebook.user(leads=2)
     page = fb_user["pages"][0]
@@ -67,6 +69,10 @@ def test_a_token_facebook_refuses_needs_reauth_and_makes_no_more_calls(facebook_
     assert answer.status_code in (200, 409) and not any((answer.json().get("runs") or {}).values())
     assert browser.get(hub.resources_url(connection_id)).status_code == 200
     assert hub.graph_calls(mark) == []
+
+    assert hub.connect(browser, fb_user["id"], reconnect=connection_id) == connection_id
+    assert sync_now(hub, browser, connection_id)["status"] == "succeeded"
+    assert len(hub.leads(browser, connection_id=str(connection_id))) == 3
 
 
 def test_a_poll_reads_new_leads_after_the_newest_seen_and_writes_none_twice(facebook_hub: FacebookHub) -> None:
