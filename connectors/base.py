@@ -125,6 +125,8 @@ class StreamContext:
     `attempt` wraps each provider call in the hub's retry policy (the sync package supplies it). `sent` is called
     just before each request leaves for the provider, retries included: the run counts these as its API calls.
     `resource` is the resource the stream reads (or a lifecycle call is about), None for a capability without any.
+    `app_id` and `app_secret` are the auth provider's OAuth client, for a provider that wants each API call signed
+    with it (Meta's `appsecret_proof`); None where the connector has no OAuth client.
     """
 
     connection_id: str
@@ -134,6 +136,8 @@ class StreamContext:
     attempt: Callable[[Callable[[], Any]], Any] = _once
     sent: Callable[[], None] = _uncounted
     resource: Resource | None = None
+    app_id: str | None = None
+    app_secret: str | None = None
 
 
 class Lifecycle(Protocol):
