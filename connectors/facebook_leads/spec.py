@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from connectors.base import Capability, ConnectorSpec, RateLimits, WebhookConnectorSettings
 from connectors.facebook_leads.stream import FacebookLeadsStream, PageSubscription, list_pages
+from connectors.facebook_leads.subscribe import COMMANDS
 from connectors.facebook_leads.webhook import WEBHOOK
 from core.models import Sharing
 from core.scopes import Scopes
@@ -61,4 +62,5 @@ SPEC = ConnectorSpec(
     settings=FacebookLeadsSettings,
     default_sharing=Sharing.WORKSPACE,
     webhook=WEBHOOK,
+    commands=COMMANDS,
 )
