@@ -19,6 +19,7 @@ SIGNATURE_HEADER = "x-hub-signature-256"
 SIGNATURE_PREFIX = "sha256="
 LEADGEN = "leadgen"
 ID = re.compile(r"[0-9]{1,40}")
+UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
 class Malformed(ValueError):
@@ -43,10 +44,16 @@ def optional_identifier(value: object) -> str | None:
         return None
 
 
+def label(name: str) -> str:
+    """A field or object name as the inbox may keep it: printable ASCII, 64 characters at most."""
+    return UNPRINTABLE.sub("?", name[:64])
+
+
 def ignored(kind: str, route_key: str, part: object) -> Delivery:
     """A change the hub does not sync (another field, another object): recorded as ignored, recognised when Meta
-    sends it again by the hash of what it said."""
-    digest = hashlib.sha256(json.dumps([kind, route_key, part], sort_keys=True, default=str).encode()).hexdigest()
+    sends it again by the hash of what it said (`kind` already a label)."""
+    said = json.dumps([kind, route_key, part], sort_keys=True, default=str)  # ASCII: lone surrogates escaped
+    digest = hashlib.sha256(said.encode()).hexdigest()
     return Delivery(f"ignored:{digest}", route_key, {"kind": kind}, ignored=True)
 
 
@@ -78,7 +85,7 @@ def split_body(body: bytes) -> list[Delivery]:
     if not isinstance(data.get("entry"), list):
         raise Malformed("the body has no entry list")
     if data["object"] != "page":
-        return [ignored(f"object:{data['object'][:64]}", "", data["entry"])]
+        return [ignored(f"object:{label(data['object'])}", "", data["entry"])]
     found: dict[str, Delivery] = {}
     for entry in data["entry"]:
         if not isinstance(entry, dict):
@@ -97,7 +104,7 @@ def split_body(body: bytes) -> list[Delivery]:
             if change["field"] == LEADGEN:
                 delivery = leadgen(page, change.get("value"))
             else:
-                delivery = ignored(f"field:{change['field'][:64]}", page, change)
+                delivery = ignored(f"field:{label(change['field'])}", page, change)
             found.setdefault(delivery.dedupe_key, delivery)
     return list(found.values())
 
