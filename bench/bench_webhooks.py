@@ -184,6 +184,7 @@ class Hub:
     page: str
     form: str
     token: str
+    api_pid: int = 0
 
 
 def free_port() -> int:
@@ -279,8 +280,16 @@ def fake_ids(count: int, size: int) -> list[list[str]]:
     return [[str(base + i * size + j) for j in range(size)] for i in range(count)]
 
 
-def saturation(hub: Hub, path: str, size: int, seconds: float) -> float:
-    """POSTs/s through the receiver (or the bare endpoint) for changes on a Page no connection chose."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def saturation(hub: Hub, path: str, size: int, seconds: float) -> tuple[float, float]:
+    """POSTs/s through the receiver (or the bare endpoint) for changes on a Page no connection chose, and the API
+    process's CPU milliseconds per POST."""
+    before = cpu_seconds(hub.api_pid)
     estimate = int(seconds * 3000 / size) + 100
     result = run_loadgen(
         {
@@ -293,10 +302,11 @@ def saturation(hub: Hub, path: str, size: int, seconds: float) -> float:
             "clients": 32,
         }
     )
+    used = cpu_seconds(hub.api_pid) - before
     bad = {code: n for code, n in result["statuses"].items() if code != "200"}
     if bad:
         raise RuntimeError(f"saturation answers other than 200: {bad}")
-    return float(result["posts"] / result["seconds"])
+    return float(result["posts"] / result["seconds"]), 1000 * used / result["posts"]
 
 
 def visible(hub: Hub, emails: dict[str, float], timeout: float) -> dict[str, float]:
@@ -415,6 +425,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         token = issue_token(env["SYNCHUB_IDENTITY__JWT_SECRET"], "bench", "bench", 3600)
         hub = Hub(env, f"http://127.0.0.1:{port}", secret, page, form, token)
         api = spawn([sys.executable, __file__, "--serve", str(port)], env)
+        hub.api_pid = api.pid
         worker_argv = [sys.executable, "-m", "hub", "worker", "--queues", "webhooks"]
         worker_argv += ["--concurrency", str(args.workers)]
         early = spawn(worker_argv, env) if args.small else None  # --small: its start overlaps the saturation
@@ -422,9 +433,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             wait_up(hub.url)
             for _ in range(args.repeats):
                 row: dict[str, Any] = {}
-                row["single_posts_s"] = saturation(hub, f"/webhooks/{SLUG}", 1, args.seconds)
-                row["bare_posts_s"] = saturation(hub, "/bench/bare", 1, args.seconds)
-                row["batch50_posts_s"] = saturation(hub, f"/webhooks/{SLUG}", 50, args.seconds)
+                row["single_posts_s"], row["single_cpu_ms"] = saturation(hub, f"/webhooks/{SLUG}", 1, args.seconds)
+                row["bare_posts_s"], row["bare_cpu_ms"] = saturation(hub, "/bench/bare", 1, args.seconds)
+                row["batch50_posts_s"], row["batch50_cpu_ms"] = saturation(hub, f"/webhooks/{SLUG}", 50, args.seconds)
                 row["ratio_to_bare"] = row["single_posts_s"] / row["bare_posts_s"]
                 broker.flushdb()  # the saturation's tasks (changes of a Page nobody chose) are not processed
                 worker = early or spawn(worker_argv, env)
