@@ -156,7 +156,9 @@ class Capability:
     `required` is what the grant must hold for the capability to run (every group, any one scope within a group);
     `requested_scopes` is what the connect flow asks the provider for, one answer to each group at least. A
     capability with `resources` syncs one stream per resource the user selected among those it lists
-    (`ctx.resource` set); `lifecycle` reacts when one is selected or deselected.
+    (`ctx.resource` set); `lifecycle` reacts when one is selected or deselected. `shared_at_provider`: what selecting
+    sets up exists once per (app, resource) at the provider, shared by every connection to it (a Page's app
+    subscription), so it is undone only when no other connection still selects the resource.
     """
 
     name: str
@@ -168,6 +170,7 @@ class Capability:
     poll_interval: timedelta = timedelta(minutes=15)
     resources: Callable[[StreamContext], list[Resource]] | None = None
     lifecycle: Lifecycle | None = None
+    shared_at_provider: bool = False
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ LEADS = Capability(
     poll_interval=timedelta(minutes=15),
     resources=list_pages,
     lifecycle=PageSubscription(),
+    shared_at_provider=True,  # one app subscription per Page, whoever chose it
 )
 
 # LeadGen's Business Use Case limit is 4,800 calls a day per lead generated over 90 days, per Page (providers.md

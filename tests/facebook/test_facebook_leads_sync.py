@@ -182,3 +182,24 @@ def test_a_permission_error_shows_grant_access_and_stops_the_capability(facebook
     answer = browser.post(f"{hub.url}/api/v1/connections/{connection_id}/sync")
     assert answer.status_code == 200 and not any(answer.json()["runs"].values())
     assert hub.graph_calls(mark) == []
+
+
+def test_a_page_another_connection_still_chose_stays_subscribed_when_one_deselects_it(
+    facebook_hub: FacebookHub,
+) -> None:
+    hub = facebook_hub
+    fb_user = hub.facebook.user()
+    page = fb_user["pages"][0]
+    mine, theirs = hub.browser(user="dee", workspace="ws-dee"), hub.browser(user="eve", workspace="ws-eve")
+    connections = [hub.connect(browser, fb_user["id"]) for browser in (mine, theirs)]
+    for browser, connection_id in zip((mine, theirs), connections, strict=True):
+        assert hub.backfill(browser, connection_id, page["name"])["status"] == "succeeded"
+    mark = hub.mark()
+
+    kept = hub.choose(mine, connections[0], page["name"], selected=False)
+
+    assert kept["undone_at_provider"] is None
+    assert [c for c in hub.graph_calls(mark) if c["method"] == "DELETE"] == []
+    assert hub.facebook.summary(fb_user["id"])["pages"][0]["subscribed_apps"] == {hub.app_id: ["leadgen"]}
+    assert hub.choose(theirs, connections[1], page["name"], selected=False)["undone_at_provider"] is True
+    assert hub.facebook.summary(fb_user["id"])["pages"][0]["subscribed_apps"] == {}
