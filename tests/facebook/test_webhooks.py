@@ -74,7 +74,7 @@ class Inbox:
         with self.hub.sessions() as session:
             return {row.dedupe_key: row for row in session.scalars(query)}
 
-    def settled(self, keys: list[str], timeout: float = 30) -> dict[str, WebhookDelivery]:
+    def settled(self, keys: list[str], timeout: float = 60) -> dict[str, WebhookDelivery]:
         def done() -> dict[str, WebhookDelivery] | None:
             found = self.deliveries(keys)
             return found if len(found) == len(keys) and all(d.status != "pending" for d in found.values()) else None
@@ -89,7 +89,7 @@ class Inbox:
         """The connection's leadgen ids, with repeats (a doubled lead shows twice)."""
         return [lead["leadgen_id"] for lead in self.leads()]
 
-    def landed(self, ids: list[str], timeout: float = 30) -> list[str]:
+    def landed(self, ids: list[str], timeout: float = 60) -> list[str]:
         """Wait until every one of `ids` is a lead; the connection's lead ids then."""
 
         def all_there() -> list[str] | None:
@@ -317,13 +317,17 @@ def test_with_redis_stopped_webhooks_are_stored_and_the_sweeper_lands_every_lead
         assert stored
     finally:
         inbox.redis.start()
+    if inbox.worker.process is not None and inbox.worker.process.poll() is not None:
+        # A Celery worker whose broker vanished while it acked a task exits (kombu 5's Redis transport); a
+        # deployment's supervisor starts it again, as this does. What is checked is that no lead is lost.
+        inbox.worker = Worker(inbox.hub.env, queues=QUEUES, concurrency=2).start()
 
     def swept() -> bool:
         inbox.sweep()
         found = inbox.deliveries(keys(page, lead_ids))
         return all(d.status == "processed" for d in found.values())
 
-    wait_for(swept, timeout=40, interval=1.0, what="the sweeper to land the deliveries")
+    wait_for(swept, timeout=60, interval=1.0, what="the sweeper to land the deliveries")
     found = inbox.lead_ids()
     assert [found.count(i) for i in lead_ids] == [1] * 10
 
@@ -344,7 +348,7 @@ def test_a_worker_killed_mid_batch_lands_every_lead_once(inbox: Inbox) -> None:
         inbox.sweep()
         return all(d.status != "pending" for d in inbox.deliveries(keys(page, lead_ids)).values())
 
-    wait_for(swept, timeout=40, interval=1.0, what="the sweeper to hand the batch to the new worker")
+    wait_for(swept, timeout=60, interval=1.0, what="the sweeper to hand the batch to the new worker")
     assert {d.status for d in inbox.deliveries(keys(page, lead_ids)).values()} == {"processed"}
     found = inbox.lead_ids()
     assert [found.count(i) for i in lead_ids] == [1] * 20
