@@ -272,9 +272,9 @@ def test_ten_thousand_mutated_requests_never_fail_and_store_exactly_the_signed_d
     generator = Generator(SEED, api.secret)
     cases = [generator.case() for _ in range(REQUESTS)]
 
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     statuses = asyncio.run(send_all(f"{api.url}/webhooks/{SLUG}", cases))
-    print(f"{REQUESTS} requests in {time.monotonic() - started:.1f} s")
+    print(f"{REQUESTS} requests in {time.monotonic() - started:.1f} s, {time.process_time() - cpu:.1f} s CPU here")
 
     crashed = [(cases[i].kind, cases[i].body[:80], s) for i, s in enumerate(statuses) if s >= 500 or s == 0]
     assert crashed == []
