@@ -22,7 +22,7 @@ from tests.google import truth
 from tests.google.conftest import PAGE_SIZE, TERMINAL, GoogleHub, new_account
 from tests.servers import PostgresServer, RedisServer, running_postgres, running_redis
 
-PAGES = 40
+PAGES = 24
 RUN_LOCK_SECONDS = 1.0
 RECONNECT_SECONDS = 0.2
 LIMITS = {
@@ -58,15 +58,17 @@ def restart_hub(
     maintenance = Worker(hub.env, queues="maintenance", concurrency=1).start()
     beat = Beat(hub.env).start()
     yield hub
-    beat.stop()
-    maintenance.stop()
+    beat.stop(signal.SIGKILL)  # nothing of theirs is kept: the servers go too
+    maintenance.stop(signal.SIGKILL)
 
 
-@pytest.fixture
-def sync_worker(restart_hub: GoogleHub) -> Iterator[Worker]:
-    worker = Worker(restart_hub.env, queues="sync", concurrency=1).start()
-    yield worker
-    worker.stop()
+@pytest.fixture(scope="module")
+def sync_workers(restart_hub: GoogleHub) -> Iterator[list[Worker]]:
+    """The module's sync worker, started once (2-3 s); a test that kills it leaves its replacement here."""
+    workers = [Worker(restart_hub.env, queues="sync", concurrency=1).start()]
+    yield workers
+    for worker in workers:
+        worker.stop(signal.SIGKILL)
 
 
 def latest_run(hub: GoogleHub, connection_id: uuid.UUID) -> tuple[str, int]:
@@ -126,7 +128,7 @@ def assert_equals_sandbox(
 
 
 def test_a_sync_survives_a_redis_restart(
-    restart_hub: GoogleHub, servers: tuple[RedisServer, PostgresServer], sync_worker: Worker
+    restart_hub: GoogleHub, servers: tuple[RedisServer, PostgresServer], sync_workers: list[Worker]
 ) -> None:
     hub, (redis_server, _) = restart_hub, servers
     connection_id, account = start_sync(hub, "redis-restart")
@@ -138,7 +140,7 @@ def test_a_sync_survives_a_redis_restart(
 
 
 def test_a_sync_survives_a_postgresql_restart(
-    restart_hub: GoogleHub, servers: tuple[RedisServer, PostgresServer], sync_worker: Worker
+    restart_hub: GoogleHub, servers: tuple[RedisServer, PostgresServer], sync_workers: list[Worker]
 ) -> None:
     hub, (_, postgres) = restart_hub, servers
     connection_id, account = start_sync(hub, "postgres-restart")
@@ -149,26 +151,22 @@ def test_a_sync_survives_a_postgresql_restart(
     assert took < 10, f"the run took {took:.1f}s to end after PostgreSQL came back"
 
 
-def test_a_killed_workers_run_is_taken_over_within_the_lock_life(restart_hub: GoogleHub) -> None:
+def test_a_killed_workers_run_is_taken_over_within_the_lock_life(
+    restart_hub: GoogleHub, sync_workers: list[Worker]
+) -> None:
     hub = restart_hub
-    first = Worker(hub.env, queues="sync", concurrency=1).start()
-    second: Worker | None = None
-    try:
-        connection_id, account = start_sync(hub, "takeover")
-        assert first.process is not None
-        os.killpg(first.process.pid, signal.SIGKILL)
-        first.process.wait()
-        killed = time.monotonic()
-        before = rows(hub, connection_id)
-        at_kill = latest_run(hub, connection_id)[1]
-        second = Worker(hub.env, queues="sync", concurrency=1).start()
-        wait_for(lambda: latest_run(hub, connection_id)[1] > at_kill, timeout=30, what="a page committed again")
-        taken_over = time.monotonic() - killed
-        finish(hub, connection_id, timeout=30)
-    finally:
-        first.stop()
-        if second is not None:
-            second.stop()
+    connection_id, account = start_sync(hub, "takeover")
+    first = sync_workers[-1]
+    assert first.process is not None
+    os.killpg(first.process.pid, signal.SIGKILL)
+    first.process.wait()
+    killed = time.monotonic()
+    before = rows(hub, connection_id)
+    at_kill = latest_run(hub, connection_id)[1]
+    sync_workers.append(Worker(hub.env, queues="sync", concurrency=1).start())
+    wait_for(lambda: latest_run(hub, connection_id)[1] > at_kill, timeout=30, what="a page committed again")
+    taken_over = time.monotonic() - killed
+    finish(hub, connection_id, timeout=30)
     assert_equals_sandbox(hub, "takeover", connection_id, account, before)
     # The lock's life, a stale heartbeat (1 s), a tick (0.5 s) and a worker's start (2-3 s on 2 cores): a lock
     # living task_time_limit (20 s here) would not be free in time.
@@ -176,11 +174,11 @@ def test_a_killed_workers_run_is_taken_over_within_the_lock_life(restart_hub: Go
 
 
 def test_an_idle_worker_is_back_within_its_reconnect_interval(
-    restart_hub: GoogleHub, servers: tuple[RedisServer, PostgresServer], sync_worker: Worker
+    restart_hub: GoogleHub, servers: tuple[RedisServer, PostgresServer], sync_workers: list[Worker]
 ) -> None:
     hub, (redis_server, _) = restart_hub, servers
     celery = make_celery(hub.settings)
-    ping = celery.send_task("synchub.maintenance.ping", queue="sync")
+    ping = celery.send_task("synchub.maintenance.ping", queue="sync")  # to the module's sync worker
     assert ping.get(timeout=30)["redis"] is True  # the worker is up and consuming
     # Down for 2.5 s: kombu's backoff would try at 0, 2 and 6 s, so it would be back 3.5 s after Redis is.
     redis_server.restart(down_seconds=2.5)
