@@ -79,7 +79,8 @@ def make_celery(settings: Settings) -> Celery:
             "visibility_timeout": limits.visibility_timeout,
             "unacked_restore_interval": limits.unacked_restore_interval,
             "unacked_restore_throttle": limits.unacked_restore_throttle,
-            # kombu's reconnect intervals (for publishing); the worker's consumer uses them too (see above).
+            # kombu's reconnect intervals wherever a connection opens its channel; Celery's consumer ignores them,
+            # so SteadyReconnectConsumer passes them itself.
             "interval_start": limits.broker_reconnect_seconds,
             "interval_step": 0,
             "interval_max": limits.broker_reconnect_seconds,
