@@ -44,6 +44,7 @@ from core.db import make_engine, session_factory  # noqa: E402
 from core.settings import load_settings  # noqa: E402
 from sandbox.admin_client import SandboxAdmin  # noqa: E402
 from sandbox.process import running_sandbox  # noqa: E402
+from sync.celery_app import make_celery  # noqa: E402
 from sync.runtime import Runtime  # noqa: E402
 from sync.wiring import build_engine  # noqa: E402
 from tests.servers import PostgresServer, RedisServer, kill_group, running_postgres, running_redis, spawn  # noqa: E402
@@ -224,6 +225,14 @@ def request_run(env: dict[str, str], connection_id: uuid.UUID) -> None:
         engine.dispose()
 
 
+def wait_ready(env: dict[str, str]) -> None:
+    """Until the sync worker answers, so the clean run's time holds no worker start (the faulted run's holds them)."""
+    os.environ.update(env)
+    celery = make_celery(load_settings())
+    celery.send_task("synchub.maintenance.ping", queue="sync").get(timeout=120)
+    celery.close()
+
+
 def judge(result: dict[str, Any], wanted: set[str], bound: int) -> list[str]:
     problems = []
     external = [external_id for _, external_id in result["rows"]]
@@ -287,6 +296,7 @@ def main() -> None:
             hub = Hub(env, folder)
             for name in ("maintenance", "beat", "worker"):
                 hub.start(name)
+            wait_ready(env)
             timeout = 120.0 if args.small else 3600.0
             try:
                 clean = sync_once(hub, admin, account, clean_client, "clean", pages, page_size, [], servers, timeout)
