@@ -63,4 +63,5 @@ def start_connect(client: httpx.Client, hub_url: str, provider: str = "google", 
     if page.status_code != 200:
         return page
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
-    return client.post(f"{hub_url}/connect/{provider}", data=fields, follow_redirects=False)
+    origin = {"Origin": hub_url}  # what a browser sends with a form's POST
+    return client.post(f"{hub_url}/connect/{provider}", data=fields, headers=origin, follow_redirects=False)
