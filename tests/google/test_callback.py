@@ -211,5 +211,5 @@ def test_identity_claims_longer_than_their_columns_are_refused_at_sign_in(
         assert signed_in.status_code == 401, signed_in.text
         assert "set-cookie" not in signed_in.headers
         assert "longer than" in signed_in.text
-        api = browser.get("/api/v1/me", headers={"authorization": f"Bearer {token}"})
+        api = browser.get(f"{hub.url}/api/v1/me", headers={"authorization": f"Bearer {token}"})
         assert api.status_code == 401
