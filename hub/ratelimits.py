@@ -87,4 +87,3 @@ def limited(action: str) -> Callable[..., None]:
 
 
 SyncLimit = Depends(limited("sync"))
-ConnectLimit = Depends(limited("connect"))
