@@ -1,0 +1,113 @@
+"""Logs are one JSON object a line (or text, when set), with allow-listed fields only and exceptions described,
+never quoted."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from core import logs
+from tests.test_settings import run_cli
+
+PRIVATE = "Philippa Quarrendon-Xyst"
+
+
+def record_of(logger: str, message: str, *args: object, **kwargs: object) -> logging.LogRecord:
+    """What `logger` hands its handlers for this call."""
+    kept: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(record)
+
+    log = logging.getLogger(logger)
+    handler, propagate, level = Keep(), log.propagate, log.level
+    log.addHandler(handler)
+    log.propagate, log.level = False, logging.DEBUG
+    try:
+        log.info(message, *args, **kwargs)  # type: ignore[arg-type]
+    finally:
+        log.removeHandler(handler)
+        log.propagate, log.level = propagate, level
+    return kept[0]
+
+
+def test_a_line_is_one_json_object_with_allow_listed_fields_only() -> None:
+    record = record_of(
+        "synchub.test",
+        "page written: %d rows",
+        3,
+        extra={"run_id": "r-1", "count": 3, "email": "philippa@private-example.org", "password": "hunter2"},
+    )
+    line = logs.JsonFormatter().format(record)
+    assert "\n" not in line
+    fields = json.loads(line)
+    assert set(fields) == {"ts", "level", "logger", "message", "run_id", "count"}
+    assert fields["message"] == "page written: 3 rows" and fields["level"] == "INFO"
+    assert fields["logger"] == "synchub.test" and fields["ts"].endswith("Z")
+    assert "philippa" not in line and "hunter2" not in line
+
+
+def test_bound_fields_are_on_every_line_until_the_binding_ends() -> None:
+    with logs.bind(run_id="r-2", connection_id="c-2"):
+        logs.bind(capability="contacts")  # lasts until the enclosing binding ends
+        inside = json.loads(logs.JsonFormatter().format(record_of("synchub.test", "inside")))
+    after = json.loads(logs.JsonFormatter().format(record_of("synchub.test", "after")))
+    assert (inside["run_id"], inside["connection_id"], inside["capability"]) == ("r-2", "c-2", "contacts")
+    assert "run_id" not in after and "capability" not in after
+
+
+def test_bind_refuses_a_field_that_is_not_allow_listed() -> None:
+    with pytest.raises(ValueError, match="not a log field: email"):
+        logs.bind(run_id="r-3", email="philippa@private-example.org")
+    assert logs.bound() == {}
+
+
+def test_a_database_error_is_described_without_the_row_it_quotes(engine: Engine) -> None:
+    with engine.connect() as db:
+        db.execute(text("CREATE TEMP TABLE refusing (name text CHECK (name <> 'Philippa Quarrendon-Xyst'))"))
+        with pytest.raises(IntegrityError) as raised:
+            db.execute(text("INSERT INTO refusing VALUES (:name)"), {"name": PRIVATE})
+    error = raised.value
+    assert PRIVATE in str(error), "PostgreSQL's DETAIL quotes the refused row"
+    record = record_of("synchub.test", "page failed: %s", error, exc_info=(type(error), error, error.__traceback__))
+    line = logs.JsonFormatter().format(record)
+    fields = json.loads(line)
+    assert PRIVATE not in line and "Quarrendon" not in line
+    assert fields["error_type"] == "IntegrityError"
+    assert "violates check constraint" in fields["exception"] and "test_logs.py" in fields["traceback"]
+    assert "violates check constraint" in fields["message"]
+
+
+def test_a_url_a_library_logs_has_its_tokens_blanked() -> None:
+    record = record_of(
+        "googleapiclient.discovery",
+        "URL being requested: GET %s",
+        "https://graph.example/v1/me?access_token=EAAB-secret&syncToken=Ab12-secret&fields=id",
+    )
+    line = logs.JsonFormatter().format(record)
+    assert "secret" not in line and "fields=id" in line
+
+
+def test_the_cli_writes_json_lines_on_stderr_and_text_when_set(hub_env: dict[str, str]) -> None:
+    env = {**hub_env, "SYNCHUB_LOG_LEVEL": "INFO"}
+    as_json = run_cli(["db", "upgrade"], env)
+    assert as_json.returncode == 0, as_json.stderr
+    assert as_json.stdout.strip() == "database at head"
+    lines = [json.loads(line) for line in as_json.stderr.splitlines()]
+    assert any(line["logger"].startswith("alembic") and line["level"] == "INFO" for line in lines), lines
+
+    as_text = run_cli(["db", "upgrade"], {**env, "SYNCHUB_LOG_FORMAT": "text"})
+    assert as_text.returncode == 0, as_text.stderr
+    assert " INFO alembic" in as_text.stderr and not as_text.stderr.lstrip().startswith("{")
+
+
+def test_an_unknown_log_format_stops_the_process_naming_it(hub_env: dict[str, str]) -> None:
+    refused = run_cli(["db", "upgrade"], {**hub_env, "SYNCHUB_LOG_FORMAT": "yaml"})
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("synchub: SYNCHUB_LOG_FORMAT"), refused.stderr
