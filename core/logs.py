@@ -205,5 +205,6 @@ def setup(level: str = "INFO", log_format: LogFormat = "json") -> None:
     handler.setLevel(level)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)  # a library's warning is a line like any other, not text on stderr
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
