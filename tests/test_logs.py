@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -12,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from core import logs
+from tests.conftest import Beat, wait_for
 from tests.test_settings import run_cli
 
 PRIVATE = "Philippa Quarrendon-Xyst"
@@ -107,7 +109,15 @@ def test_the_cli_writes_json_lines_on_stderr_and_text_when_set(hub_env: dict[str
     assert " INFO alembic" in as_text.stderr and not as_text.stderr.lstrip().startswith("{")
 
 
-def test_an_unknown_log_format_stops_the_process_naming_it(hub_env: dict[str, str]) -> None:
-    refused = run_cli(["db", "upgrade"], {**hub_env, "SYNCHUB_LOG_FORMAT": "yaml"})
-    assert refused.returncode == 2
-    assert refused.stderr.startswith("synchub: SYNCHUB_LOG_FORMAT"), refused.stderr
+def test_beat_writes_json_lines_and_no_banner(hub_env: dict[str, str]) -> None:
+    beat = Beat({**hub_env, "SYNCHUB_LOG_LEVEL": "INFO"}).start()
+    try:
+
+        def started() -> list[dict[str, Any]] | None:
+            lines = [json.loads(line) for line in beat.output().splitlines()]
+            return lines if any(line["message"] == "beat: Starting..." for line in lines) else None
+
+        lines = wait_for(started, timeout=30, what="beat to log its start")
+    finally:
+        beat.stop()
+    assert all(line["logger"] and line["level"] for line in lines)
