@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +16,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from core import logs
-from tests.conftest import Beat, wait_for
+from tests.conftest import ROOT, Beat, clean_environ, wait_for
+from tests.servers import free_port, kill_group, spawn
 from tests.test_settings import run_cli
 
 PRIVATE = "Philippa Quarrendon-Xyst"
@@ -121,3 +125,27 @@ def test_beat_writes_json_lines_and_no_banner(hub_env: dict[str, str]) -> None:
     finally:
         beat.stop()
     assert all(line["logger"] and line["level"] for line in lines)
+
+
+def test_the_api_process_writes_uvicorns_lines_as_json(hub_env: dict[str, str], tmp_path: Path) -> None:
+    port, err = free_port(), tmp_path / "api.err"
+    with err.open("wb") as stderr:
+        process = spawn(
+            [sys.executable, "-m", "hub", "api", "--port", str(port)],
+            env=clean_environ({**hub_env, "SYNCHUB_LOG_LEVEL": "INFO"}),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            cwd=ROOT,
+        )
+    try:
+
+        def started() -> list[dict[str, Any]] | None:
+            assert process.poll() is None, err.read_text()
+            lines = [json.loads(line) for line in err.read_text().splitlines()]
+            return lines if any(line["message"] == "Application startup complete." for line in lines) else None
+
+        lines = wait_for(started, timeout=30, what="the API to log its start")
+    finally:
+        kill_group(process)
+    assert {line["logger"] for line in lines} >= {"uvicorn.error"}
+    assert process.stdout is not None and process.stdout.read() == b"", "stdout carries no log"
