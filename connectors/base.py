@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from core.models import Sharing
 from core.scopes import Scopes
@@ -93,6 +93,18 @@ class ConnectorSettings(BaseModel):
     )
 
 
+class WebhookConnectorSettings(ConnectorSettings):
+    """The settings of a connector that receives webhooks: the body cap of its receiver, and the token the
+    provider echoes in its subscription handshake."""
+
+    webhook_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest webhook body this connector's receiver accepts; 413 above."
+    )
+    verify_token: SecretStr = Field(
+        min_length=16, description="The token the provider sends back in its subscription handshake."
+    )
+
+
 @dataclass(frozen=True)
 class Resource:
     """Something inside a connection that the user chooses to sync: a calendar, a Page with its forms.
@@ -170,11 +182,60 @@ class RateLimits:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """One change a webhook POST carried: `dedupe_key` recognises a redelivery, `route_key` is the resource's
+    external id it concerns (a Page id), `payload` what processing needs (ids, not contents). An `ignored` one is
+    stored as such and never processed (a change kind or object the connector does not sync)."""
+
+    dedupe_key: str
+    route_key: str
+    payload: Mapping[str, Any]
+    ignored: bool = False
+
+
+@dataclass(frozen=True)
+class WebhookKeys:
+    """What a webhook checks requests with: the auth provider's client secret (the signing key of most providers)
+    and the connector's verify token."""
+
+    client_secret: str
+    verify_token: str
+
+
+class Webhook(Protocol):
+    """A connector's webhook: the provider's handshake and signature, how a POST splits into deliveries, and how
+    one delivery becomes records.
+
+    The receiver calls `verify` on the raw bytes before anything parses them, and stores what `split` returns;
+    a worker later calls `process` for each delivery routed to a connection, with that connection's context
+    (`ctx.resource` is the routed resource).
+    """
+
+    def handshake(self, query: Mapping[str, str], keys: WebhookKeys) -> str | None:
+        """The challenge to echo when the query proves the provider knows the verify token, else None."""
+        ...
+
+    def verify(self, headers: Mapping[str, str], body: bytes, keys: WebhookKeys) -> bool:
+        """Whether the raw body's signature holds (compared in constant time)."""
+        ...
+
+    def split(self, body: bytes) -> list[Delivery]:
+        """The deliveries of a verified body; raises ValueError (or any error) when the body is malformed."""
+        ...
+
+    def process(self, delivery: Delivery, ctx: StreamContext) -> Page | None:
+        """The records a delivery brings, as a page to upsert; None asks for a sync of the routed resource
+        instead. Raises the taxonomy's errors (core.errors) as a stream does."""
+        ...
+
+
+@dataclass(frozen=True)
 class ConnectorSpec:
     """A connector: slug (folder, URL segment, settings prefix), name, auth provider, capabilities, the model
     of its own settings (`SYNCHUB_<SLUG>__*`), and who reads the records of a connection it creates until the
     owner chooses (`default_sharing`: a person's own data stays theirs; a business's, such as a Page's leads, is
-    the workspace's)."""
+    the workspace's). A connector with a `webhook` is served at `/webhooks/<slug>` and its settings extend
+    WebhookConnectorSettings."""
 
     slug: str
     display_name: str
@@ -184,3 +245,4 @@ class ConnectorSpec:
     needs_oauth_client: bool = True
     settings: type[ConnectorSettings] = ConnectorSettings
     default_sharing: Sharing = Sharing.OWNER
+    webhook: Webhook | None = None

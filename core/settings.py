@@ -184,6 +184,20 @@ class MetricsSettings(BaseModel):
     )
 
 
+class WebhookSettings(BaseModel):
+    """The inbox of webhook deliveries: how long payloads stay, how often a delivery is tried, and the sweeper."""
+
+    retention_days: int = Field(default=7, ge=1, description="Days a finished delivery's payload is kept.")
+    max_attempts: int = Field(default=8, ge=1, description="Attempts of one delivery before it is marked failed.")
+    claim_seconds: float = Field(
+        default=120.0, gt=0, description="How long a worker holds a delivery it claimed; then another may take it."
+    )
+    sweep_seconds: float = Field(default=30.0, gt=0, description="Beat period of the sweeper.")
+    grace_seconds: float = Field(
+        default=10.0, gt=0, description="A pending delivery older than this, never claimed, is sent again."
+    )
+
+
 MIN_POLL_SECONDS, MAX_POLL_SECONDS = 300, 86400
 
 
@@ -232,6 +246,7 @@ class Settings(BaseSettings):
     )
     request_limits: RequestLimitSettings = RequestLimitSettings()
     metrics: MetricsSettings = MetricsSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
@@ -10,9 +12,11 @@ from core.redis import redis_client
 from core.settings import Settings
 from hub import connect, docs, errors, limits, security
 from hub.routes import api, health, identity, metrics, pages, records
+from oauth.providers import client_settings
 from sync.celery_app import make_celery
 from sync.runtime import Runtime
 from sync.wiring import build_engine
+from webhooks import receiver
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -37,4 +41,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         metrics.router,
     ):
         app.include_router(router)
+    receiver.install(app, receiver.endpoints(settings, client_secret(settings)), app.state.sessions, app.state.celery)
     return app
+
+
+def client_secret(settings: Settings) -> Callable[[str], str | None]:
+    """An auth provider's OAuth client secret, which signs most providers' webhooks."""
+
+    def of(provider: str) -> str | None:
+        found = client_settings(settings, provider)
+        return found.client_secret.get_secret_value() if found is not None else None
+
+    return of

@@ -1,4 +1,4 @@
-"""The `synchub` command: api, worker, beat, sync, connections, db, vault, dev. Settings are validated first.
+"""The `synchub` command: api, worker, beat, sync, connections, db, vault, webhooks, dev. Settings are validated first.
 
 Every command but `dev` takes the variables a running dev hub wrote to .synchub/env (in this folder or one above)
 when the environment names no database of its own, so a second shell reaches the dev hub as it is."""
@@ -28,6 +28,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
 vault_app = typer.Typer(no_args_is_help=True, help="The vault's key ring: re-seal under the active key, check it.")
 app.add_typer(vault_app, name="vault")
+webhooks_app = typer.Typer(no_args_is_help=True, help="The webhook inbox: list deliveries, send a failed one again.")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 @app.callback()
@@ -357,6 +359,59 @@ def vault_status() -> None:
         for key_id, rows in sorted(found.missing_keys.items())
     ]
     fail("\n".join(problems), code=1)
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    status: Annotated[
+        str | None, typer.Option(help="Only deliveries in this status: pending, processed, ignored or failed.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 50,
+) -> None:
+    """List webhook deliveries, newest first: id, connector, status, attempts, when received, and the error."""
+    from webhooks.inbox import listed
+    from webhooks.models import DeliveryStatus
+
+    if status is not None and status not in set(DeliveryStatus):
+        fail(f"--status must be one of {', '.join(DeliveryStatus)}")
+    engine = migrated_engine(settings_or_exit())
+    try:
+        with Session(engine) as session:
+            found = listed(session, status, limit)
+    finally:
+        engine.dispose()
+    if not found:
+        print("no webhook deliveries" + (f" with status {status}" if status else ""))
+        return
+    rows = [("ID", "CONNECTOR", "STATUS", "ATTEMPTS", "RECEIVED", "ERROR")]
+    rows += [
+        (str(d.id), d.connector, d.status, str(d.attempts), d.received_at.isoformat(timespec="seconds"), d.error or "")
+        for d in found
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+
+
+@webhooks_app.command("retry")
+def webhooks_retry(delivery_id: Annotated[int, typer.Argument(help="The failed delivery to send again.")]) -> None:
+    """Put a failed delivery back in the inbox, attempts reset, and send it to the workers."""
+    from core.db import session_factory, transaction
+    from sync.celery_app import make_celery
+    from webhooks.inbox import retry
+    from webhooks.processing import send
+
+    settings = settings_or_exit()
+    engine = migrated_engine(settings)
+    try:
+        with transaction(session_factory(engine)) as session:
+            again = retry(session, delivery_id)
+    finally:
+        engine.dispose()
+    if not again:
+        fail(f"delivery {delivery_id} is not a failed delivery with its payload", code=1)
+    sent = send(make_celery(settings), [delivery_id])
+    print(f"delivery {delivery_id} is pending again; " + ("sent to the workers" if sent else "the sweeper sends it"))
 
 
 @app.command()

@@ -10,6 +10,7 @@ def target_metadata() -> MetaData:
     import crm.models  # noqa: F401
     import sync.models  # noqa: F401
     import token_vault.models  # noqa: F401
+    import webhooks.models  # noqa: F401
     from core.db import Base
 
     return Base.metadata

@@ -6,6 +6,8 @@ from typing import Any, Literal, TypedDict
 
 import httpx
 
+from sandbox.facebook.admin_client import FacebookAdmin
+
 TokenKind = Literal["access", "refresh"]
 
 
@@ -56,6 +58,10 @@ class SandboxAdmin:
 
     def close(self) -> None:
         self.http.close()
+
+    @property
+    def facebook(self) -> FacebookAdmin:
+        return FacebookAdmin(self.call)
 
     def __enter__(self) -> SandboxAdmin:
         return self

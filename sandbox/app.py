@@ -8,6 +8,10 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from sandbox import admin
+from sandbox.facebook import admin as facebook_admin
+from sandbox.facebook import api as facebook_api
+from sandbox.facebook import errors as facebook_errors
+from sandbox.facebook import graph, login
 from sandbox.google import admin as google_admin
 from sandbox.google import oauth, people, token
 from sandbox.google.errors import ApiError, server_error_body
@@ -15,11 +19,23 @@ from sandbox.google.token import access_token
 from sandbox.state import SandboxState
 from sandbox.traffic import TrafficMiddleware
 
-ROUTERS = (oauth.router, token.router, people.router, admin.router, google_admin.router)
+# Facebook's routers come last: its `/{node}` and `/{node}/{edge}` take only what no other provider's path matches.
+ROUTERS = (
+    oauth.router,
+    token.router,
+    people.router,
+    admin.router,
+    google_admin.router,
+    facebook_admin.router,
+    login.router,
+    facebook_api.router,
+)
 
 
 def fault_body(path: str, status_code: int) -> dict[str, Any]:
-    """Every provider path is Google's today; another provider's fake adds its own body by path prefix here."""
+    """The provider's own error body for a faulted request, by path."""
+    if graph.is_graph_path(path):
+        return facebook_errors.server_error_body(status_code)
     return server_error_body(status_code)
 
 
@@ -28,8 +44,11 @@ async def on_api_error(request: Request, error: Exception) -> Response:
 
 
 def identify(request: Request) -> None:
-    """Tag a request the app will not see (a fault answers it) with the account and client its bearer names."""
-    access_token(request, request.app.state.sandbox.google)
+    """Tag a request the app will not see (a fault answers it) with the account and client its token names."""
+    if graph.is_graph_path(request.url.path):
+        graph.identify(request, request.app.state.sandbox.facebook)
+    else:
+        access_token(request, request.app.state.sandbox.google)
 
 
 def create_app(state: SandboxState) -> FastAPI:
@@ -41,4 +60,5 @@ def create_app(state: SandboxState) -> FastAPI:
     app.add_middleware(
         TrafficMiddleware, traffic=lambda: app.state.sandbox.traffic, fault_body=fault_body, identify=identify
     )
+    app.add_middleware(graph.GraphVersions)  # outermost: the log and fault prefixes see Graph paths unversioned
     return app

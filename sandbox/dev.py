@@ -3,12 +3,17 @@ how to give the hub an OAuth client at it. The dev command reads this and names 
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sandbox.admin_client import SandboxAdmin
+from sandbox.facebook.state import DEMO_USERS
 from sandbox.google.state import DEFAULT_ACCOUNTS
+
+FACEBOOK_CALLBACK = "/oauth/facebook/callback"
+FACEBOOK_WEBHOOK = "/webhooks/facebook_leads"
 
 
 @dataclass(frozen=True)
@@ -38,4 +43,21 @@ def _described(accounts: tuple[tuple[str, str, int], ...]) -> str:
     return " or ".join(f"{email} ({count} contacts)" for email, _name, count in accounts)
 
 
-PLAYED: tuple[Played, ...] = (Played("google", ("google_contacts",), _described(DEFAULT_ACCOUNTS), _google_client),)
+def _facebook_app(admin: SandboxAdmin, app_id: str, app_secret: str, redirect_uri: str) -> None:
+    """The app, with its leadgen webhook pointed at the hub (saved as in the App Dashboard, without the handshake)."""
+    admin.facebook.register_app(app_id, app_secret, [redirect_uri], name="Synchub (dev)")
+    admin.facebook.subscribe_app(app_id, redirect_uri.removesuffix(FACEBOOK_CALLBACK) + FACEBOOK_WEBHOOK)
+
+
+def _facebook_users() -> str:
+    return " or ".join(f"{name} (Pages: {', '.join(page for page, _ in pages)})" for name, _, pages in DEMO_USERS)
+
+
+def _installed(connector: str) -> bool:
+    """Whether the hub has the connector (the sandbox imports nothing of the hub: it only looks for the folder)."""
+    return importlib.util.find_spec(f"connectors.{connector}") is not None
+
+
+GOOGLE = Played("google", ("google_contacts",), _described(DEFAULT_ACCOUNTS), _google_client)
+FACEBOOK = Played("facebook", ("facebook_leads",), _facebook_users(), _facebook_app)
+PLAYED: tuple[Played, ...] = tuple(play for play in (GOOGLE, FACEBOOK) if all(map(_installed, play.connectors)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.facebook.state import FacebookState
 from sandbox.google.state import GoogleState
 from sandbox.traffic import Traffic
 
@@ -13,11 +14,12 @@ from sandbox.traffic import Traffic
 class SandboxState:
     seed: int
     google: GoogleState
+    facebook: FacebookState
     traffic: Traffic = field(default_factory=Traffic)
 
     @classmethod
     def seeded(cls, seed: int) -> SandboxState:
-        return cls(seed, GoogleState.seeded(seed))
+        return cls(seed, GoogleState.seeded(seed), FacebookState.seeded(seed))
 
     def __getstate__(self) -> dict[str, Any]:
         """What a state file keeps: every provider's state; faults, quotas and the log belong to the process."""
@@ -29,4 +31,6 @@ class SandboxState:
     def reset(self) -> None:
         """Back to the state the process started with: seeded accounts only, no clients, faults, quotas or log."""
         self.google = GoogleState.seeded(self.seed)
+        self.facebook.sender.close()
+        self.facebook = FacebookState.seeded(self.seed)
         self.traffic = Traffic()

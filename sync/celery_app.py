@@ -37,12 +37,19 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "task": "synchub.maintenance.tick",
             "schedule": timedelta(seconds=settings.schedule.tick_seconds),
         },
+        "sweep-webhooks": {
+            "task": "synchub.webhooks.sweep",
+            "schedule": timedelta(seconds=settings.webhooks.sweep_seconds),
+        },
+        "purge-webhooks": {"task": "synchub.maintenance.purge_webhooks", "schedule": timedelta(hours=1)},
     }
 
 
 def make_celery(settings: Settings) -> Celery:
     """Build the app from validated settings; the settings already refuse a visibility timeout too short."""
-    app = Celery("synchub", broker=settings.redis_url, backend=settings.redis_url, include=["sync.tasks"])
+    app = Celery(
+        "synchub", broker=settings.redis_url, backend=settings.redis_url, include=["sync.tasks", "webhooks.tasks"]
+    )
     limits = settings.celery
     app.conf.update(
         task_serializer="json",

@@ -529,13 +529,24 @@ class SyncEngine:
         schedule.failed(session, self.settings, connection, run.capability, error, run.resource)
         return Outcome("done")
 
-    def _needs_reauth(self, run_id: uuid.UUID, connection_id: uuid.UUID, reason: str, calls: guard.Calls) -> Outcome:
+    def needs_reauth(self, connection_id: uuid.UUID, reason: str) -> None:
+        """The provider no longer honours the connection's grant: it needs the user to connect again."""
         with transaction(self.sessions) as session:
             connection = session.get_one(Connection, connection_id)
             if connection.status == ConnectionStatus.ACTIVE.value:
                 connection.move_to(ConnectionStatus.NEEDS_REAUTH, reconnect_reason(reason))
                 audit(session, connection, "system", "connection.needs_reauth")
+
+    def _needs_reauth(self, run_id: uuid.UUID, connection_id: uuid.UUID, reason: str, calls: guard.Calls) -> Outcome:
+        self.needs_reauth(connection_id, reason)
         return self._fail(run_id, f"reconnect needed: {reason}", calls)
+
+    def scope_lost(self, connection_id: uuid.UUID, capability: Capability, named: frozenset[str]) -> None:
+        """The provider refused a call for want of access: record it as not granted, so the gate stops the
+        capability (it shows "grant access") until the user grants it again."""
+        with transaction(self.sessions) as session:
+            connection = session.get_one(Connection, connection_id)
+            connection.granted_scopes = after_refusal(connection.granted_scopes, capability.required, named)
 
     def _scope_lost(
         self,
@@ -545,9 +556,5 @@ class SyncEngine:
         named: frozenset[str],
         calls: guard.Calls,
     ) -> Outcome:
-        """The provider refused a call for want of access: record it as not granted, so the gate stops the
-        capability (it shows "grant access") until the user grants it again."""
-        with transaction(self.sessions) as session:
-            connection = session.get_one(Connection, connection_id)
-            connection.granted_scopes = after_refusal(connection.granted_scopes, capability.required, named)
+        self.scope_lost(connection_id, capability, named)
         return self._fail(run_id, f"grant access: {capability.display_name.lower()} access was not granted", calls)

@@ -57,11 +57,17 @@ def status_writes(path: Path) -> list[int]:
     return lines
 
 
+OWN_STATUSES = {
+    ROOT / "sync" / "models.py",  # move_to itself
+    ROOT / "webhooks" / "inbox.py",  # the webhook inbox sets its deliveries' statuses, never a run's
+}
+
+
 def test_no_code_outside_move_to_sets_a_run_status() -> None:
     found = {
         str(path.relative_to(ROOT)): lines
         for package in ("sync", "hub", "crm", "connectors", "webhooks")
         for path in sorted((ROOT / package).rglob("*.py"))
-        if path != ROOT / "sync" / "models.py" and (lines := status_writes(path))
+        if path not in OWN_STATUSES and (lines := status_writes(path))
     }
     assert found == {}

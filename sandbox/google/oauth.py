@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
+from sandbox.cursors import CursorError
 from sandbox.google import pages, scopes
-from sandbox.google.cursors import CursorError
 from sandbox.google.deps import GoogleDep
 from sandbox.google.state import Account, AuthCode, GoogleState, OAuthClient
 from sandbox.traffic import tag_request

@@ -11,9 +11,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from sandbox.cursors import CursorError
 from sandbox.google import errors
 from sandbox.google.contacts import SORT_ORDERS, ContactBook, Listing
-from sandbox.google.cursors import CursorError
 from sandbox.google.data import PERSON_FIELDS
 from sandbox.google.deps import GoogleDep
 from sandbox.google.scopes import CONTACTS_READ

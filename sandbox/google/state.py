@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from sandbox.cursors import Cursors
 from sandbox.google.contacts import ContactBook
-from sandbox.google.cursors import Cursors
 from sandbox.google.data import generated_contact
 from sandbox.google.scopes import EMAIL, PROFILE
 

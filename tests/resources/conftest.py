@@ -18,6 +18,7 @@ from tests.resources.provider import BooksProvider
 __all__ = ["admin", "google_hub_factory", "sandbox_url"]  # the Google hub's fixtures, shared with these tests
 
 CAPABILITY = "books"
+VERIFY_TOKEN = "books-verify-token-0123456789"
 
 
 @dataclass
@@ -65,6 +66,7 @@ def books_env(provider_url: str, **extra: str) -> dict[str, str]:
     return {
         "SYNCHUB_CONNECTORS": "google_contacts,loopback_books",
         "SYNCHUB_LOOPBACK_BOOKS__PROVIDER_URL": provider_url,
+        "SYNCHUB_LOOPBACK_BOOKS__VERIFY_TOKEN": VERIFY_TOKEN,
         **extra,
     }
 

@@ -43,6 +43,9 @@ class BooksProvider:
         self.lock = threading.Lock()
         self.seq = 0
         self.url = ""
+        self.failures: list[int] = []
+        """Statuses the next `GET /people/{id}` requests answer, one each, before answering normally."""
+        self.person_delay = 0.0
         self.app = self._app()
 
     def reset(self) -> None:
@@ -50,6 +53,8 @@ class BooksProvider:
             self.books.clear()
             self.subscriptions.clear()
             self.calls.clear()
+            self.failures.clear()
+            self.person_delay = 0.0
 
     def add_book(self, name: str, people: int = 0, push: bool = True) -> str:
         book_id = (
@@ -67,6 +72,12 @@ class BooksProvider:
                 self.seq += 1
                 tag = f"{book.name.lower().replace(' ', '-')}-{self.seq}"
                 book.people.append({"id": f"people/{tag}", "name": tag, "email": f"{tag}@books.test", "seq": self.seq})
+
+    def person_ids(self, book_id: str, count: int) -> list[str]:
+        """Add `count` people to the book and return their ids (a change a webhook then announces)."""
+        before = len(self.books[book_id].people)
+        self.add_people(book_id, count)
+        return [person["id"] for person in self.books[book_id].people[before:]]
 
     def external_ids(self, book_id: str) -> set[str]:
         return {person["id"] for person in self.books[book_id].people}
@@ -131,5 +142,18 @@ class BooksProvider:
                     found.expired = False
                 newer = [p for p in found.people if p["seq"] > after]
                 return JSONResponse({"people": newer[:limit], "more": len(newer) > limit})
+
+        @app.get("/people/{person_id:path}")
+        def one_person(person_id: str, book: str) -> Response:
+            time.sleep(self.person_delay)
+            with self.lock:
+                if self.failures:
+                    status = self.failures.pop(0)
+                    return JSONResponse({"error": "injected"}, status_code=status, headers={"retry-after": "0.2"})
+                found = self.books.get(book)
+                match = [p for p in found.people if p["id"] == person_id] if found else []
+                if not match:
+                    return JSONResponse({"error": "no such person"}, status_code=404)
+                return JSONResponse(match[0])
 
         return app

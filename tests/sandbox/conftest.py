@@ -17,6 +17,8 @@ from googleapiclient.discovery import Resource, build
 
 from sandbox.admin_client import SandboxAdmin
 from sandbox.process import running_sandbox
+from tests.sandbox.facebook import APP_ID, APP_SECRET, Facebook, Graph
+from tests.sandbox.facebook import REDIRECT_URI as FB_REDIRECT_URI
 from tests.sandbox.schemas import BodyValidator
 
 SEED = 20261124
@@ -156,3 +158,10 @@ def list_all(
         pages.append(request.execute(num_retries=0))
         request = connections.list_next(request, pages[-1])
     return [person for page in pages for person in page.get("connections", [])], pages
+
+
+@pytest.fixture
+def facebook(sandbox: Sandbox) -> Facebook:
+    """The fake Facebook after a reset: seeded users (Dana Demo, Sam Sample) and the test app registered."""
+    sandbox.admin.facebook.register_app(APP_ID, APP_SECRET, [FB_REDIRECT_URI], name="Synchub Test")
+    return Facebook(sandbox.url, sandbox.admin, Graph(sandbox.url))

@@ -1,24 +1,30 @@
 """A third-party connector for the tests: address books listed by a provider on loopback, each one the user
-chooses subscribed to and read as contacts. It rides on the Google sign-in the sandbox plays."""
+chooses subscribed to and read as contacts, and changes to them pushed by signed webhooks. It rides on the Google
+sign-in the sandbox plays (whose client secret signs the webhooks)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import Field
 
 from connectors.base import (
     Capability,
-    ConnectorSettings,
     ConnectorSpec,
     Cursor,
+    Delivery,
     Page,
     RateLimits,
     Resource,
     StreamContext,
+    WebhookConnectorSettings,
+    WebhookKeys,
 )
 from core.errors import ConnectorError, CursorExpired, RateLimited, Retryable
 from core.scopes import Scopes
@@ -27,7 +33,7 @@ from crm.records import Contact, EmailAddress
 SCOPE = "https://www.googleapis.com/auth/contacts.readonly"
 
 
-class BooksSettings(ConnectorSettings):
+class BooksSettings(WebhookConnectorSettings):
     provider_url: str = Field(description="The loopback provider the tests run.")
     page_size: int = Field(default=2, ge=1, le=100, description="People per page.")
 
@@ -99,6 +105,49 @@ class BookStream:
                 return
 
 
+def person(record: Mapping[str, Any]) -> Contact:
+    return Contact(record["id"], display_name=record["name"], emails=(EmailAddress(record["email"]),))
+
+
+class BookHook:
+    """Changes to books, POSTed as `{"changes": [{"id", "book", "person", "kind"}]}` and signed with
+    `X-Books-Signature: sha256=<HMAC of the body with the client secret>`; a `person` change is fetched, a `book`
+    change asks for the book's sync, any other kind is ignored."""
+
+    SIGNATURE = "x-books-signature"
+
+    def handshake(self, query: Mapping[str, str], keys: WebhookKeys) -> str | None:
+        token = query.get("token", "")
+        if not hmac.compare_digest(token.encode(), keys.verify_token.encode()):
+            return None
+        return query.get("challenge", "")
+
+    def verify(self, headers: Mapping[str, str], body: bytes, keys: WebhookKeys) -> bool:
+        expected = "sha256=" + hmac.new(keys.client_secret.encode(), body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(headers.get(self.SIGNATURE, "").encode(), expected.encode())
+
+    def split(self, body: bytes) -> list[Delivery]:
+        changes = json.loads(body)["changes"]
+        if not isinstance(changes, list):
+            raise ValueError("changes must be a list")
+        return [self._delivery(change) for change in changes]
+
+    @staticmethod
+    def _delivery(change: Mapping[str, Any]) -> Delivery:
+        change_id, book, kind = change["id"], change["book"], change["kind"]
+        if not isinstance(change_id, str | int) or not isinstance(book, str) or not isinstance(kind, str):
+            raise ValueError("a change needs an id, a book and a kind")
+        payload = {"person": str(change.get("person", "")), "kind": kind}
+        return Delivery(str(change_id), book, payload, ignored=kind not in ("person", "book"))
+
+    def process(self, delivery: Delivery, ctx: StreamContext) -> Page | None:
+        if delivery.payload["kind"] == "book":
+            return None
+        path = "/people/" + quote(str(delivery.payload["person"]), safe="/")
+        found = call(ctx, "GET", path, params={"book": delivery.route_key})
+        return Page([person(found)], [], {}, last=False, full=False)
+
+
 def provider_host(ctx: StreamContext) -> str:
     """The app quota is the provider server's, as a CalDAV server's would be."""
     return urlsplit(str(getattr(ctx.settings, "provider_url", ""))).netloc
@@ -122,4 +171,5 @@ SPEC = ConnectorSpec(
     ),
     rate_limits=RateLimits(app_per_minute=60000, connection_per_minute=60000, app_key=provider_host),
     settings=BooksSettings,
+    webhook=BookHook(),
 )

@@ -1,4 +1,5 @@
-"""Opaque page and sync tokens: base64url JSON with an HMAC, so a tampered or foreign token is refused."""
+"""Opaque page, sync and form tokens shared by the fake providers: base64url JSON with an HMAC, so a tampered or
+foreign token is refused."""
 
 from __future__ import annotations
 

@@ -1,0 +1,139 @@
+"""`/webhooks/{slug}`: the provider's handshake, and POSTs verified on their raw bytes, split, stored durably and
+handed to the workers in one task, answered before any call to the provider."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from celery import Celery
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from connectors.base import ConnectorSpec, Delivery, Webhook, WebhookConnectorSettings, WebhookKeys
+from connectors.registry import enabled, settings_of
+from core.db import transaction
+from core.logsafe import safe_exception
+from core.settings import ConfigError, Settings
+from webhooks import inbox
+from webhooks.inbox import Stored
+from webhooks.models import DEDUPE_KEY_LENGTH
+from webhooks.processing import send
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/webhooks"
+RETRY_AFTER_SECONDS = "5"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A connector's receiver: its webhook, the keys it checks requests with, and its body cap in bytes."""
+
+    spec: ConnectorSpec
+    webhook: Webhook
+    keys: WebhookKeys
+    max_body_bytes: int
+
+    @property
+    def path(self) -> str:
+        return f"{PREFIX}/{self.spec.slug}"
+
+
+def _refused(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+class Receiver:
+    def __init__(self, endpoints: Mapping[str, Endpoint], sessions: sessionmaker[Session], celery: Celery) -> None:
+        self.endpoints, self.sessions, self.celery = endpoints, sessions, celery
+
+    async def handshake(self, slug: str, request: Request) -> Response:
+        endpoint = self.endpoints.get(slug)
+        if endpoint is None:
+            return _refused(404, "no webhook is served here")
+        try:
+            challenge = endpoint.webhook.handshake(dict(request.query_params), endpoint.keys)
+        except Exception:
+            challenge = None
+        if challenge is None:
+            return _refused(403, "the verify token does not match")
+        return PlainTextResponse(challenge)
+
+    async def receive(self, slug: str, request: Request) -> Response:
+        endpoint = self.endpoints.get(slug)
+        if endpoint is None:
+            return _refused(404, "no webhook is served here")
+        body = await request.body()
+        if not self._verified(endpoint, request, body):
+            log.warning("webhook signature refused", extra={"connector": slug, "status": 403})
+            return _refused(403, "the signature does not verify")
+        try:
+            deliveries = endpoint.webhook.split(body)
+        except Exception:
+            return _refused(400, "the body is not a delivery this connector understands")
+        if any(len(d.dedupe_key) > DEDUPE_KEY_LENGTH for d in deliveries):
+            return _refused(400, "a change's id is longer than the hub keeps")
+        try:
+            stored = await run_in_threadpool(self._store_and_send, slug, deliveries)
+        except DataError:  # a value PostgreSQL refuses (a NUL character in JSON): sending it again cannot help
+            return _refused(400, "the body holds a value the hub cannot store")
+        except SQLAlchemyError as exc:
+            log.error("could not store a webhook: %s", safe_exception(exc), extra={"connector": slug})
+            return JSONResponse(
+                {"detail": "the hub could not store the delivery; send it again"},
+                status_code=503,
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
+        return JSONResponse({"received": stored.received, "new": stored.new})
+
+    @staticmethod
+    def _verified(endpoint: Endpoint, request: Request, body: bytes) -> bool:
+        """A signature that does not verify, or headers the connector cannot even read, are refused alike."""
+        try:
+            return endpoint.webhook.verify(request.headers, body, endpoint.keys)
+        except Exception:
+            return False
+
+    def _store_and_send(self, slug: str, deliveries: list[Delivery]) -> Stored:
+        with transaction(self.sessions) as session:
+            stored = inbox.store(session, slug, deliveries)
+        if stored.pending:
+            send(self.celery, stored.pending)
+        log.info(
+            "webhook stored",
+            extra={"connector": slug, "count": stored.received, "new": stored.new},
+        )
+        return stored
+
+    def router(self) -> APIRouter:
+        router = APIRouter(prefix=PREFIX, tags=["webhooks"])
+        router.add_api_route("/{slug}", self.handshake, methods=["GET"], include_in_schema=False)
+        router.add_api_route("/{slug}", self.receive, methods=["POST"], include_in_schema=False)
+        return router
+
+
+def endpoints(settings: Settings, client_secret: Callable[[str], str | None]) -> dict[str, Endpoint]:
+    """The receivers of the enabled connectors that declare a webhook, by slug; `client_secret` gives an auth
+    provider's OAuth client secret (None when it has none configured)."""
+    found: dict[str, Endpoint] = {}
+    for spec in enabled(settings):
+        if spec.webhook is None:
+            continue
+        own = settings_of(settings, spec)
+        if not isinstance(own, WebhookConnectorSettings):
+            raise ConfigError(f"the connector {spec.slug} declares a webhook but its settings do not say how")
+        keys = WebhookKeys(client_secret(spec.auth_provider) or "", own.verify_token.get_secret_value())
+        found[spec.slug] = Endpoint(spec, spec.webhook, keys, own.webhook_max_body_bytes)
+    return found
+
+
+def install(app: FastAPI, found: Mapping[str, Endpoint], sessions: sessionmaker[Session], celery: Celery) -> None:
+    """Serve `/webhooks/{slug}` for these endpoints, each under its connector's body cap (`app.state.body_caps`)."""
+    for endpoint in found.values():
+        app.state.body_caps.route(endpoint.path, endpoint.max_body_bytes)
+    app.include_router(Receiver(found, sessions, celery).router())
