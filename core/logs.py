@@ -37,6 +37,7 @@ FIELDS = frozenset(
         "status",
         "attempt",
         "count",
+        "new",
         "row_id",
         "action",
         "error_type",
