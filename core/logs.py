@@ -64,6 +64,7 @@ SECRET_PARAMETER = re.compile(
     r"appsecret_proof)=[^&\s\"',;]+"
 )
 BEARER = re.compile(r"(?i)\bBearer\s+[^\s\"',;]+")
+CLASS_NAME = re.compile(r"[A-Za-z_][\w.]*")
 
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 _HANDLER_MARK = "_synchub_handler"
@@ -116,8 +117,8 @@ def _message(record: logging.LogRecord, fields: dict[str, Any]) -> str:
     if isinstance(data, Mapping) and "id" in data and "name" in data and isinstance(record.msg, str):
         fields.setdefault("task", data["name"])
         fields.setdefault("task_id", data["id"])
-        if "exc" in data:
-            fields.setdefault("error_type", str(data["exc"]).split("(", 1)[0])
+        if "exc" in data and (named := CLASS_NAME.match(str(data["exc"]))):
+            fields.setdefault("error_type", named.group())
         template = record.msg.replace(": %(return_value)s", "").replace(": %(exc)s", "")
         safe = {key: value for key, value in data.items() if key not in ("return_value", "exc", "args", "kwargs")}
         try:

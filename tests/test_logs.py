@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.app.trace import LOG_FAILURE
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -149,3 +150,21 @@ def test_the_api_process_writes_uvicorns_lines_as_json(hub_env: dict[str, str], 
         kill_group(process)
     assert {line["logger"] for line in lines} >= {"uvicorn.error"}
     assert process.stdout is not None and process.stdout.read() == b"", "stdout carries no log"
+
+
+def test_celerys_failure_line_names_the_task_and_error_class_only() -> None:
+    context = {
+        "id": "t-1",
+        "name": "synchub.sync.run",
+        "exc": f"IntegrityError('Failing row contains ({PRIVATE})')",
+        "traceback": f"Traceback ... DETAIL: Failing row contains ({PRIVATE})",
+        "args": f"('{PRIVATE}',)",
+        "kwargs": "{}",
+        "description": "raised unexpected",
+        "internal": False,
+    }
+    line = logs.JsonFormatter().format(record_of("celery.app.trace", LOG_FAILURE, context, extra={"data": context}))
+    fields = json.loads(line)
+    assert PRIVATE not in line
+    assert fields["message"] == "Task synchub.sync.run[t-1] raised unexpected"
+    assert (fields["task"], fields["task_id"], fields["error_type"]) == ("synchub.sync.run", "t-1", "IntegrityError")
