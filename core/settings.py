@@ -242,6 +242,9 @@ class Settings(BaseSettings):
     connectors: CsvList = Field(default_factory=list, description="Enabled connector slugs, comma-separated.")
     retention_days: int = Field(default=90, ge=1, description="Days data is kept after a disconnect.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="`json`: one object a line on stderr; `text`: the same fields for a person reading."
+    )
     trusted_proxies: CsvList = Field(
         default_factory=list,
         description="Addresses or networks of the reverse proxies in front of the API, comma-separated; only their "

@@ -254,7 +254,8 @@ def supervise(home: Path, port: int, lock: DevLock) -> int:
         except ConfigError as exc:
             raise DevError(str(exc)) from exc
         cli = [sys.executable, "-m", "hub"]
-        subprocess.run([*cli, "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
+        quiet = {**env, "SYNCHUB_LOG_LEVEL": "WARNING"}  # the migrations' info lines would fill this terminal
+        subprocess.run([*cli, "db", "upgrade"], env=quiet, check=True, stdout=subprocess.DEVNULL)
         supervisor.start("api", [*cli, "api", "--port", str(port)], env, home / "api.log")
         supervisor.start("worker", [*cli, "worker", "--concurrency", "1"], env, home / "worker.log")
         supervisor.start("beat", [*cli, "beat", "--schedule-file", str(home / "beat-schedule")], env, home / "beat.log")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from celery import Celery
+from celery import Celery, signals
 from kombu.entity import Queue
 
 from core.settings import Settings
@@ -16,6 +16,13 @@ TASK_ROUTES = {
     "synchub.sync.*": {"queue": "sync"},
     "synchub.maintenance.*": {"queue": "maintenance"},
 }
+
+
+def _logging_is_ours(**_: object) -> None:
+    """A receiver here tells Celery to leave logging alone: the worker and beat commands set it up (core.logs)."""
+
+
+signals.setup_logging.connect(_logging_is_ours)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
@@ -65,6 +72,7 @@ def make_celery(settings: Settings) -> Celery:
         result_expires=timedelta(days=1),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
         worker_send_task_events=False,
         beat_schedule=beat_schedule(settings),
         timezone="UTC",

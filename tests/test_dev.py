@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -178,6 +179,9 @@ def test_dev_serves_the_hub_and_stops_everything_on_ctrl_c(dev_hub: subprocess.P
     assert row.split() == [connection_id, "google", "grace@sandbox.test", "demo-workspace", "active"]
     synced = synchub(home, "sync", connection_id)
     assert synced.returncode == 0 and "contacts: succeeded · 0 new, 0 changed, 0 deleted" in synced.stderr, synced
+    worker_log = [json.loads(line) for line in (home / ".synchub" / "worker.log").read_text().splitlines()]
+    ended = [line for line in worker_log if line["message"] == "run slice ended"]
+    assert ended and all(line["connection_id"] == connection_id and line["run_id"] for line in ended), ended
     disabled = synchub(home, "sync", connection_id, SYNCHUB_CONNECTORS="")
     assert disabled.returncode == 1
     assert "no connector is enabled, so there is nothing to sync: set SYNCHUB_CONNECTORS" in disabled.stderr
