@@ -204,6 +204,7 @@ class SyncEngine:
     ) -> StreamContext:
         """What a stream, a listing or a lifecycle call runs with: the connection's fresh tokens, the connector's
         settings, and every provider call through the shared rate buckets and the retry policy."""
+        client = client_settings(self.settings, connection.auth_provider) if spec.needs_oauth_client else None
         bare = StreamContext(
             connection_id=str(connection.id),
             credentials=ConnectionCredentials(self.fresh, connection.id),
@@ -211,6 +212,8 @@ class SyncEngine:
             settings=settings_of(self.settings, spec),
             sent=(calls or guard.Calls()).sent,
             resource=resource,
+            app_id=client.client_id if client is not None else None,
+            app_secret=client.client_secret.get_secret_value() if client is not None else None,
         )
         attempt = guard.Guard(self.throttle, guard.buckets(self.settings, spec, bare)).attempt
         return dataclasses.replace(bare, attempt=attempt)
