@@ -92,7 +92,7 @@ class TestFacebookLeadsContract(ConnectorContract):
     settings_env = {"SYNCHUB_FACEBOOK_LEADS__PAGE_SIZE": "2", "SYNCHUB_FACEBOOK_LEADS__PHONE_REGION": "gb"}
     invalid_settings_env = {"SYNCHUB_FACEBOOK_LEADS__PAGE_SIZE": "0", "SYNCHUB_FACEBOOK_LEADS__PHONE_REGION": "XX"}
     reports_deletions = False
-    cursor_expires = False
+    test_an_expired_cursor_raises_cursor_expired = None  # its cursors are its own time marks: they never expire
     # Bodies as providers.md 4.8-4.10 quote them; the throttle with the usage header 4.9 quotes.
     answers = {
         "rate_limit__pages_business_use_case": Answer(400, RateLimited, {"X-Business-Use-Case-Usage": BUC_USAGE}),
