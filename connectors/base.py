@@ -125,6 +125,8 @@ class StreamContext:
     `attempt` wraps each provider call in the hub's retry policy (the sync package supplies it). `sent` is called
     just before each request leaves for the provider, retries included: the run counts these as its API calls.
     `resource` is the resource the stream reads (or a lifecycle call is about), None for a capability without any.
+    `app_id` and `app_secret` are the auth provider's OAuth client, for a provider that wants each API call signed
+    with it (Meta's `appsecret_proof`); None where the connector has no OAuth client.
     """
 
     connection_id: str
@@ -134,6 +136,8 @@ class StreamContext:
     attempt: Callable[[Callable[[], Any]], Any] = _once
     sent: Callable[[], None] = _uncounted
     resource: Resource | None = None
+    app_id: str | None = None
+    app_secret: str | None = None
 
 
 class Lifecycle(Protocol):
@@ -152,7 +156,9 @@ class Capability:
     `required` is what the grant must hold for the capability to run (every group, any one scope within a group);
     `requested_scopes` is what the connect flow asks the provider for, one answer to each group at least. A
     capability with `resources` syncs one stream per resource the user selected among those it lists
-    (`ctx.resource` set); `lifecycle` reacts when one is selected or deselected.
+    (`ctx.resource` set); `lifecycle` reacts when one is selected or deselected. `shared_at_provider`: what selecting
+    sets up exists once per (app, resource) at the provider, shared by every connection to it (a Page's app
+    subscription), so it is undone only when no other connection still selects the resource.
     """
 
     name: str
@@ -164,6 +170,7 @@ class Capability:
     poll_interval: timedelta = timedelta(minutes=15)
     resources: Callable[[StreamContext], list[Resource]] | None = None
     lifecycle: Lifecycle | None = None
+    shared_at_provider: bool = False
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,12 @@ class IdentitySettings(BaseModel):
     jwt_public_key: str | None = Field(default=None, description="PEM public key for RS256.")
     audience: str = "synchub"
     cookie_name: str = "synchub_session"
+    session_hours: float = Field(default=12, gt=0, le=24 * 30, description="Lifetime of a browser's session.")
+    dev_signin: bool = Field(
+        default=False,
+        description="Serve /dev/sign-in, which signs anyone in as the demo user; honoured only with HS256 and a "
+        "loopback public URL (`synchub dev` turns it on).",
+    )
 
     missing_hint: ClassVar[str] = (
         "is not configured: set SYNCHUB_IDENTITY__JWT_SECRET (HS256), or SYNCHUB_IDENTITY__JWT_ALGORITHM=RS256 "
@@ -248,6 +254,9 @@ class Settings(BaseSettings):
     connectors: CsvList = Field(default_factory=list, description="Enabled connector slugs, comma-separated.")
     retention_days: int = Field(default=90, ge=1, description="Days data is kept after a disconnect.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="`json`: one object a line on stderr; `text`: the same fields for a person reading."
+    )
     trusted_proxies: CsvList = Field(
         default_factory=list,
         description="Addresses or networks of the reverse proxies in front of the API, comma-separated; only their "

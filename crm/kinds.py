@@ -46,7 +46,8 @@ class RecordQuery:
 class RecordKind:
     """`name` is what a capability's `record_kind` says; `segment` is its API path (`/api/v1/<segment>`) and the
     key of its counts; `query` is its read query (filters, read-time joins, grouping) over `table`, whose rows
-    carry the provenance columns every record table has."""
+    carry the provenance columns every record table has. The query selects the kind's row first, then any columns
+    its joins add; `view` takes them in that order."""
 
     name: str
     segment: str
@@ -54,15 +55,16 @@ class RecordKind:
     table: Table
     filters: type[BaseModel]
     query: Callable[[RecordQuery], Select[Any]]
-    view: Callable[[Any], dict[str, Any]]
+    view: Callable[..., dict[str, Any]]
 
 
 @cache
 def kinds() -> dict[str, RecordKind]:
     """Every record kind by name: one line per kind."""
     from crm.contacts import KIND as CONTACT
+    from crm.leads import KIND as LEAD
 
-    return {kind.name: kind for kind in (CONTACT,)}
+    return {kind.name: kind for kind in (CONTACT, LEAD)}
 
 
 def kind(name: str) -> RecordKind:
@@ -90,12 +92,12 @@ def page(session: Session, record_kind: RecordKind, query: RecordQuery) -> dict[
         chosen = chosen.where(table.c.connection_id == query.connection_id)
     if query.cursor:
         chosen = chosen.where(table.c.id > _decode(query.cursor))
-    rows = list(session.scalars(chosen.order_by(table.c.id).limit(query.limit + 1)).all())
+    rows = list(session.execute(chosen.order_by(table.c.id).limit(query.limit + 1)).all())
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     return {
-        record_kind.segment: [record_kind.view(row) for row in rows],
-        "next_cursor": _encode(rows[-1].id) if more else None,
+        record_kind.segment: [record_kind.view(*row) for row in rows],
+        "next_cursor": _encode(rows[-1][0].id) if more else None,
     }
 
 

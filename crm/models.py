@@ -6,7 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
@@ -73,3 +74,40 @@ class ContactEmailRow(Base):
     )
     email: Mapped[str] = mapped_column(String(320), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(String(64))
+
+
+class LeadRow(Base):
+    """A lead as one connection brought it in; the same lead reached through two connections of a workspace is two
+    rows, grouped at read time by (workspace, external id)."""
+
+    __tablename__ = "crm_leads"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "resource", "external_id"),
+        Index("ix_crm_leads_workspace_id", "workspace_id", "id"),
+        Index("ix_crm_leads_workspace_external_id", "workspace_id", "external_id"),
+        holding(Owner.CONNECTION, Role.RECORDS, key="connection_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))
+    resource: Mapped[str] = mapped_column(String(36), default="", server_default="")
+    external_id: Mapped[str] = mapped_column(String(255))
+    page_id: Mapped[str] = mapped_column(String(64))
+    form_id: Mapped[str | None] = mapped_column(String(64))
+    ad_id: Mapped[str | None] = mapped_column(String(64))
+    campaign_id: Mapped[str | None] = mapped_column(String(64))
+    is_organic: Mapped[bool | None] = mapped_column(Boolean)
+    platform: Mapped[str | None] = mapped_column(String(32))
+    lead_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    email: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    phone_e164: Mapped[str | None] = mapped_column(String(32))
+    full_name: Mapped[str | None] = mapped_column(Text)
+    first_name: Mapped[str | None] = mapped_column(Text)
+    last_name: Mapped[str | None] = mapped_column(Text)
+    answers: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    full_pass_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

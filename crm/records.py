@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 
 
@@ -44,3 +46,34 @@ class Contact(msgspec.Struct, frozen=True, gc=False):
             if email.primary:
                 return email.value.strip().lower()
         return self.emails[0].value.strip().lower() if self.emails else None
+
+
+class Answer(msgspec.Struct, frozen=True, gc=False):
+    """One answer of a lead form, kept with its question: the form's key for it and the words it was asked in."""
+
+    key: str
+    question: str
+    values: tuple[str, ...] = ()
+
+
+class Lead(msgspec.Struct, frozen=True, gc=False):
+    """A lead from a lead form: who (standard fields), where from (Page, form, ad, campaign) and every other answer.
+
+    `phone` is as the person typed it; `phone_e164` only when it parses without guessing a country.
+    """
+
+    external_id: str
+    page_id: str
+    form_id: str | None = None
+    ad_id: str | None = None
+    campaign_id: str | None = None
+    is_organic: bool | None = None
+    platform: str | None = None
+    created_time: datetime | None = None
+    email: str | None = None
+    phone: str | None = None
+    phone_e164: str | None = None
+    full_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    answers: tuple[Answer, ...] = ()

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.registry import capabilities_of
-from core.models import Connection, ConnectionStatus
+from core.models import Connection, ConnectionStatus, utcnow
 from core.scopes import missing
 from core.settings import Settings
 from crm.kinds import counts as record_counts
 from crm.kinds import kind
+from oauth.providers import PROVIDERS
 from sync.models import RunStatus, Schedule, SyncRun
 from sync.schedule import interval_seconds
+from token_vault.fresh import ACCESS
+from token_vault.models import SealedCredential
+
+RECONNECT_SOON = timedelta(days=7)
+"""How early a connection whose access cannot be renewed (no refresh token) asks to be reconnected."""
 
 STATE_WORDS = {
     "ok": "synced",
@@ -77,6 +84,23 @@ def capability_state(connection: Connection, granted: bool, run: SyncRun | None)
     return "ok"
 
 
+def access_ends(session: Session, connection: Connection) -> dict[str, Any] | None:
+    """The notice "reconnect soon" when the provider issues no refresh token and the connection's access (its
+    token, or its data access where the provider says it ends first) ends within `RECONNECT_SOON`: a notice, not a
+    status, since everything still works until then."""
+    config = PROVIDERS.get(connection.auth_provider)
+    if config is None or config.issues_refresh_tokens or connection.status != ConnectionStatus.ACTIVE.value:
+        return None
+    ends = session.scalar(
+        select(SealedCredential.expires_at).where(
+            SealedCredential.connection_id == connection.id, SealedCredential.kind == ACCESS
+        )
+    )
+    if ends is None or ends - utcnow() > RECONNECT_SOON:
+        return None
+    return {"notice": "reconnect_soon", "words": "reconnect soon", "access_ends_at": ends.isoformat()}
+
+
 def connection_view(session: Session, settings: Settings, connection: Connection) -> dict[str, Any]:
     offered = capabilities_of(settings, connection.auth_provider)
     records = record_counts(session, connection.id, [capability.record_kind for _spec, capability in offered.values()])
@@ -112,6 +136,7 @@ def connection_view(session: Session, settings: Settings, connection: Connection
         "status_reason": connection.status_reason,
         "granted_scopes": sorted(connection.granted_scopes),
         "sharing": connection.sharing,
+        "notices": [notice] if (notice := access_ends(session, connection)) else [],
         "capabilities": capabilities,
         "records": records,
         "created_at": connection.created_at.isoformat(),

@@ -80,7 +80,7 @@ class OAuthClient:
         fragment (Authlib would take a fragment's tokens as an implicit grant, and a callback without a code as a
         client_credentials request). Tokens in an answer the hub cannot keep are revoked before GrantRefused.
         """
-        code = authorization_code(authorization_response, state)
+        code = authorization_code(self.config.callback_url(authorization_response), state)
         answers: list[Token] = []
 
         def keep(response: httpx.Response) -> httpx.Response:
@@ -117,8 +117,8 @@ class OAuthClient:
             try:
                 confirmed += self.revoke(token)
             except (httpx.HTTPError, OAuthError) as exc:
-                error = type(exc).__name__
-                log.warning("revoking an unkept token failed", extra={"provider": self.config.name, "error": error})
+                failed = {"provider": self.config.name, "error_type": type(exc).__name__}
+                log.warning("revoking an unkept token failed", extra=failed)
         if wanted:
             log.info(
                 "unkept tokens revoked",
@@ -161,7 +161,10 @@ class OAuthClient:
         name = self.config.display_name
         try:
             response = httpx.get(
-                self.config.userinfo_url, headers={"Authorization": f"Bearer {access_token}"}, timeout=self.timeout
+                self.config.userinfo_url,
+                params=self.config.userinfo_params(self, access_token),
+                headers={"Authorization": f"Bearer {access_token}"},
+                timeout=self.timeout,
             )
         except httpx.HTTPError as exc:
             reason = type(exc).__name__

@@ -119,6 +119,16 @@ def nothing_more(declined: frozenset[str]) -> Mapping[str, str]:
     return {}
 
 
+def bearer_only(client: OAuthClient, access_token: str) -> Mapping[str, str]:
+    """The standard `userinfo_params`: the userinfo request carries the token as a Bearer header, nothing more."""
+    return {}
+
+
+def as_given(url: str) -> str:
+    """The standard `callback_url`: the link back is taken as the provider sent it."""
+    return url
+
+
 @dataclass(frozen=True)
 class OAuthProviderConfig:
     """Everything the one OAuth engine needs to talk to a provider; quirks are hooks, not branches.
@@ -127,7 +137,10 @@ class OAuthProviderConfig:
     - `after_exchange(client, token) -> token`: runs on the code exchange's answer (a long-lived token exchange);
     - `granted_scopes(client, token) -> scopes`: what the provider granted, from the answer or by asking it;
     - `revoke(client, token) -> bool`: revoke a stored token, True once the provider confirmed it (RFC 7009);
-    - `reask_params(declined) -> params`: authorize parameters that ask again for scopes the user declined.
+    - `reask_params(declined) -> params`: authorize parameters that ask again for scopes the user declined;
+    - `userinfo_params(client, access_token) -> params`: query parameters of the userinfo request (a proof the
+      provider wants beside the token);
+    - `callback_url(url) -> url`: the link back without an artifact the provider appends to it.
     `issues_refresh_tokens` is False for a provider whose grants never carry a refresh token.
     """
 
@@ -148,6 +161,8 @@ class OAuthProviderConfig:
     granted_scopes: Callable[[OAuthClient, Token], frozenset[str]] = scopes_in_answer
     revoke: Callable[[OAuthClient, str], bool] = rfc7009.revoke
     reask_params: Callable[[frozenset[str]], Mapping[str, str]] = nothing_more
+    userinfo_params: Callable[[OAuthClient, str], Mapping[str, str]] = bearer_only
+    callback_url: Callable[[str], str] = as_given
     issues_refresh_tokens: bool = True
     """False where the provider grants no refresh token (long-lived user tokens): such a grant is kept and used
     until its access token expires, then the connection needs reconnecting. True: a grant without one is refused."""

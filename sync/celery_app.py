@@ -6,8 +6,12 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+<<<<<<< HEAD
 from celery import Celery
 from celery.worker.consumer import Consumer
+=======
+from celery import Celery, signals
+>>>>>>> main
 from kombu.entity import Queue
 
 from core.settings import Settings
@@ -19,6 +23,13 @@ TASK_ROUTES = {
     "synchub.sync.*": {"queue": "sync"},
     "synchub.maintenance.*": {"queue": "maintenance"},
 }
+
+
+def _logging_is_ours(**_: object) -> None:
+    """A receiver here tells Celery to leave logging alone: the worker and beat commands set it up (core.logs)."""
+
+
+signals.setup_logging.connect(_logging_is_ours)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
@@ -91,6 +102,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_max_retries=None,  # a worker waits for its broker as long as it takes
         worker_consumer=f"{__name__}:SteadyReconnectConsumer",
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
         worker_send_task_events=False,
         beat_schedule=beat_schedule(settings),
         timezone="UTC",

@@ -7,10 +7,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import select as sa_select
+
 from connectors.base import Capability, ConnectorSpec, Resource
 from core.db import transaction
 from core.errors import ConnectorError
-from core.models import Connection, audit
+from core.logsafe import described
+from core.models import Connection, ConnectionStatus, audit
 from crm.kinds import delete_resource_records
 from sync import resources, schedule
 from sync.engine import SyncEngine
@@ -71,7 +74,11 @@ def refresh(engine: SyncEngine, connection_id: uuid.UUID, capability: str) -> Li
         try:
             listed = found.resources(engine.context(connection, spec))
         except PROVIDER_ERRORS as exc:
-            log.warning("listing resources failed", extra={"connection_id": str(connection_id), "error": str(exc)})
+            log.warning(
+                "listing resources failed: %s",
+                described(exc),
+                extra={"connection_id": str(connection_id), "error_type": type(exc).__name__},
+            )
             error = str(exc)
         else:
             with transaction(engine.sessions) as session:
@@ -145,16 +152,42 @@ def deselect(
     return Deselected(changed=True, runs_stopped=stopped, records_deleted=deleted, undone=undone)
 
 
+def held_elsewhere(engine: SyncEngine, connection: Connection, capability: str, row: ConnectionResource) -> bool:
+    """Whether another live connection at the same auth provider (any workspace) still selects this resource."""
+    with engine.sessions() as session:
+        other = session.scalar(
+            sa_select(ConnectionResource.id)
+            .join(Connection, Connection.id == ConnectionResource.connection_id)
+            .where(
+                ConnectionResource.capability == capability,
+                ConnectionResource.external_id == row.external_id,
+                ConnectionResource.selected,
+                ConnectionResource.connection_id != connection.id,
+                Connection.auth_provider == connection.auth_provider,
+                Connection.status != ConnectionStatus.DISCONNECTED.value,
+            )
+            .limit(1)
+        )
+    return other is not None
+
+
 def _undo(engine: SyncEngine, connection: Connection, capability: str, row: ConnectionResource) -> bool | None:
     spec, found = _found(engine, connection, capability)
     if found.lifecycle is None:
+        return None
+    if found.shared_at_provider and held_elsewhere(engine, connection, capability, row):
+        log.info("subscription kept: another connection selects the resource", extra={"resource": row.key})
         return None
     if engine.refusal(connection, capability) is not None:
         return False
     try:
         found.lifecycle.deselected(engine.context(connection, spec, chosen(row)))
     except PROVIDER_ERRORS as exc:
-        log.warning("undoing a resource's subscription failed", extra={"resource": row.key, "error": str(exc)})
+        log.warning(
+            "undoing a resource's subscription failed: %s",
+            described(exc),
+            extra={"resource": row.key, "error_type": type(exc).__name__},
+        )
         return False
     return True
 
@@ -174,4 +207,5 @@ def undo_all(engine: SyncEngine, connection_id: uuid.UUID) -> bool | None:
         ]
         session.expunge_all()
     outcomes = [_undo(engine, connection, capability, row) for capability, row in selected]
-    return None if not outcomes else all(outcomes)
+    undone = [outcome for outcome in outcomes if outcome is not None]
+    return None if not undone else all(undone)

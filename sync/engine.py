@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Capability, ConnectorSpec, Page, Resource, StreamContext
 from connectors.registry import capabilities_of, settings_of
+from core import logs
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
 from core.logsafe import safe_exception
@@ -202,6 +203,7 @@ class SyncEngine:
     ) -> StreamContext:
         """What a stream, a listing or a lifecycle call runs with: the connection's fresh tokens, the connector's
         settings, and every provider call through the shared rate buckets and the retry policy."""
+        client = client_settings(self.settings, connection.auth_provider) if spec.needs_oauth_client else None
         bare = StreamContext(
             connection_id=str(connection.id),
             credentials=ConnectionCredentials(self.fresh, connection.id),
@@ -209,6 +211,8 @@ class SyncEngine:
             settings=settings_of(self.settings, spec),
             sent=(calls or guard.Calls()).sent,
             resource=resource,
+            app_id=client.client_id if client is not None else None,
+            app_secret=client.client_secret.get_secret_value() if client is not None else None,
         )
         attempt = guard.Guard(self.throttle, guard.buckets(self.settings, spec, bare)).attempt
         return dataclasses.replace(bare, attempt=attempt)
@@ -218,18 +222,45 @@ class SyncEngine:
         return run_lock.held(self.redis, run_id)
 
     def execute(self, run_id: uuid.UUID, budget_seconds: float | None = None) -> Outcome:
+<<<<<<< HEAD
         """Work on a run until it ends or the budget is spent; a run already being worked on is skipped."""
         with run_lock.hold(self.redis, run_id, self.settings.celery.run_lock_seconds) as lock:
             if lock is None:
                 return Outcome("skipped")
             deadline = time.monotonic() + (budget_seconds or self.settings.celery.sync_time_budget)
             return self._execute(run_id, deadline, lock.check)
+=======
+        """Work on a run until it ends or the budget is spent; a run already being worked on is skipped. Every line
+        logged meanwhile carries the run's id (and, once it has started, its connection and capability)."""
+        with logs.bind(run_id=str(run_id)):
+            ttl = self.settings.celery.task_time_limit
+            lock = self.redis.lock(RUN_LOCK_PREFIX + str(run_id), timeout=ttl)
+            if not lock.acquire(blocking=False):
+                log.info("run skipped: another worker is on it", extra={"action": "skipped"})
+                return Outcome("skipped")
+            try:
+                deadline = time.monotonic() + (budget_seconds or self.settings.celery.sync_time_budget)
+                outcome = self._execute(run_id, deadline, lambda: lock.extend(ttl, replace_ttl=True))
+            finally:
+                if lock.owned():
+                    lock.release()
+            log.info("run slice ended", extra={"action": outcome.action})
+            return outcome
+>>>>>>> main
 
     def _execute(self, run_id: uuid.UUID, deadline: float, keep_lock: Callable[[], object]) -> Outcome:
         started = self._start(run_id)
         if started is None:
             return Outcome("done")
         connection, capability, position = started.connection, started.capability, started.position
+        logs.bind(  # until execute's binding ends
+            connection_id=str(connection.id),
+            workspace_id=connection.workspace_id,
+            capability=capability.name,
+            connector=started.spec.slug,
+            resource=started.key or None,
+        )
+        log.info("run slice started", extra={"status": "running"})
         calls = guard.Calls()
         stream = capability.stream(self.context(connection, started.spec, started.chosen, calls))
         listing = self.context(connection, started.spec, None, calls) if capability.resources is not None else None

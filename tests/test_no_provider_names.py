@@ -17,6 +17,7 @@ SHARED = ("core", "sync", "crm", "token_vault", "hub", "oauth", "webhooks")
 OWN_MODULES = {
     Path("oauth/providers"): "each auth provider's config",
     Path("crm/contacts.py"): "the contact kind's module",
+    Path("crm/leads.py"): "the lead kind's module",
     Path("crm/records.py"): "the canonical records kinds produce",
     Path("crm/models.py"): "the record kinds' tables, declared together for the migrations",
     Path("crm/kinds.py"): "the registry of record kinds, one line per kind",

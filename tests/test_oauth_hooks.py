@@ -20,8 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.models import utcnow
-from oauth.client import OAuthClient, new_code_verifier
+from oauth.client import GrantRefused, OAuthClient, new_code_verifier
 from oauth.config import OAuthProviderConfig, Token
+from oauth.providers.facebook import FACEBOOK
 from tests.conftest import LiveServer
 
 REAL = "https://provider.test"
@@ -71,6 +72,12 @@ class SmallProvider:
             }
         )
 
+    async def me(self, request: Request) -> Response:
+        values, bearer = await self._record(request)
+        if values.get("proof") != f"proof-of-{bearer}":
+            return JSONResponse({"error": {"code": 100, "message": "a proof is required"}}, status_code=400)
+        return JSONResponse({"sub": "small-user"})
+
     async def revoke(self, request: Request) -> Response:
         form, _ = await self._record(request)
         if form.get("client_secret") != "small-secret":
@@ -83,6 +90,7 @@ class SmallProvider:
                 Route("/oauth/token", self.token, methods=["POST"]),
                 Route("/oauth/revoke", self.revoke, methods=["POST"]),
                 Route("/me/permissions", self.permissions, methods=["GET", "DELETE"]),
+                Route("/me", self.me, methods=["GET"]),
             ]
         )
 
@@ -203,3 +211,28 @@ def test_reask_params_are_sent_only_for_declined_scopes(provider: tuple[SmallPro
     assert "auth_type" not in first
     assert again["auth_type"] == ["rerequest"] and again["scope"] == ["public_profile,leads_retrieval"]
     assert urlsplit(client.config.authorize_url).netloc == urlsplit(provider[1]).netloc
+
+
+def test_userinfo_params_hook_adds_what_the_provider_wants_beside_the_token(
+    provider: tuple[SmallProvider, str],
+) -> None:
+    plain = client_of(provider)
+    with pytest.raises(GrantRefused):
+        plain.account(LONG)
+    signed = client_of(provider, userinfo_params=lambda client, token: {"proof": f"proof-of-{token}"})
+    assert signed.account(LONG).account_id == "small-user"
+    assert provider[0].heard[-1] == ("GET", "/me", {"proof": f"proof-of-{LONG}"}, LONG)
+
+
+def test_callback_url_hook_drops_an_artifact_the_provider_appends_and_nothing_else(
+    provider: tuple[SmallProvider, str],
+) -> None:
+    state = secrets.token_urlsafe(16)
+    back = f"{REDIRECT_URI}?code=the-code&state={state}#_=_"
+    with pytest.raises(GrantRefused, match="fragment"):
+        client_of(provider).exchange(back, state, new_code_verifier())
+    artifact = client_of(provider, callback_url=lambda url: url.removesuffix("#_=_"))
+    assert artifact.exchange(back, state, new_code_verifier()).access_token == SHORT
+    with pytest.raises(GrantRefused, match="fragment"):
+        artifact.exchange(f"{REDIRECT_URI}?code=the-code&state={state}#access_token=x", state, new_code_verifier())
+    assert FACEBOOK.callback_url(back) == back.removesuffix("#_=_")

@@ -38,7 +38,7 @@ class WebhookDelivery(Base):
             Owner.NOBODY,
             Role.NONE,
             reason="a provider's change notices as it sent them, before any connection is known: provider ids "
-            "(a Page, a lead) that processing fetches the contents for; no record contents, and the payload is "
+            "(a Page, a submission) that processing fetches the contents for; no record contents, and the payload is "
             "purged after SYNCHUB_WEBHOOKS__RETENTION_DAYS",
         ),
     )

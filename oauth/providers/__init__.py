@@ -6,9 +6,10 @@ from connectors.base import ConnectorSpec
 from connectors.registry import enabled
 from core.settings import ConfigError, Settings, section
 from oauth.config import OAuthClientSettings, OAuthProviderConfig
+from oauth.providers.facebook import FACEBOOK
 from oauth.providers.google import GOOGLE
 
-PROVIDERS: dict[str, OAuthProviderConfig] = {config.name: config for config in (GOOGLE,)}
+PROVIDERS: dict[str, OAuthProviderConfig] = {config.name: config for config in (GOOGLE, FACEBOOK)}
 
 
 def client_settings(settings: Settings, provider: str) -> OAuthClientSettings | None:
