@@ -6,12 +6,8 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-<<<<<<< HEAD
-from celery import Celery
-from celery.worker.consumer import Consumer
-=======
 from celery import Celery, signals
->>>>>>> main
+from celery.worker.consumer import Consumer
 from kombu.entity import Queue
 
 from core.settings import Settings

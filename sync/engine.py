@@ -222,31 +222,17 @@ class SyncEngine:
         return run_lock.held(self.redis, run_id)
 
     def execute(self, run_id: uuid.UUID, budget_seconds: float | None = None) -> Outcome:
-<<<<<<< HEAD
-        """Work on a run until it ends or the budget is spent; a run already being worked on is skipped."""
-        with run_lock.hold(self.redis, run_id, self.settings.celery.run_lock_seconds) as lock:
-            if lock is None:
-                return Outcome("skipped")
-            deadline = time.monotonic() + (budget_seconds or self.settings.celery.sync_time_budget)
-            return self._execute(run_id, deadline, lock.check)
-=======
         """Work on a run until it ends or the budget is spent; a run already being worked on is skipped. Every line
         logged meanwhile carries the run's id (and, once it has started, its connection and capability)."""
         with logs.bind(run_id=str(run_id)):
-            ttl = self.settings.celery.task_time_limit
-            lock = self.redis.lock(RUN_LOCK_PREFIX + str(run_id), timeout=ttl)
-            if not lock.acquire(blocking=False):
-                log.info("run skipped: another worker is on it", extra={"action": "skipped"})
-                return Outcome("skipped")
-            try:
+            with run_lock.hold(self.redis, run_id, self.settings.celery.run_lock_seconds) as lock:
+                if lock is None:
+                    log.info("run skipped: another worker is on it", extra={"action": "skipped"})
+                    return Outcome("skipped")
                 deadline = time.monotonic() + (budget_seconds or self.settings.celery.sync_time_budget)
-                outcome = self._execute(run_id, deadline, lambda: lock.extend(ttl, replace_ttl=True))
-            finally:
-                if lock.owned():
-                    lock.release()
+                outcome = self._execute(run_id, deadline, lock.check)
             log.info("run slice ended", extra={"action": outcome.action})
             return outcome
->>>>>>> main
 
     def _execute(self, run_id: uuid.UUID, deadline: float, keep_lock: Callable[[], object]) -> Outcome:
         started = self._start(run_id)
