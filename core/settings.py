@@ -148,6 +148,12 @@ class CelerySettings(BaseModel):
     unacked_restore_throttle: int = Field(default=10, ge=1, description="Scan Redis on every Nth interval.")
     sync_time_budget: float = Field(default=30.0, gt=0, description="Seconds a sync task works before re-enqueuing.")
     retry_base_seconds: float = Field(default=5.0, gt=0, description="First countdown after a failed attempt.")
+    run_lock_seconds: float = Field(
+        default=30.0, ge=0.3, description="Life of a run's lock, renewed every third of it while its worker lives."
+    )
+    broker_reconnect_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between a worker's attempts to reach a lost broker."
+    )
 
     @model_validator(mode="after")
     def _redelivery_after_longest_task(self) -> CelerySettings:
@@ -160,6 +166,12 @@ class CelerySettings(BaseModel):
             raise ValueError(
                 f"visibility_timeout ({self.visibility_timeout}s) must exceed task_time_limit plus "
                 f"max_countdown ({longest}s), or a healthy task is delivered twice"
+            )
+        if self.run_lock_seconds >= self.visibility_timeout - self.task_time_limit:
+            raise ValueError(
+                f"run_lock_seconds ({self.run_lock_seconds:g}s) must be below visibility_timeout minus "
+                f"task_time_limit ({self.visibility_timeout - self.task_time_limit}s), so a killed worker's run "
+                "lock has expired before its message is delivered again"
             )
         return self
 

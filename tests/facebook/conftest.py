@@ -276,6 +276,7 @@ def facebook_env(hub_env: dict[str, str], sandbox_url: str, port: int, app_id: s
         "SYNCHUB_CELERY__MAX_COUNTDOWN": "5",
         "SYNCHUB_CELERY__RETRY_BASE_SECONDS": "0.5",
         "SYNCHUB_CELERY__VISIBILITY_TIMEOUT": "30",
+        "SYNCHUB_CELERY__RUN_LOCK_SECONDS": "5",
     }
 
 

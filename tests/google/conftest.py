@@ -33,6 +33,7 @@ KILLABLE = {
     "SYNCHUB_CELERY__SYNC_TIME_BUDGET": "3",
     "SYNCHUB_CELERY__MAX_COUNTDOWN": "2",
     "SYNCHUB_CELERY__VISIBILITY_TIMEOUT": "10",
+    "SYNCHUB_CELERY__RUN_LOCK_SECONDS": "2",
 }
 """Worker limits for kill tests: short slices, and a lost message is delivered again within seconds."""
 
@@ -187,6 +188,7 @@ def google_env(
         "SYNCHUB_CELERY__MAX_COUNTDOWN": "5",
         "SYNCHUB_CELERY__RETRY_BASE_SECONDS": "0.5",
         "SYNCHUB_CELERY__VISIBILITY_TIMEOUT": "30",
+        "SYNCHUB_CELERY__RUN_LOCK_SECONDS": "5",
         "SYNCHUB_CELERY__UNACKED_RESTORE_INTERVAL": "1",
         "SYNCHUB_CELERY__UNACKED_RESTORE_THROTTLE": "1",
     }
