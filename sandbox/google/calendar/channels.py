@@ -5,6 +5,7 @@ retried with backoff on 500/502/503/504 as Google does, never for a stopped or e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -83,6 +84,13 @@ class ChannelSender:
         self.google = google
         self.rng = random.Random(f"{google.seed}:calendar-notifications")
         self.tasks: set[asyncio.Task[None]] = set()
+        self.client: httpx.AsyncClient | None = None
+
+    def http(self) -> httpx.AsyncClient:
+        """One client for every delivery: making one (its TLS context) per message costs more than the message."""
+        if self.client is None:
+            self.client = httpx.AsyncClient()
+        return self.client
 
     def spawn(self, coroutine: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
@@ -122,27 +130,36 @@ class ChannelSender:
 
     async def deliver(self, notification: Notification, sent_headers: dict[str, str]) -> None:
         settings = self.google.settings
-        async with httpx.AsyncClient(timeout=settings.calendar_notification_timeout) as client:
-            while True:
-                attempt: dict[str, Any] = {"time": time.time(), "status": None, "error": None}
-                notification.attempts.append(attempt)
-                try:
-                    answer = await client.post(notification.address, content=b"", headers=sent_headers)
-                    attempt["status"] = answer.status_code
-                except httpx.HTTPError as error:
-                    attempt["error"] = type(error).__name__
-                status = attempt["status"]
-                if status in SUCCESS:
-                    notification.state = "delivered"
-                    return
-                retryable = status in RETRIED or status is None
-                if not retryable or len(notification.attempts) >= settings.calendar_notification_attempts:
-                    notification.state = "failed"
-                    return
-                notification.state = "retrying"
-                await asyncio.sleep(settings.calendar_notification_retry_delay * 2 ** (len(notification.attempts) - 1))
+        client = self.http()
+        while True:
+            attempt: dict[str, Any] = {"time": time.time(), "status": None, "error": None}
+            notification.attempts.append(attempt)
+            try:
+                answer = await client.post(
+                    notification.address,
+                    content=b"",
+                    headers=sent_headers,
+                    timeout=settings.calendar_notification_timeout,
+                )
+                attempt["status"] = answer.status_code
+            except httpx.HTTPError as error:
+                attempt["error"] = type(error).__name__
+            status = attempt["status"]
+            if status in SUCCESS:
+                notification.state = "delivered"
+                return
+            retryable = status in RETRIED or status is None
+            if not retryable or len(notification.attempts) >= settings.calendar_notification_attempts:
+                notification.state = "failed"
+                return
+            notification.state = "retrying"
+            await asyncio.sleep(settings.calendar_notification_retry_delay * 2 ** (len(notification.attempts) - 1))
 
     def close(self) -> None:
         for task in list(self.tasks):
             task.cancel()
         self.tasks.clear()
+        client, self.client = self.client, None
+        if client is not None:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing is in flight either
+                asyncio.get_running_loop().create_task(client.aclose())
