@@ -282,3 +282,29 @@ def test_a_moved_event_leaves_a_cancelled_one_behind_and_a_removed_calendar_is_g
     assert [(e["id"], e["summary"], e["iCalUID"]) for e in arrived] == [(meeting["id"], "Moving", meeting["iCalUID"])]
     assert [(e["id"], e.get("deleted")) for e in listed] == [(other, True)]
     assert gone[0] == 404
+
+
+def test_the_discovery_validator_refuses_what_calendar_v3_does_not_define(sandbox: Sandbox) -> None:
+    """The check every test above relies on can fail: an unknown field, a wrong type, a bad date-time."""
+    path = "/calendar/v3/calendars/primary/events"
+    page = {
+        "kind": "calendar#events",
+        "items": [{"id": "abcde", "status": "confirmed", "start": {"date": "2026-01-01"}}],
+    }
+    sandbox.validator.check(path, 200, "application/json", json.dumps(page).encode())
+    for broken in (
+        {**page, "nextCursor": "x"},
+        {**page, "items": [{"id": "abcde", "sequence": "1"}]},
+        {**page, "items": [{"id": "abcde", "updated": "yesterday"}]},
+        {**page, "items": [{"id": "abcde", "attendees": [{"email": "a@b.c", "rsvp": "yes"}]}]},
+    ):
+        with pytest.raises(AssertionError):
+            sandbox.validator.check(path, 200, "application/json", json.dumps(broken).encode())
+
+
+def test_sync_tokens_older_than_the_max_age_answer_410(admin: SandboxAdmin, ada_calendar: Resource, work: str) -> None:
+    token = list_events(ada_calendar.events(), work)[1][-1]["nextSyncToken"]
+    assert list_events(ada_calendar.events(), work, syncToken=token)[0] == []
+    admin.calendar.settings(calendar_sync_token_max_age=0)
+
+    assert refused(ada_calendar.events().list(calendarId=work, syncToken=token))[0] == 410
