@@ -104,7 +104,9 @@ async def add_calendar(email: str, body: CalendarIn, google: GoogleDep) -> dict[
 @router.delete("/accounts/{email}/calendars/{calendar_id}", status_code=204)
 async def remove_calendar(email: str, calendar_id: str, google: GoogleDep) -> None:
     book = book_of(google, email)
-    book.remove_calendar(calendar_of(book, calendar_id), time.time())
+    calendar = calendar_of(book, calendar_id)
+    book.remove_calendar(calendar, time.time())
+    google.sender.changed(calendar.owner, calendar.id, "not_exists")
 
 
 @router.post("/accounts/{email}/calendars/{calendar_id}/events", status_code=201)
