@@ -214,6 +214,7 @@ def test_a_removed_calendar_sends_not_exists(
     admin: SandboxAdmin, ada_calendar: Resource, receiver: Receiver, work: str
 ) -> None:
     watch(ada_calendar, work, "gone", receiver.url)
+    wait_until(lambda: receiver.headers("gone"), "the sync message")  # deliveries run concurrently
     admin.calendar.remove_calendar(ADA, work)
     states = wait_until(lambda: [h["X-Goog-Resource-State"] for h in receiver.headers("gone")][1:], "not_exists")
 
