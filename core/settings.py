@@ -110,6 +110,12 @@ class IdentitySettings(BaseModel):
     jwt_public_key: str | None = Field(default=None, description="PEM public key for RS256.")
     audience: str = "synchub"
     cookie_name: str = "synchub_session"
+    session_hours: float = Field(default=12, gt=0, le=24 * 30, description="Lifetime of a browser's session.")
+    dev_signin: bool = Field(
+        default=False,
+        description="Serve /dev/sign-in, which signs anyone in as the demo user; honoured only with HS256 and a "
+        "loopback public URL (`synchub dev` turns it on).",
+    )
 
     missing_hint: ClassVar[str] = (
         "is not configured: set SYNCHUB_IDENTITY__JWT_SECRET (HS256), or SYNCHUB_IDENTITY__JWT_ALGORITHM=RS256 "
@@ -142,6 +148,12 @@ class CelerySettings(BaseModel):
     unacked_restore_throttle: int = Field(default=10, ge=1, description="Scan Redis on every Nth interval.")
     sync_time_budget: float = Field(default=30.0, gt=0, description="Seconds a sync task works before re-enqueuing.")
     retry_base_seconds: float = Field(default=5.0, gt=0, description="First countdown after a failed attempt.")
+    run_lock_seconds: float = Field(
+        default=30.0, ge=0.3, description="Life of a run's lock, renewed every third of it while its worker lives."
+    )
+    broker_reconnect_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between a worker's attempts to reach a lost broker."
+    )
 
     @model_validator(mode="after")
     def _redelivery_after_longest_task(self) -> CelerySettings:
@@ -154,6 +166,12 @@ class CelerySettings(BaseModel):
             raise ValueError(
                 f"visibility_timeout ({self.visibility_timeout}s) must exceed task_time_limit plus "
                 f"max_countdown ({longest}s), or a healthy task is delivered twice"
+            )
+        if self.run_lock_seconds >= self.visibility_timeout - self.task_time_limit:
+            raise ValueError(
+                f"run_lock_seconds ({self.run_lock_seconds:g}s) must be below visibility_timeout minus "
+                f"task_time_limit ({self.visibility_timeout - self.task_time_limit}s), so a killed worker's run "
+                "lock has expired before its message is delivered again"
             )
         return self
 
@@ -236,6 +254,9 @@ class Settings(BaseSettings):
     connectors: CsvList = Field(default_factory=list, description="Enabled connector slugs, comma-separated.")
     retention_days: int = Field(default=90, ge=1, description="Days data is kept after a disconnect.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="`json`: one object a line on stderr; `text`: the same fields for a person reading."
+    )
     trusted_proxies: CsvList = Field(
         default_factory=list,
         description="Addresses or networks of the reverse proxies in front of the API, comma-separated; only their "

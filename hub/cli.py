@@ -49,7 +49,9 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def settings_or_exit() -> Settings:
-    """Valid settings with every enabled connector configured, or exit with one line per problem."""
+    """Valid settings with every enabled connector configured, or exit with one line per problem. Logging is set
+    up from them (core.logs), so every command's lines are in the configured format on stderr."""
+    from core import logs
     from oauth.providers import configured
 
     try:
@@ -57,6 +59,7 @@ def settings_or_exit() -> Settings:
         configured(settings)
     except ConfigError as exc:
         fail(str(exc))
+    logs.setup(settings.log_level, settings.log_format)
     return settings
 
 
@@ -94,6 +97,7 @@ def api(
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's own lines go through core.logs, set up by ready_settings
         access_log=False,
         proxy_headers=False,
     )
@@ -116,6 +120,7 @@ def worker(
 
     celery.worker_main(
         [
+            "--quiet",  # no banner: stdout is not a log; every line goes through core.logs on stderr
             "worker",
             "-Q",
             queues,
@@ -163,7 +168,7 @@ def beat(
     settings = ready_settings()
     from sync.tasks import app as celery
 
-    celery.start(["beat", "--schedule", str(schedule_file), "--loglevel", settings.log_level])
+    celery.start(["--quiet", "beat", "--schedule", str(schedule_file), "--loglevel", settings.log_level])
 
 
 @app.command()

@@ -6,22 +6,25 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Capability
 from connectors.registry import capabilities_of, default_sharing
 from core.db import transaction
-from core.identity import Principal
+from core.identity import Principal, issue_signin_token
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.scopes import missing
 from hub.connections import request_syncs
-from hub.deps import CurrentUser, SettingsDep
+from hub.deps import CurrentUser, PageAction, PageSession, SettingsDep
 from hub.pages import render
-from hub.ratelimits import ConnectLimit
+from hub.ratelimits import admit
 from oauth.client import GrantRefused, OAuthClient, client_for, new_code_verifier
 from oauth.config import Account, TokenSet
 from oauth.providers import PROVIDERS
@@ -44,34 +47,84 @@ def refused_page(exc: ConnectRefused) -> HTMLResponse:
     return HTMLResponse(render("message.html", title="not connected", detail=exc.detail), status_code=exc.status)
 
 
-@router.get("/connect/{provider}", dependencies=[ConnectLimit])
-def connect(
-    request: Request,
-    provider: str,
-    user: CurrentUser,
-    settings: SettingsDep,
-    capabilities: str = "",
-    reconnect: str = "",
-) -> Response:
+@dataclass(frozen=True)
+class ConnectPlan:
+    """What a connect start asks for: the capabilities, and the connection it reconnects (if any)."""
+
+    provider: str
+    wanted: list[str]
+    existing: Connection | None
+    available: dict[str, tuple[Any, Capability]]
+
+    def query(self) -> str:
+        params = {"capabilities": ",".join(self.wanted)}
+        if self.existing is not None:
+            params["reconnect"] = str(self.existing.id)
+        return urlencode(params)
+
+
+def plan(request: Request, provider: str, user: Principal, capabilities: str, reconnect: str) -> ConnectPlan:
+    """Check a connect request (provider, capabilities, the connection to reconnect) or raise ConnectRefused."""
+    settings = request.app.state.settings
     available = capabilities_of(settings, provider) if provider in PROVIDERS else {}
     if not available:
-        return refused_page(ConnectRefused(f"{provider} is not a provider this hub connects to", 404))
+        raise ConnectRefused(f"{provider} is not a provider this hub connects to", 404)
     wanted = [c.strip() for c in capabilities.split(",") if c.strip()]
     existing = None
     if reconnect:
-        try:
-            existing = reconnect_target(request, provider, user, reconnect)
-        except ConnectRefused as exc:
-            return refused_page(exc)
+        existing = reconnect_target(request, provider, user, reconnect)
         wanted = wanted or [c for c in existing.capabilities if c in available]
     wanted = wanted or list(available)
     unknown = [c for c in wanted if c not in available]
     if unknown:
-        return refused_page(ConnectRefused(f"unknown capabilities: {', '.join(unknown)}"))
+        raise ConnectRefused(f"unknown capabilities: {', '.join(unknown)}")
     twice = sorted(c for c, n in Counter(wanted).items() if n > 1)
     if twice:
-        return refused_page(ConnectRefused(f"capabilities named more than once: {', '.join(twice)}"))
+        raise ConnectRefused(f"capabilities named more than once: {', '.join(twice)}")
+    return ConnectPlan(provider, wanted, existing, available)
+
+
+@router.get("/connect/{provider}", response_class=HTMLResponse)
+def connect_page(
+    request: Request, provider: str, session: PageSession, capabilities: str = "", reconnect: str = ""
+) -> Response:
+    """The page that names who connects what where; only its form's POST starts the provider's consent."""
+    try:
+        found = plan(request, provider, session.principal, capabilities, reconnect)
+    except ConnectRefused as exc:
+        return refused_page(exc)
+    names = [found.available[c][1].display_name for c in found.wanted]
+    page = render(
+        "connect.html",
+        session=session,
+        provider=PROVIDERS[provider].display_name,
+        slug=provider,
+        capabilities=names,
+        wanted=",".join(found.wanted),
+        reconnect=str(found.existing.id) if found.existing is not None else "",
+        account=found.existing.account_email if found.existing is not None else None,
+    )
+    return HTMLResponse(page)
+
+
+@router.post("/connect/{provider}")
+def connect(
+    request: Request,
+    provider: str,
+    session: PageAction,
+    settings: SettingsDep,
+    capabilities: str = Form(""),
+    reconnect: str = Form(""),
+) -> Response:
+    """The connect page's form: send the browser to the provider's consent page."""
+    user = session.principal
+    admit(request, "connect", user)
+    try:
+        found = plan(request, provider, user, capabilities, reconnect)
+    except ConnectRefused as exc:
+        return refused_page(exc)
     config = PROVIDERS[provider]
+    available, wanted = found.available, found.wanted
     scopes = list(
         dict.fromkeys([*config.signin_scopes, *(s for c in wanted for s in available[c][1].requested_scopes)])
     )
@@ -81,9 +134,37 @@ def connect(
     )
     state = StateStore(request.app.state.redis).issue(pending)
     asked = [available[c][1] for c in wanted]
-    again = declined(existing, asked, config.expand_scope) if existing is not None else frozenset()
+    again = declined(found.existing, asked, config.expand_scope) if found.existing is not None else frozenset()
     url = client_for(settings, provider).authorization_url(scopes, state, verifier, again)
     return RedirectResponse(url, status_code=303)
+
+
+class ConnectIn(BaseModel):
+    capabilities: list[str] = Field(default_factory=list, description="Capabilities to grant; none: all offered.")
+    reconnect: uuid.UUID | None = Field(default=None, description="The user's connection this reconnects.")
+
+
+@router.post("/api/v1/connect/{provider}", tags=["connections"])
+def start_connect(
+    request: Request, provider: str, user: CurrentUser, settings: SettingsDep, body: ConnectIn | None = None
+) -> dict[str, str | None]:
+    """Where to send the user to connect: the hub's own connect page (`next`), and a sign-in link that opens it
+    (`sign_in_url`; null when only the CRM can sign sign-in tokens, with RS256). Never the provider's consent URL:
+    a connect starts only from the user's POST on that page."""
+    admit(request, "connect", user)
+    wanted = body or ConnectIn()
+    reconnect = str(wanted.reconnect) if wanted.reconnect else ""
+    try:
+        found = plan(request, provider, user, ",".join(wanted.capabilities), reconnect)
+    except ConnectRefused as exc:
+        raise HTTPException(exc.status, exc.detail) from exc
+    target = f"/connect/{provider}?{found.query()}"
+    identity = settings.identity
+    sign_in_url = None
+    if identity.jwt_algorithm == "HS256" and identity.jwt_secret is not None:
+        token = issue_signin_token(identity.jwt_secret.get_secret_value(), user.user_id, user.workspace_id)
+        sign_in_url = f"{settings.public_url.rstrip('/')}/session?{urlencode({'token': token, 'next': target})}"
+    return {"next": target, "sign_in_url": sign_in_url}
 
 
 def declined(connection: Connection, capabilities: list[Capability], expand: Callable[[str], str]) -> frozenset[str]:
@@ -118,9 +199,9 @@ def reconnect_target(request: Request, provider: str, user: Principal, connectio
 
 
 @router.get("/oauth/{provider}/callback")
-def callback(request: Request, provider: str, user: CurrentUser, settings: SettingsDep) -> Response:
+def callback(request: Request, provider: str, session: PageSession) -> Response:
     try:
-        connection_id = complete(request, provider, user)
+        connection_id = complete(request, provider, session.principal)
     except ConnectRefused as exc:
         return refused_page(exc)
     return RedirectResponse(f"/?connected={connection_id}", status_code=303)

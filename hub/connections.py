@@ -69,7 +69,7 @@ def revoke_at_provider(settings: Settings, vault: Vault, session: Session, conne
     try:
         return client_for(settings, connection.auth_provider).revoke(secret.value)
     except Exception as exc:
-        log.warning("revoke failed", extra={"connection_id": str(connection.id), "error": type(exc).__name__})
+        log.warning("revoke failed", extra={"connection_id": str(connection.id), "error_type": type(exc).__name__})
         return False
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import redis
 from celery import Celery
@@ -12,7 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.identity import IdentityError, Principal, verify_token
 from core.settings import Settings
+from hub import sessions
+from hub.sessions import BrowserSession
 from sync.engine import SyncEngine
+
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_FIELD, CSRF_HEADER = "csrf_token", "x-csrf-token"
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -59,21 +66,70 @@ class NotSignedIn(Exception):
         self.reason = reason
 
 
+class CrossSiteRefused(Exception):
+    """A page action without this site's `Origin` or the session's CSRF token: refused with 403, nothing done."""
+
+
+def bearer(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+
+
+def browser_session(request: Request) -> BrowserSession | None:
+    settings: Settings = request.app.state.settings
+    return sessions.read(request.app.state.redis, request.cookies.get(settings.identity.cookie_name))
+
+
 def current_user(request: Request, settings: SettingsDep) -> Principal:
-    """The user from `Authorization: Bearer` (API callers) or the session cookie (browsers)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    token = (
-        credentials
-        if scheme.lower() == "bearer" and credentials
-        else request.cookies.get(settings.identity.cookie_name)
-    )
-    if not token:
+    """API callers: the CRM's token as `Authorization: Bearer`; the browser's session cookie only for reads (the
+    page's live progress), never for a state-changing call."""
+    token = bearer(request)
+    if token is not None:
+        try:
+            return verify_token(token, settings.identity)
+        except IdentityError as exc:
+            raise NotSignedIn(str(exc)) from exc
+    if request.cookies.get(settings.identity.cookie_name) and request.method not in READS:
+        raise NotSignedIn("a state-changing API call needs Authorization: Bearer; the session cookie is not enough")
+    found = browser_session(request) if request.method in READS else None
+    if found is None:
         raise NotSignedIn("no session: open synchub from the CRM, or send Authorization: Bearer")
-    try:
-        return verify_token(token, settings.identity)
-    except IdentityError as exc:
-        raise NotSignedIn(str(exc)) from exc
+    return found.principal
+
+
+def page_session(request: Request) -> BrowserSession:
+    """Pages: the browser's session cookie, and nothing else."""
+    found = browser_session(request)
+    if found is None:
+        raise NotSignedIn("you are not signed in to synchub: open it from the CRM")
+    return found
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{scheme}://{host}{port}"
+
+
+async def page_action(request: Request, session: Annotated[BrowserSession, Depends(page_session)]) -> BrowserSession:
+    """A page's POST: the session, sent from this site's own page (`Origin`) with the session's CSRF token (the
+    form's `csrf_token` field, or an `X-CSRF-Token` header)."""
+    settings: Settings = request.app.state.settings
+    origin = request.headers.get("origin")
+    if not origin or origin_of(origin) != origin_of(settings.public_url):
+        raise CrossSiteRefused("this request did not come from synchub's own page (Origin); nothing was done")
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        form = await request.form()
+        field = form.get(CSRF_FIELD)
+        sent = field if isinstance(field, str) else None
+    if not sent or not secrets.compare_digest(sent.encode(), session.csrf_token.encode()):
+        raise CrossSiteRefused("this form is out of date or came from another site (CSRF token); nothing was done")
+    return session
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
+PageSession = Annotated[BrowserSession, Depends(page_session)]
+PageAction = Annotated[BrowserSession, Depends(page_action)]

@@ -23,12 +23,10 @@ import httpx
 import psycopg
 import redis
 
-from core.identity import issue_token
 from core.settings import ConfigError, load_settings
 from hub.dev_database import start_database, stop_database
 from hub.dev_env import write_env
 
-DEMO_USER, DEMO_WORKSPACE = "demo-user", "demo-workspace"
 STOP_GRACE_SECONDS = 10.0
 READY_TIMEOUT_SECONDS = 60.0
 
@@ -236,6 +234,7 @@ def supervise(home: Path, port: int, lock: DevLock) -> int:
         if name.startswith("SYNCHUB_"):
             env.setdefault(name, value)
     env.setdefault("SYNCHUB_PUBLIC_URL", f"http://127.0.0.1:{port}")
+    env.setdefault("SYNCHUB_IDENTITY__DEV_SIGNIN", "true")
     supervisor = Supervisor()
     stop = {"signal": 0}
     own_database = "SYNCHUB_DATABASE_URL" not in env
@@ -255,16 +254,16 @@ def supervise(home: Path, port: int, lock: DevLock) -> int:
         except ConfigError as exc:
             raise DevError(str(exc)) from exc
         cli = [sys.executable, "-m", "hub"]
-        subprocess.run([*cli, "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
+        quiet = {**env, "SYNCHUB_LOG_LEVEL": "WARNING"}  # the migrations' info lines would fill this terminal
+        subprocess.run([*cli, "db", "upgrade"], env=quiet, check=True, stdout=subprocess.DEVNULL)
         supervisor.start("api", [*cli, "api", "--port", str(port)], env, home / "api.log")
         supervisor.start("worker", [*cli, "worker", "--concurrency", "1"], env, home / "worker.log")
         supervisor.start("beat", [*cli, "beat", "--schedule-file", str(home / "beat-schedule")], env, home / "beat.log")
         wait_until(lambda: http_ok(f"{settings.public_url}/healthz"), "the API", supervisor)
-        assert settings.identity.jwt_secret is not None
-        token = issue_token(settings.identity.jwt_secret.get_secret_value(), DEMO_USER, DEMO_WORKSPACE, 30 * 86400)
         env_file = write_env(home, env)
         lock.note(pid=os.getpid(), url=settings.public_url)
-        print(f"synchub is running. Open: {settings.public_url}/session?token={token}&next=/", flush=True)
+        # Each visit mints a fresh one-time sign-in token for the demo user, so the link keeps working.
+        print(f"synchub is running. Open: {settings.public_url}/dev/sign-in", flush=True)
         for line in played:
             print(line)
         print(f"synchub commands in another shell here use this hub (through {env_file}).")

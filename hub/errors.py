@@ -10,9 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from core.errors import ConnectorError
-from hub.deps import NotSignedIn
+from hub.deps import CrossSiteRefused, NotSignedIn
 from hub.pages import render
 from hub.ratelimits import TooManyRequests
+from hub.sessions import dev_signin_enabled
 
 
 class NotFound(Exception):
@@ -31,6 +32,8 @@ class BodyTooLarge(HTTPException):
     def __init__(self, cap: int) -> None:
         super().__init__(413, f"the request body is over the {cap} bytes this address accepts")
 
+
+DEV_SIGNIN_HINT = "This is a dev hub: sign in as the demo user at /dev/sign-in (the link `synchub dev` printed)."
 
 CLIP = 80
 
@@ -56,9 +59,9 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "text/html")
 
 
-def _reply(request: Request, status: int, title: str, detail: str) -> Response:
+def _reply(request: Request, status: int, title: str, detail: str, hint: str = "") -> Response:
     if _wants_html(request):
-        return HTMLResponse(render("message.html", title=title, detail=detail), status_code=status)
+        return HTMLResponse(render("message.html", title=title, detail=detail, hint=hint), status_code=status)
     return JSONResponse({"error": title, "detail": detail}, status_code=status)
 
 
@@ -73,9 +76,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(NotSignedIn)
     async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
-        response = _reply(request, 401, "not signed in", exc.reason)
+        hint = DEV_SIGNIN_HINT if dev_signin_enabled(request.app.state.settings) else ""
+        response = _reply(request, 401, "not signed in", exc.reason, hint)
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
+
+    @app.exception_handler(CrossSiteRefused)
+    async def _cross_site(request: Request, exc: CrossSiteRefused) -> Response:
+        return _reply(request, 403, "refused", str(exc))
 
     @app.exception_handler(TooManyRequests)
     async def _too_many(request: Request, exc: TooManyRequests) -> Response:

@@ -71,7 +71,7 @@ def admit(request: Request, action: str, user: Principal | None = None, by_addre
     try:
         wait = Throttle(request.app.state.redis, PREFIX).take(buckets)
     except redis.RedisError as exc:  # the limits are Redis's: without it the request goes on, as runs do
-        log.warning("request limit not checked", extra={"action": action, "error": type(exc).__name__})
+        log.warning("request limit not checked", extra={"action": action, "error_type": type(exc).__name__})
         return
     if wait > 0:
         raise TooManyRequests(action, wait)
@@ -87,4 +87,3 @@ def limited(action: str) -> Callable[..., None]:
 
 
 SyncLimit = Depends(limited("sync"))
-ConnectLimit = Depends(limited("connect"))

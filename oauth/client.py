@@ -117,8 +117,8 @@ class OAuthClient:
             try:
                 confirmed += self.revoke(token)
             except (httpx.HTTPError, OAuthError) as exc:
-                error = type(exc).__name__
-                log.warning("revoking an unkept token failed", extra={"provider": self.config.name, "error": error})
+                failed = {"provider": self.config.name, "error_type": type(exc).__name__}
+                log.warning("revoking an unkept token failed", extra=failed)
         if wanted:
             log.info(
                 "unkept tokens revoked",

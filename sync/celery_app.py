@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
+from celery.worker.consumer import Consumer
 from kombu.entity import Queue
 
 from core.settings import Settings
@@ -16,6 +19,13 @@ TASK_ROUTES = {
     "synchub.sync.*": {"queue": "sync"},
     "synchub.maintenance.*": {"queue": "maintenance"},
 }
+
+
+def _logging_is_ours(**_: object) -> None:
+    """A receiver here tells Celery to leave logging alone: the worker and beat commands set it up (core.logs)."""
+
+
+signals.setup_logging.connect(_logging_is_ours)
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
@@ -36,6 +46,22 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
         },
         "purge-webhooks": {"task": "synchub.maintenance.purge_webhooks", "schedule": timedelta(hours=1)},
     }
+
+
+class SteadyReconnectConsumer(Consumer):  # type: ignore[misc]
+    """Celery's consumer, retrying a lost broker at the steady interval of `broker_transport_options` instead of
+    kombu's backoff (2, 4, 6... s), which Celery's consumer applies whatever the options say: a worker is back
+    within about a second of Redis coming back."""
+
+    def ensure_connected(self, conn: Any) -> Any:
+        options = self.app.conf.broker_transport_options
+        conn.ensure_connection = partial(
+            conn.ensure_connection,
+            interval_start=options["interval_start"],
+            interval_step=options["interval_step"],
+            interval_max=options["interval_max"],
+        )
+        return super().ensure_connected(conn)
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -60,11 +86,19 @@ def make_celery(settings: Settings) -> Celery:
             "visibility_timeout": limits.visibility_timeout,
             "unacked_restore_interval": limits.unacked_restore_interval,
             "unacked_restore_throttle": limits.unacked_restore_throttle,
+            # kombu's reconnect intervals wherever a connection opens its channel; Celery's consumer ignores them,
+            # so SteadyReconnectConsumer passes them itself.
+            "interval_start": limits.broker_reconnect_seconds,
+            "interval_step": 0,
+            "interval_max": limits.broker_reconnect_seconds,
         },
         result_backend_transport_options={"visibility_timeout": limits.visibility_timeout},
         result_expires=timedelta(days=1),
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits for its broker as long as it takes
+        worker_consumer=f"{__name__}:SteadyReconnectConsumer",
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
         worker_send_task_events=False,
         beat_schedule=beat_schedule(settings),
         timezone="UTC",

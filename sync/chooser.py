@@ -12,6 +12,7 @@ from sqlalchemy import select as sa_select
 from connectors.base import Capability, ConnectorSpec, Resource
 from core.db import transaction
 from core.errors import ConnectorError
+from core.logsafe import described
 from core.models import Connection, ConnectionStatus, audit
 from crm.kinds import delete_resource_records
 from sync import resources, schedule
@@ -73,7 +74,11 @@ def refresh(engine: SyncEngine, connection_id: uuid.UUID, capability: str) -> Li
         try:
             listed = found.resources(engine.context(connection, spec))
         except PROVIDER_ERRORS as exc:
-            log.warning("listing resources failed", extra={"connection_id": str(connection_id), "error": str(exc)})
+            log.warning(
+                "listing resources failed: %s",
+                described(exc),
+                extra={"connection_id": str(connection_id), "error_type": type(exc).__name__},
+            )
             error = str(exc)
         else:
             with transaction(engine.sessions) as session:
@@ -178,7 +183,11 @@ def _undo(engine: SyncEngine, connection: Connection, capability: str, row: Conn
     try:
         found.lifecycle.deselected(engine.context(connection, spec, chosen(row)))
     except PROVIDER_ERRORS as exc:
-        log.warning("undoing a resource's subscription failed", extra={"resource": row.key, "error": str(exc)})
+        log.warning(
+            "undoing a resource's subscription failed: %s",
+            described(exc),
+            extra={"resource": row.key, "error_type": type(exc).__name__},
+        )
         return False
     return True
 

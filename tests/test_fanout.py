@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.identity import issue_token
+from core.identity import issue_signin_token, issue_token
 from core.models import Connection
 from hub.app import create_app
 from sync.models import SyncRun
@@ -91,10 +91,12 @@ def test_a_connect_request_naming_a_capability_twice_or_an_unknown_one_is_refuse
     url = hub_factory()
     with client(url, "asker", "ws-fan-connect", jwt_secret) as api:
         for asked in ("contacts,contacts", "contacts, contacts", "contacts,nope"):
-            refused = api.get("/connect/google", params={"capabilities": asked})
+            named = [c.strip() for c in asked.split(",")]
+            refused = api.post("/api/v1/connect/google", json={"capabilities": named})
             assert refused.status_code == 400, (asked, refused.status_code)
-            assert "location" not in refused.headers
-        assert api.get("/connect/google", params={"capabilities": "contacts"}).status_code == 303
+            assert "next" not in refused.text
+        started = api.post("/api/v1/connect/google", json={"capabilities": ["contacts"]})
+        assert started.status_code == 200 and started.json()["next"] == "/connect/google?capabilities=contacts"
 
 
 def test_sync_now_for_a_capability_the_connection_lacks_is_404_and_queues_nothing(
@@ -142,14 +144,14 @@ def test_connect_start_over_a_users_limit_gets_429(
 ) -> None:
     url = hub_factory(**TIGHT)
     with client(url, "starter", "ws-fan-rl", jwt_secret) as api:
-        answers = [api.get("/connect/google", params={"capabilities": "contacts"}) for _ in range(4)]
-    assert [a.status_code for a in answers] == [303, 303, 303, 429]
+        answers = [api.post("/api/v1/connect/google", json={"capabilities": ["contacts"]}) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert int(answers[-1].headers["retry-after"]) >= 1
 
 
 def sign_in(url: str, jwt_secret: str, user: str, forwarded_for: str | None = None) -> httpx.Response:
     headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
-    token = issue_token(jwt_secret, user, "ws-fan-session", 600)
+    token = issue_signin_token(jwt_secret, user, "ws-fan-session")
     return httpx.get(f"{url}/session", params={"token": token, "next": "/"}, headers=headers, timeout=30)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.identity import IdentityError, verify_token
+from core.identity import SIGNIN_AUDIENCE, IdentityError, verify_token
 from core.models import Connection
 from core.settings import IdentitySettings
 from hub.app import create_app
@@ -31,12 +31,14 @@ def tamper(token: str) -> str:
 
 
 def test_session_link_sets_a_safe_cookie_and_redirects(live_api: str, user_token: Mint) -> None:
+    token = user_token(ttl=60, audience=SIGNIN_AUDIENCE)
     with httpx.Client(base_url=live_api) as browser:
-        response = browser.get("/session", params={"token": user_token(), "next": "/?tab=google"})
+        response = browser.get("/session", params={"token": token, "next": "/?tab=google"})
         assert response.status_code == 303
         assert response.headers["location"] == "/?tab=google"
         cookie = response.headers["set-cookie"].lower()
-        assert "httponly" in cookie and "samesite=lax" in cookie and "max-age=" in cookie
+        assert "httponly" in cookie and "samesite=lax" in cookie and "max-age=43200" in cookie
+        assert token.lower() not in cookie, "the cookie holds the hub's own session id, not the CRM's token"
         page = browser.get("/")
         assert page.status_code == 200
         assert "Signed in as user-1 in workspace ws-1" in page.text
@@ -48,7 +50,7 @@ def test_a_public_url_on_https_in_any_case_gives_a_secure_cookie(
 ) -> None:
     settings = settings_from_env({**hub_env, "SYNCHUB_PUBLIC_URL": public_url})
     with LiveServer(create_app(settings, engine)) as server:
-        response = httpx.get(f"{server.url}/session", params={"token": user_token(), "next": "/"})
+        response = httpx.get(f"{server.url}/session", params={"token": user_token(ttl=60, audience=SIGNIN_AUDIENCE)})
     assert response.status_code == 303
     attributes = [part.strip().lower() for part in response.headers["set-cookie"].split(";")]
     assert "secure" in attributes and "httponly" in attributes
@@ -57,8 +59,8 @@ def test_a_public_url_on_https_in_any_case_gives_a_secure_cookie(
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
-        (lambda mint: tamper(mint()), "signature"),
-        (lambda mint: mint(ttl=-120), "expired"),
+        (lambda mint: tamper(mint(ttl=60, audience=SIGNIN_AUDIENCE)), "signature"),
+        (lambda mint: mint(ttl=-120, audience=SIGNIN_AUDIENCE), "expired"),
         (lambda mint: mint(audience="another-service"), "aud"),
         (lambda mint: "not.a.jwt", "signature or format"),
     ],
@@ -78,7 +80,9 @@ def test_bad_tokens_are_refused_with_a_clear_page(
 
 @pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "evil", "/a\r\nb"])
 def test_next_must_be_a_path_on_this_site(live_api: str, user_token: Mint, target: str) -> None:
-    response = httpx.get(f"{live_api}/session", params={"token": user_token(), "next": target})
+    response = httpx.get(
+        f"{live_api}/session", params={"token": user_token(ttl=60, audience=SIGNIN_AUDIENCE), "next": target}
+    )
     assert response.status_code == 400
     assert "location" not in response.headers and "set-cookie" not in response.headers
 

@@ -8,6 +8,8 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
+from tests import signin
+
 HTML = {"Accept": "text/html"}
 
 
@@ -66,10 +68,8 @@ def inspect_html(body: str) -> InlineFinder:
     return finder
 
 
-def test_the_settings_page_carries_the_headers_and_no_inline_code(
-    live_api: str, user_token: Callable[..., str]
-) -> None:
-    response = httpx.get(f"{live_api}/", headers={**HTML, "Authorization": f"Bearer {user_token()}"})
+def test_the_settings_page_carries_the_headers_and_no_inline_code(live_api: str, jwt_secret: str) -> None:
+    response = signin.browser(live_api, jwt_secret).get(f"{live_api}/", headers=HTML)
     assert response.status_code == 200 and "<h1" in response.text
     assert_security_headers(response)
     page = inspect_html(response.text)

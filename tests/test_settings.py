@@ -49,6 +49,8 @@ def test_unset_vault_keys_stop_the_process_naming_the_variable(hub_env: dict[str
         ("SYNCHUB_DATABASE_URL", "sqlite:////tmp/hub.sqlite", "must be a postgresql:// URL"),
         ("SYNCHUB_PUBLIC_URL", "not a url", "http(s) URL"),
         ("SYNCHUB_CELERY__VISIBILITY_TIMEOUT", "300", "must exceed task_time_limit plus max_countdown"),
+        ("SYNCHUB_CELERY__RUN_LOCK_SECONDS", "3480", "must be below visibility_timeout minus task_time_limit"),
+        ("SYNCHUB_LOG_FORMAT", "yaml", "'json' or 'text'"),
     ],
 )
 @pytest.mark.parametrize("command", [["worker"], ["api", "--port", "0"]])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,7 +18,7 @@ from sync import checkpoints
 from sync.celery_app import make_celery
 from sync.checkpoints import Position
 from sync.models import Checkpoint
-from tests.conftest import Worker
+from tests.conftest import Worker, wait_for
 from tests.test_holdings import held_rows
 from token_vault.models import SealedCredential
 from token_vault.vault import Vault, key_ring
@@ -25,12 +27,22 @@ from token_vault.vault import Vault, key_ring
 def test_worker_process_runs_a_task_with_database_and_redis(
     settings: Settings, worker_factory: Callable[..., Worker]
 ) -> None:
-    worker = worker_factory(queues="maintenance")
+    worker = worker_factory(queues="maintenance", env={"SYNCHUB_LOG_LEVEL": "INFO"})
     client = make_celery(settings)
-    result = client.send_task("synchub.maintenance.ping").get(timeout=60)
+    sent = client.send_task("synchub.maintenance.ping")
+    result = sent.get(timeout=60)
     assert result["database"] is True and result["redis"] is True
     assert result["pid"] != os.getpid()
-    assert "celery@" in worker.output()
+
+    def logged_success() -> list[dict[str, Any]] | None:
+        lines = [json.loads(line) for line in worker.output().splitlines()]  # no banner: every line is JSON
+        return lines if any("succeeded" in line["message"] for line in lines) else None
+
+    lines = wait_for(logged_success, timeout=10, what="the worker to log the task's success")
+    assert any(line["message"].startswith("celery@") and line["message"].endswith(" ready.") for line in lines)
+    done = next(line for line in lines if "succeeded" in line["message"])
+    assert (done["task"], done["task_id"]) == ("synchub.maintenance.ping", sent.id)
+    assert "database" not in done["message"], "Celery's line leaves the task's return value out"
 
 
 def test_retention_erases_connections_disconnected_longer_than_90_days(

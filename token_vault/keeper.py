@@ -22,8 +22,10 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import logs
 from core.db import transaction
 from core.errors import AuthRevoked
+from core.logsafe import described
 from core.models import Connection, ConnectionStatus, utcnow
 from core.settings import VaultSettings
 from token_vault.fresh import ACCESS, REFRESH, FreshTokens, Inactive
@@ -114,34 +116,48 @@ def renew_due(
         if time.monotonic() > deadline or failures_in_a_row[provider] >= PROVIDER_FAILURES_PER_TICK:
             report.deferred += 1
             continue
-        # An idle grant is refreshed whatever its token's lifetime; others only when expiring within the look-ahead.
-        ahead = (
-            timedelta(hours=settings.touch_idle_hours * 2)
-            if item.idle
-            else timedelta(seconds=settings.refresh_ahead_seconds)
-        )
-        try:
-            renewed = fresh.renew(connection_id, ahead)
-        except AuthRevoked:  # refused, or lapsed without a refresh token: FreshTokens marked it for reconnecting
-            report.revoked += 1
-            failures_in_a_row[provider] = 0
-            continue
-        except Inactive:  # paused or disconnected since it was picked: nothing to do
-            continue
-        except Exception as exc:
-            _cool_down(sessions, connection_id, settings, exc)
-            report.failed += 1
-            failures_in_a_row[provider] += 1
-            if failures_in_a_row[provider] == PROVIDER_FAILURES_PER_TICK:
-                report.providers_down.append(provider)
-            continue
-        failures_in_a_row[provider] = 0
-        if renewed:
-            report.renewed += 1
-        else:
-            report.current += 1
-            _touched(sessions, connection_id)
+        with logs.bind(connection_id=str(connection_id), provider=provider):
+            _renew_one(sessions, fresh, settings, item, report, failures_in_a_row)
     return report
+
+
+def _renew_one(
+    sessions: sessionmaker[Session],
+    fresh: FreshTokens,
+    settings: VaultSettings,
+    item: Due,
+    report: RenewReport,
+    failures_in_a_row: Counter[str],
+) -> None:
+    """Renew one due connection's token, counting the outcome in `report`."""
+    connection_id, provider = item.connection_id, item.provider
+    # An idle grant is refreshed whatever its token's lifetime; others only when expiring within the look-ahead.
+    ahead = (
+        timedelta(hours=settings.touch_idle_hours * 2)
+        if item.idle
+        else timedelta(seconds=settings.refresh_ahead_seconds)
+    )
+    try:
+        renewed = fresh.renew(connection_id, ahead)
+    except AuthRevoked:  # refused, or lapsed without a refresh token: FreshTokens marked it for reconnecting
+        report.revoked += 1
+        failures_in_a_row[provider] = 0
+        return
+    except Inactive:  # paused or disconnected since it was picked: nothing to do
+        return
+    except Exception as exc:
+        _cool_down(sessions, connection_id, settings, exc)
+        report.failed += 1
+        failures_in_a_row[provider] += 1
+        if failures_in_a_row[provider] == PROVIDER_FAILURES_PER_TICK:
+            report.providers_down.append(provider)
+        return
+    failures_in_a_row[provider] = 0
+    if renewed:
+        report.renewed += 1
+    else:
+        report.current += 1
+        _touched(sessions, connection_id)
 
 
 def _touched(sessions: sessionmaker[Session], connection_id: uuid.UUID) -> None:
@@ -162,6 +178,7 @@ def _cool_down(
         )
         connection.refresh_retry_at = utcnow() + timedelta(seconds=wait)
         log.warning(
-            "background refresh failed; cooling down",
-            extra={"connection_id": str(connection_id), "failures": connection.refresh_failures, "error": str(exc)},
+            "background refresh failed; cooling down: %s",
+            described(exc),
+            extra={"connection_id": str(connection_id), "failures": connection.refresh_failures},
         )

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import Capability, ConnectorSpec, Page, Resource
 from connectors.registry import enabled
+from core import logs
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, RateLimited, Retryable, ScopeMissing
 from core.logsafe import safe_exception
@@ -105,7 +106,8 @@ class Processor:
             with transaction(self.sessions) as session:
                 claimed = inbox.claim(session, ids[start : start + CLAIM_BATCH], self.settings.webhooks)
             for item in claimed:
-                status = self.one(item, report)
+                with logs.bind(delivery_id=item.id, connector=item.connector):
+                    status = self.one(item, report)
                 report.count(status)
                 log.info(
                     "webhook delivery %s",

@@ -16,13 +16,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, session_factory
-from core.identity import issue_token
 from core.settings import Settings
 from hub.app import create_app
 from hub.views import run_view
 from sandbox.admin_client import SandboxAdmin
 from sandbox.process import running_sandbox
 from sync.models import SyncRun
+from tests import signin
 from tests.conftest import LiveServer, Worker, free_port, settings_from_env, wait_for
 from tests.sandbox.browser import authorize
 
@@ -131,10 +131,7 @@ class FacebookHub:
     jwt_secret: str
 
     def browser(self, user: str = "user-f", workspace: str = "ws-f") -> httpx.Client:
-        client = httpx.Client(base_url=self.admin.base_url, timeout=30)
-        token = issue_token(self.jwt_secret, user, workspace, 3600)
-        assert client.get(f"{self.url}/session", params={"token": token, "next": "/"}).status_code == 303
-        return client
+        return signin.browser(self.url, self.jwt_secret, user, workspace, base_url=self.admin.base_url, timeout=30)
 
     def login(
         self,
@@ -146,7 +143,7 @@ class FacebookHub:
         """From the hub's connect link through the Login dialog (ticking `permissions`, every Page) to the
         redirect back to the hub, not yet followed; and the dialog's URL."""
         params = {"capabilities": CAPABILITY, **({"reconnect": str(reconnect)} if reconnect else {})}
-        start = browser.get(f"{self.url}/connect/facebook", params=params)
+        start = signin.start_connect(browser, self.url, "facebook", **params)
         assert start.status_code == 303, start.text
         dialog = start.headers["location"]
         chooser = browser.get(dialog)
@@ -170,7 +167,7 @@ class FacebookHub:
 
     def connect_google(self, browser: httpx.Client, account: str) -> uuid.UUID:
         """Connect a Google account's contacts and wait for their first sync."""
-        start = browser.get(f"{self.url}/connect/google", params={"capabilities": "contacts"})
+        start = signin.start_connect(browser, self.url, "google", capabilities="contacts")
         assert start.status_code == 303, start.text
         back = authorize(browser, start.headers["location"], account=account)
         done = browser.get(back.headers["location"])
@@ -281,6 +278,7 @@ def facebook_env(hub_env: dict[str, str], sandbox_url: str, port: int, app_id: s
         "SYNCHUB_CELERY__MAX_COUNTDOWN": "5",
         "SYNCHUB_CELERY__RETRY_BASE_SECONDS": "0.5",
         "SYNCHUB_CELERY__VISIBILITY_TIMEOUT": "30",
+        "SYNCHUB_CELERY__RUN_LOCK_SECONDS": "5",
     }
 
 

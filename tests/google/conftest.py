@@ -14,13 +14,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, session_factory
-from core.identity import issue_token
 from core.settings import Settings
 from hub.app import create_app
 from hub.views import run_view
 from sandbox.admin_client import SandboxAdmin
 from sandbox.process import running_sandbox
 from sync.models import SyncRun
+from tests import signin
 from tests.conftest import LiveServer, Worker, free_port, settings_from_env, wait_for
 from tests.sandbox.browser import authorize
 
@@ -33,6 +33,7 @@ KILLABLE = {
     "SYNCHUB_CELERY__SYNC_TIME_BUDGET": "3",
     "SYNCHUB_CELERY__MAX_COUNTDOWN": "2",
     "SYNCHUB_CELERY__VISIBILITY_TIMEOUT": "10",
+    "SYNCHUB_CELERY__RUN_LOCK_SECONDS": "2",
 }
 """Worker limits for kill tests: short slices, and a lost message is delivered again within seconds."""
 
@@ -70,19 +71,18 @@ class GoogleHub:
 
     def browser(self, user: str = "user-g", workspace: str = "ws-g") -> httpx.Client:
         """A browser signed in to the hub as `user` through the CRM's session link."""
-        client = httpx.Client(base_url=self.admin.base_url, timeout=60, event_hooks={"response": [self._keep]})
-        token = issue_token(self.jwt_secret, user, workspace, 3600)
-        signed_in = client.get(f"{self.url}/session", params={"token": token, "next": "/"})
-        assert signed_in.status_code == 303
-        return client
+        hooks = {"response": [self._keep]}
+        return signin.browser(
+            self.url, self.jwt_secret, user, workspace, base_url=self.admin.base_url, timeout=60, event_hooks=hooks
+        )
 
     def _keep(self, response: httpx.Response) -> None:
         response.read()
         self.responses.append(response)
 
     def consent(self, browser: httpx.Client, account: str, capabilities: str = "contacts", **kw: Any) -> httpx.Response:
-        """From the settings page's connect link to Google's redirect back to the hub (not yet followed)."""
-        start = browser.get(f"{self.url}/connect/google", params={"capabilities": capabilities})
+        """From the connect page's form to Google's redirect back to the hub (not yet followed)."""
+        start = signin.start_connect(browser, self.url, "google", capabilities=capabilities)
         assert start.status_code == 303, start.text
         return authorize(browser, start.headers["location"], account=account, **kw)
 
@@ -188,6 +188,7 @@ def google_env(
         "SYNCHUB_CELERY__MAX_COUNTDOWN": "5",
         "SYNCHUB_CELERY__RETRY_BASE_SECONDS": "0.5",
         "SYNCHUB_CELERY__VISIBILITY_TIMEOUT": "30",
+        "SYNCHUB_CELERY__RUN_LOCK_SECONDS": "5",
         "SYNCHUB_CELERY__UNACKED_RESTORE_INTERVAL": "1",
         "SYNCHUB_CELERY__UNACKED_RESTORE_THROTTLE": "1",
     }

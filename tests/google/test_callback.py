@@ -16,6 +16,7 @@ from sqlalchemy import select
 from core.identity import issue_token
 from core.models import Connection
 from sandbox.admin_client import FaultRule
+from tests import signin
 from tests.google.conftest import CONTACTS_SCOPE, GoogleHub, new_account
 
 TIMEOUT_SECONDS = 1
@@ -205,10 +206,10 @@ def test_identity_claims_longer_than_their_columns_are_refused_at_sign_in(
     hub: GoogleHub, user: str, workspace: str
 ) -> None:
     token = issue_token(hub.jwt_secret, user, workspace, 600)
-    with httpx.Client(base_url=hub.url) as browser:
-        signed_in = browser.get("/session", params={"token": token, "next": "/connect/google"})
+    with httpx.Client() as browser:
+        signed_in = browser.get(signin.signin_link(hub.url, hub.jwt_secret, user, workspace, "/connect/google"))
         assert signed_in.status_code == 401, signed_in.text
         assert "set-cookie" not in signed_in.headers
         assert "longer than" in signed_in.text
-        api = browser.get("/api/v1/me", headers={"authorization": f"Bearer {token}"})
+        api = browser.get(f"{hub.url}/api/v1/me", headers={"authorization": f"Bearer {token}"})
         assert api.status_code == 401

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import text
 
@@ -190,5 +189,5 @@ def test_pause_stops_after_the_current_page_and_resume_continues(hygiene_hub: Go
     fetched = [e for e in hub.people_calls(account, mark) if e["status"] == 200]
     assert pages <= len(fetched) <= pages + 1, "at most the page in flight at the pause is fetched again"
     assert len({c["external_id"] for c in hub.contacts(browser, connection_id)}) == pages * PAGE_SIZE
-    again = httpx.post(f"{hub.url}/api/v1/connections/{connection_id}/resume", cookies=browser.cookies)
+    again = browser.post(f"{hub.url}/api/v1/connections/{connection_id}/resume")
     assert again.status_code == 200 and again.json()["changed"] is False

@@ -18,6 +18,7 @@ import redis
 from sqlalchemy import text
 
 from core.db import make_engine
+from core.identity import issue_token
 from hub.app import create_app
 from tests.conftest import ROOT, Beat, LiveServer, Worker, clean_environ, settings_from_env, wait_for
 from tests.google.conftest import PAGE_SIZE, GoogleHub, new_account
@@ -66,7 +67,8 @@ def test_a_run_the_queue_never_got_is_started_by_the_next_tick(schedule_hub: Goo
     cut_off = {**hub.env, "SYNCHUB_REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens on port 1
     engine = make_engine(hub.settings.database_url)
     with LiveServer(create_app(settings_from_env(cut_off), engine)) as api:
-        answer = browser.post(f"{api.url}/api/v1/connections/{connection_id}/sync")
+        bearer = {"Authorization": f"Bearer {issue_token(hub.jwt_secret, 'no-redis', 'ws-g', 600)}"}
+        answer = browser.post(f"{api.url}/api/v1/connections/{connection_id}/sync", headers=bearer)
     engine.dispose()
     assert answer.status_code == 200
     run_id = answer.json()["runs"]["contacts"]

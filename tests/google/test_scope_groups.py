@@ -20,7 +20,7 @@ import pytest
 from connectors import registry
 from tests.conftest import Worker, wait_for
 from tests.google.conftest import CONTACTS_SCOPE, TERMINAL, GoogleHub, new_account
-from tests.sandbox.browser import authorize
+from tests.sandbox.browser import authorize, forms
 
 OTHER_CONTACTS_SCOPE = "https://www.googleapis.com/auth/contacts.other.readonly"
 PLUGIN = '''
@@ -96,7 +96,8 @@ def test_a_capability_missing_one_group_shows_grant_access_and_is_never_attempte
         assert refused["runs"] == {"everyone": None}
         assert hub.people_calls(account, after=mark) == [], "a capability without every group is never attempted"
 
-        start = browser.get(f"{hub.url}{grant_access_link(hub, browser, connection_id)}")
+        page = browser.get(f"{hub.url}{grant_access_link(hub, browser, connection_id)}")
+        start = browser.post(f"{hub.url}/connect/google", data=dict(forms(page)[0].hidden))
         assert start.status_code == 303, start.text
         back = authorize(browser, start.headers["location"], account=account)
         done = browser.get(back.headers["location"])

@@ -16,6 +16,7 @@ from sqlalchemy import text, update
 
 from core.db import transaction
 from core.models import Connection, utcnow
+from tests import signin
 from tests.conftest import Beat, Worker, wait_for
 from tests.google.conftest import GoogleHub
 from tests.google.test_token_pressure import (
@@ -93,7 +94,7 @@ def test_revoked_grant_stays_silent_through_beat_and_reconnect_resumes_in_place(
     page = browser.get(f"{hub.url}/").text
     assert f"?reconnect={connection_id}" in page
 
-    start = browser.get(f"{hub.url}/connect/google", params={"reconnect": str(connection_id)})
+    start = signin.start_connect(browser, hub.url, reconnect=str(connection_id))
     assert start.status_code == 303
     back = authorize(browser, start.headers["location"], account=account)
     done = browser.get(back.headers["location"])

@@ -19,6 +19,7 @@ from core.db import transaction
 from core.errors import Retryable
 from core.models import Connection, utcnow
 from sync.models import Schedule
+from tests import signin
 from tests.google import procs
 from tests.google.conftest import CONTACTS_SCOPE, GoogleHub, new_account
 from tests.google.test_tokens import expire_stored_access_token
@@ -152,7 +153,7 @@ def test_reconnecting_as_another_account_changes_nothing_and_says_who_is_signed_
     account, connection_id = connected(google_hub, browser)
     stranger = new_account(google_hub.admin, contacts=3)
     token_before = stored_access(google_hub, connection_id)
-    start = browser.get(f"{google_hub.url}/connect/google", params={"reconnect": str(connection_id)})
+    start = signin.start_connect(browser, google_hub.url, reconnect=str(connection_id))
     back = authorize(browser, start.headers["location"], account=stranger)
     refused = browser.get(back.headers["location"])
     assert refused.status_code == 409
