@@ -275,6 +275,17 @@ def test_sign_out_ends_the_session(hub: str, jwt_secret: str) -> None:
     browser.close()
 
 
+def test_the_session_ends_on_the_server_after_its_own_lifetime(start_hub: Callable[..., str], jwt_secret: str) -> None:
+    """The lifetime is a setting, kept by the server: a cookie replayed after it opens nothing."""
+    short = start_hub(SYNCHUB_IDENTITY__SESSION_HOURS=str(2 / 3600))  # two seconds
+    browser, _csrf = signed_in_client(short, jwt_secret, "brief", "ws-brief")
+    cookie = dict(browser.cookies)
+    assert who(browser, short) == "brief in workspace ws-brief"
+    time.sleep(3)
+    assert httpx.get(f"{short}/", headers=HTML, cookies=cookie).status_code == 401
+    browser.close()
+
+
 def test_the_dev_sign_in_link_works_every_time_and_only_when_turned_on(start_hub: Callable[..., str], hub: str) -> None:
     dev = start_hub(SYNCHUB_IDENTITY__DEV_SIGNIN="true")
     for _ in range(3):  # a fresh one-time token on each visit: the printed link keeps working
