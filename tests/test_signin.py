@@ -99,6 +99,8 @@ def signin_claims(**changes: Any) -> dict[str, Any]:
     claims = {"sub": "u-1", "workspace_id": "ws-1", "aud": SIGNIN_AUDIENCE, "iat": now, "exp": now + 60}
     claims["jti"] = uuid.uuid4().hex
     changes = dict(changes)
+    if "iat_in" in changes:
+        changes["iat"] = now + changes.pop("iat_in")
     if "exp_in" in changes:
         changes["exp"] = now + changes.pop("exp_in")
     claims.update(changes)
@@ -118,12 +120,16 @@ def test_a_sign_in_link_works_once(hub: str, jwt_secret: str) -> None:
     ("changes", "reason"),
     [
         ({"exp_in": 600}, "at most 120 seconds"),  # relative: parameters are made at collection, long before
+        (
+            {"iat_in": 3600, "exp_in": 3660},
+            "issued in the future",
+        ),  # dated an hour ahead: 60 s by exp - iat, valid for an hour
         ({"aud": None}, "aud"),
         ({"aud": "synchub"}, "aud"),  # the CRM's ordinary API token is no sign-in link
         ({"jti": None}, "jti"),
         ({"iat": None}, "iat"),
     ],
-    ids=["long-lived", "no-aud", "api-token", "no-jti", "no-iat"],
+    ids=["long-lived", "future-iat", "no-aud", "api-token", "no-jti", "no-iat"],
 )
 def test_a_long_lived_or_incomplete_sign_in_token_is_refused(
     hub: str, jwt_secret: str, changes: dict[str, Any], reason: str
