@@ -7,11 +7,12 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 
 from connectors.base import Capability, ConnectorSettings, ConnectorSpec
+from connectors.google_calendar.spec import SPEC as GOOGLE_CALENDAR
 from connectors.google_contacts.spec import SPEC as GOOGLE_CONTACTS
 from core.models import Sharing
 from core.settings import ConfigError, Settings, section
 
-BUILT_IN: tuple[ConnectorSpec, ...] = (GOOGLE_CONTACTS,)
+BUILT_IN: tuple[ConnectorSpec, ...] = (GOOGLE_CONTACTS, GOOGLE_CALENDAR)
 
 ENTRY_POINT_GROUP = "synchub.connectors"
 

@@ -55,14 +55,17 @@ class RecordKind:
     filters: type[BaseModel]
     query: Callable[[RecordQuery], Select[Any]]
     view: Callable[[Any], dict[str, Any]]
+    lister: Callable[[Session, RecordKind, RecordQuery], dict[str, Any]] | None = None
+    """A kind whose API pages are not one row each (events expanded and grouped); None: `page`."""
 
 
 @cache
 def kinds() -> dict[str, RecordKind]:
     """Every record kind by name: one line per kind."""
     from crm.contacts import KIND as CONTACT
+    from crm.events import KIND as EVENT
 
-    return {kind.name: kind for kind in (CONTACT,)}
+    return {kind.name: kind for kind in (CONTACT, EVENT)}
 
 
 def kind(name: str) -> RecordKind:

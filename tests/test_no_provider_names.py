@@ -17,6 +17,7 @@ SHARED = ("core", "sync", "crm", "token_vault", "hub", "oauth", "webhooks")
 OWN_MODULES = {
     Path("oauth/providers"): "each auth provider's config",
     Path("crm/contacts.py"): "the contact kind's module",
+    Path("crm/events.py"): "the calendar event kind's module",
     Path("crm/records.py"): "the canonical records kinds produce",
     Path("crm/models.py"): "the record kinds' tables, declared together for the migrations",
     Path("crm/kinds.py"): "the registry of record kinds, one line per kind",
@@ -28,7 +29,7 @@ def names() -> set[str]:
     found = set(available()) | {spec.auth_provider for spec in available().values()} | set(PROVIDERS)
     found |= {name for kind in kinds().values() for name in (kind.name, kind.segment)}
     found |= {"facebook", "caldav", "icloud", "fastmail"}
-    return found
+    return found - {"events"}  # the calendar kind's segment is also a plain word (Celery's task events)
 
 
 def shared_files() -> list[Path]:

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
@@ -20,7 +21,7 @@ from core import logs
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, RateLimited, Retryable, ScopeMissing
 from core.logsafe import safe_exception
-from core.models import Connection, ConnectionStatus
+from core.models import Connection, ConnectionStatus, utcnow
 from crm.kinds import kind
 from crm.sink import Owner
 from sync import retry
@@ -162,7 +163,7 @@ class Processor:
             if isinstance(page, Page):
                 pages.append((route, page))
             else:
-                requested += self._request_sync(route)
+                requested += self._request_sync(route, getattr(spec.webhook, "sync_delay_seconds", None))
         applied = self._apply(item.id, pages, requested)
         return inbox.PROCESSED if applied + requested else inbox.IGNORED
 
@@ -216,8 +217,13 @@ class Processor:
             session.expunge_all()
         return [Route(connection, row, capabilities[row.capability]) for connection, row in rows]
 
-    def _request_sync(self, route: Route) -> int:
-        run_id = self.engine.request(route.connection.id, route.capability.name, "webhook", route.resource.key)
+    def _request_sync(self, route: Route, delay: float | None = None) -> int:
+        """A sync of the routed resource; `delay` (the connector's `sync_delay_seconds`) holds it back a little so
+        that the notifications of a burst join one run."""
+        not_before = utcnow() + timedelta(seconds=delay) if delay else None
+        run_id = self.engine.request(
+            route.connection.id, route.capability.name, "webhook", route.resource.key, not_before=not_before
+        )
         if run_id is None:
             return 0
         hand_over_unsent(self.sessions, self.celery, run_id)
