@@ -25,7 +25,7 @@ from crm.events import Attendee, CalendarEvent
 
 T = TypeVar("T")
 
-DEFAULT_ENDPOINT = "https://www.googleapis.com/"
+DEFAULT_ROOT = "https://www.googleapis.com"
 MAX_PAGE_SIZE = 2500
 CALENDAR_LIST_PAGE = 250
 CANCELLED = "cancelled"
@@ -106,8 +106,9 @@ def call(ctx: StreamContext, make_request: Any, decoder: msgspec.json.Decoder[T]
 
 
 def api(ctx: StreamContext) -> Any:
-    endpoint = ctx.base_url.rstrip("/") + "/" if ctx.base_url else DEFAULT_ENDPOINT
-    return google_api.service("calendar", "v3", endpoint)
+    """The Calendar service; `api_endpoint` replaces the discovery's rootUrl and servicePath both."""
+    root = ctx.base_url.rstrip("/") if ctx.base_url else DEFAULT_ROOT
+    return google_api.service("calendar", "v3", f"{root}/calendar/v3/")
 
 
 def calendars(ctx: StreamContext) -> list[Resource]:
