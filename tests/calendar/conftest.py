@@ -30,6 +30,8 @@ CALENDAR_ENV = {
     "SYNCHUB_GOOGLE_CALENDAR__PAGE_SIZE": "20",
     "SYNCHUB_GOOGLE_CALENDAR__PUSH_ALLOW_HTTP": "true",
     "SYNCHUB_SCHEDULE__TICK_SECONDS": "1",
+    # Longer than a channel's 7 days: the renewal task, when a test sends it, renews every live channel.
+    "SYNCHUB_GOOGLE_CALENDAR__CHANNEL_RENEW_BEFORE_SECONDS": str(8 * 86400),
 }
 
 

@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sandbox.google.calendar.admin_client import calendar_fault
-
 from tests.calendar.conftest import CalendarHub
 
 
@@ -193,9 +192,9 @@ def test_a_410_runs_a_full_pass_of_that_calendar_only(cal: CalendarHub) -> None:
         failed = cal.sync(browser, connection_id)[primary]
     finally:
         cal.admin.clear_faults()
-    assert (
-        failed["status"] == "failed" and failed["records"]["deleted"] == 0
-        if "records" in failed
-        else failed["status"] == "failed"
-    )
+    assert (failed["status"], failed["full_sync"], failed["progress"]["done"]) == ("failed", True, 20), failed
+    assert failed["counts"]["deleted"] == 0, "a pass that did not finish deletes nothing"
+    assert len(cal.events(browser, connection_id=str(connection_id))) == 27
+    again = cal.sync(browser, connection_id)[primary]
+    assert (again["status"], again["full_sync"], again["counts"]["deleted"]) == ("succeeded", True, 0)
     assert len(cal.events(browser, connection_id=str(connection_id))) == 27
