@@ -8,11 +8,11 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import Capability, ConnectorSpec, Page, Resource
@@ -25,10 +25,10 @@ from core.models import Connection, ConnectionStatus, utcnow
 from crm.kinds import kind
 from crm.sink import Owner
 from sync import retry
-from sync.dispatch import SEND_RETRY, hand_over_unsent
+from sync.dispatch import SEND_RETRY, hand_over, hand_over_unsent
 from sync.engine import SyncEngine
 from sync.guard import Throttled
-from sync.models import ConnectionResource
+from sync.models import ConnectionResource, RunStatus, SyncRun
 from token_vault.fresh import Inactive
 from webhooks import inbox
 from webhooks.inbox import Claimed
@@ -163,7 +163,8 @@ class Processor:
             if isinstance(page, Page):
                 pages.append((route, page))
             else:
-                requested += self._request_sync(route, getattr(spec.webhook, "sync_delay_seconds", None))
+                delay = getattr(spec.webhook, "sync_delay_seconds", None)
+                requested += self._request_sync(route, delay, item.received_at)
         applied = self._apply(item.id, pages, requested)
         return inbox.PROCESSED if applied + requested else inbox.IGNORED
 
@@ -217,16 +218,33 @@ class Processor:
             session.expunge_all()
         return [Route(connection, row, capabilities[row.capability]) for connection, row in rows]
 
-    def _request_sync(self, route: Route, delay: float | None = None) -> int:
-        """A sync of the routed resource; `delay` (the connector's `sync_delay_seconds`) holds it back a little so
-        that the notifications of a burst join one run."""
-        not_before = utcnow() + timedelta(seconds=delay) if delay else None
+    def _request_sync(self, route: Route, delay: float | None = None, received_at: datetime | None = None) -> int:
+        """A sync of the routed resource; `delay` (the connector's `sync_delay_seconds`) holds it back from when
+        the delivery was received, so that the deliveries of a burst join one run, which the first of them sends
+        with that countdown (not left to the next tick)."""
+        not_before = (received_at or utcnow()) + timedelta(seconds=delay) if delay else None
         run_id = self.engine.request(
             route.connection.id, route.capability.name, "webhook", route.resource.key, not_before=not_before
         )
         if run_id is None:
             return 0
-        hand_over_unsent(self.sessions, self.celery, run_id)
+        if not_before is None:
+            hand_over_unsent(self.sessions, self.celery, run_id)
+            return 1
+        with transaction(self.sessions) as session:
+            claimed = session.execute(
+                update(SyncRun)
+                .where(
+                    SyncRun.id == run_id,
+                    SyncRun.status == RunStatus.QUEUED.value,
+                    SyncRun.enqueued_at.is_(None),
+                    SyncRun.started_at.is_(None),
+                )
+                .values(enqueued_at=utcnow())
+            )
+        if getattr(claimed, "rowcount", 0):
+            countdown = max(0.0, (not_before - utcnow()).total_seconds())
+            hand_over(self.sessions, self.celery, run_id, countdown=countdown)
         return 1
 
     def _apply(self, delivery_id: int, pages: list[tuple[Route, Page]], requested: int) -> int:

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +13,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from core.db import make_engine, session_factory
+from hub.app import create_app
 from sandbox.admin_client import SandboxAdmin
 from sync.models import SyncRun
-from tests.conftest import Beat, Worker, wait_for
-from tests.google.conftest import CONTACTS_SCOPE, GoogleHub, admin, google_hub_factory, new_account, sandbox_url
+from tests.conftest import Beat, LiveServer, Worker, free_port, settings_from_env, wait_for
+from tests.google.conftest import CONTACTS_SCOPE, GoogleHub, admin, google_env, new_account, sandbox_url
 
-__all__ = ["admin", "google_hub_factory", "sandbox_url"]
+__all__ = ["admin", "sandbox_url"]
 
 CAPABILITY = "calendar"
 AUTH = "https://www.googleapis.com/auth/"
@@ -120,24 +123,24 @@ class CalendarHub:
         ]
 
 
-@pytest.fixture(scope="module")
-def calendar_hub_factory(google_hub_factory: Callable[..., GoogleHub]) -> Iterator[Callable[..., CalendarHub]]:
-    started: list[Worker] = []
-
-    def start(**extra: str) -> CalendarHub:
-        hub = google_hub_factory(**{**CALENDAR_ENV, **extra})
-        started.append(Worker(hub.env, queues="webhooks,sync,maintenance", concurrency=2).start())
-        started.append(Beat(hub.env).start())
-        return CalendarHub(hub)
-
-    yield start
-    for process in started:
+@pytest.fixture(scope="package")
+def cal(hub_env: dict[str, str], sandbox_url: str, admin: SandboxAdmin, jwt_secret: str) -> Iterator[CalendarHub]:
+    """One hub, worker and beat for the whole package (each costs seconds to start and stop)."""
+    port = free_port()
+    client_id, client_secret = f"synchub-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(24)
+    admin.register_client(client_id, client_secret, [f"http://127.0.0.1:{port}/oauth/google/callback"])
+    env = {**google_env(hub_env, sandbox_url, port, client_id, client_secret), **CALENDAR_ENV}
+    settings = settings_from_env(env)
+    engine = make_engine(settings.database_url)
+    processes = [Worker(env, queues="webhooks,sync,maintenance", concurrency=2).start(), Beat(env).start()]
+    with LiveServer(create_app(settings, engine), port=port) as server:
+        hub = GoogleHub(
+            server.url, env, settings, admin, client_id, client_secret, engine, session_factory(engine), jwt_secret
+        )
+        yield CalendarHub(hub)
+    for process in processes:
         process.stop()
+    engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def cal(calendar_hub_factory: Callable[..., CalendarHub]) -> CalendarHub:
-    return calendar_hub_factory()
-
-
-__all__ += ["CALENDAR_EVENTS", "CALENDAR_LIST", "CONTACTS_SCOPE", "cal", "calendar_hub_factory"]
+__all__ += ["CALENDAR_EVENTS", "CALENDAR_LIST", "CONTACTS_SCOPE", "cal"]
