@@ -7,6 +7,7 @@ from typing import Any, Literal, TypedDict
 import httpx
 
 from sandbox.facebook.admin_client import FacebookAdmin
+from sandbox.google.calendar.admin_client import CalendarAdmin
 
 TokenKind = Literal["access", "refresh"]
 
@@ -62,6 +63,10 @@ class SandboxAdmin:
     @property
     def facebook(self) -> FacebookAdmin:
         return FacebookAdmin(self.call)
+
+    @property
+    def calendar(self) -> CalendarAdmin:
+        return CalendarAdmin(self.call)
 
     def __enter__(self) -> SandboxAdmin:
         return self

@@ -14,6 +14,9 @@ from sandbox.facebook import errors as facebook_errors
 from sandbox.facebook import graph, login
 from sandbox.google import admin as google_admin
 from sandbox.google import oauth, people, token
+from sandbox.google.calendar import admin as calendar_admin
+from sandbox.google.calendar import api as calendar_api
+from sandbox.google.calendar import errors as calendar_errors
 from sandbox.google.errors import ApiError, server_error_body
 from sandbox.google.token import access_token
 from sandbox.state import SandboxState
@@ -24,8 +27,10 @@ ROUTERS = (
     oauth.router,
     token.router,
     people.router,
+    calendar_api.router,
     admin.router,
     google_admin.router,
+    calendar_admin.router,
     facebook_admin.router,
     login.router,
     facebook_api.router,
@@ -36,6 +41,8 @@ def fault_body(path: str, status_code: int) -> dict[str, Any]:
     """The provider's own error body for a faulted request, by path."""
     if graph.is_graph_path(path):
         return facebook_errors.server_error_body(status_code)
+    if path.startswith(calendar_errors.PREFIX):
+        return calendar_errors.fault_body(status_code)
     return server_error_body(status_code)
 
 

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sandbox.state import SandboxState
 
 # Bump when a class held in the state changes shape: a file of another version is set aside, not loaded.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 ADMIN_PREFIX = "/_sandbox/"
 

@@ -30,6 +30,7 @@ class SandboxState:
 
     def reset(self) -> None:
         """Back to the state the process started with: seeded accounts only, no clients, faults, quotas or log."""
+        self.google.sender.close()
         self.google = GoogleState.seeded(self.seed)
         self.facebook.sender.close()
         self.facebook = FacebookState.seeded(self.seed)

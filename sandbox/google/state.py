@@ -12,6 +12,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from sandbox.cursors import Cursors
+from sandbox.google.calendar.channels import Channel, ChannelSender, Notification
+from sandbox.google.calendar.seed import seed_calendars
+from sandbox.google.calendar.store import CalendarBook
 from sandbox.google.contacts import ContactBook
 from sandbox.google.data import generated_contact
 from sandbox.google.scopes import EMAIL, PROFILE
@@ -48,6 +51,26 @@ class GoogleSettings(BaseModel):
     force_scope_checkboxes: bool = Field(
         default=False, description="Sandbox-only: show a checkbox even when a single non-sign-in scope is requested."
     )
+    calendar_sync_token_max_age: float | None = Field(
+        default=None, ge=0, description="UNVERIFIED: seconds before a Calendar sync token gives 410; None never."
+    )
+    calendar_rate_limit_status: Literal[403, 429] = Field(
+        default=403, description="Status of Calendar's `rateLimitExceeded` when a per-user quota refuses a call."
+    )
+    calendar_short_pages: bool = Field(
+        default=False, description="Sandbox-only: Calendar pages hold half of maxResults, as Google may."
+    )
+    calendar_channel_default_ttl: float = Field(default=604800, gt=0, description="Seconds a channel lives by default.")
+    calendar_channel_max_ttl: float = Field(
+        default=604800, gt=0, description="UNVERIFIED: a longer requested channel lifetime is capped to this."
+    )
+    calendar_require_https: bool = Field(
+        default=False, description="Refuse http channel addresses as Google does (the sandbox accepts them by default)."
+    )
+    calendar_drop_notifications: bool = Field(default=False, description="Record notifications but never send them.")
+    calendar_notification_timeout: float = Field(default=5.0, gt=0, description="Seconds a receiver has to answer.")
+    calendar_notification_attempts: int = Field(default=5, ge=1, description="Tries per notification (5xx retried).")
+    calendar_notification_retry_delay: float = Field(default=1.0, gt=0, description="Seconds before the first retry.")
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,7 @@ class Account:
     name: str
     sub: str
     book: ContactBook
+    calendars: CalendarBook
 
     def claims(self, scopes: tuple[str, ...]) -> dict[str, Any]:
         """OpenID claims the granted scopes allow."""
@@ -129,12 +153,26 @@ class GoogleState:
     tokens: dict[str, IssuedToken] = field(default_factory=dict)
     grant_tokens: dict[tuple[str, str], list[IssuedToken]] = field(default_factory=dict)
     cursors: Cursors = field(default_factory=lambda: Cursors(secrets.token_bytes(32)))
+    channels: dict[tuple[str, str], Channel] = field(default_factory=dict)
+    notifications: list[Notification] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sender = ChannelSender(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a state file keeps: everything but the notification sender's tasks."""
+        return {name: value for name, value in vars(self).items() if name != "sender"}
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        vars(self).update(saved)
+        self.__post_init__()
 
     @classmethod
     def seeded(cls, seed: int) -> GoogleState:
         state = cls(seed)
         for email, name, contacts in DEFAULT_ACCOUNTS:
-            state.seed_account(email, name, contacts, seed)
+            account = state.seed_account(email, name, contacts, seed)
+            seed_calendars(account.calendars, demo=True)
         return state
 
     def register_client(self, client: OAuthClient) -> None:
@@ -146,7 +184,9 @@ class GoogleState:
         book = ContactBook(rng)
         for index in range(contacts):
             book.add(generated_contact(rng, index), SEEDED_EPOCH + index * 97.0)
-        account = Account(email, name, subject_id(email), book)
+        calendars = CalendarBook(email, random.Random(f"{seed}:{email}:calendar"))
+        seed_calendars(calendars, demo=False)
+        account = Account(email, name, subject_id(email), book, calendars)
         self.accounts[email] = account
         return account
 

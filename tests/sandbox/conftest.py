@@ -26,6 +26,8 @@ CLIENT_ID, CLIENT_SECRET = "hub-test.apps.googleusercontent.com", "GOCSPX-test-s
 REDIRECT_URI = "http://127.0.0.1:8000/oauth/google/callback"
 CONTACTS = "https://www.googleapis.com/auth/contacts.readonly"
 CALENDAR = "https://www.googleapis.com/auth/calendar.readonly"
+CALENDAR_LIST = "https://www.googleapis.com/auth/calendar.calendarlist.readonly"
+CALENDAR_EVENTS = "https://www.googleapis.com/auth/calendar.events.readonly"
 EMAIL = "https://www.googleapis.com/auth/userinfo.email"
 PROFILE = "https://www.googleapis.com/auth/userinfo.profile"
 ALL_FIELDS = "names,emailAddresses,phoneNumbers,organizations,memberships,metadata"
@@ -165,3 +167,26 @@ def facebook(sandbox: Sandbox) -> Facebook:
     """The fake Facebook after a reset: seeded users (Dana Demo, Sam Sample) and the test app registered."""
     sandbox.admin.facebook.register_app(APP_ID, APP_SECRET, [FB_REDIRECT_URI], name="Synchub Test")
     return Facebook(sandbox.url, sandbox.admin, Graph(sandbox.url))
+
+
+def calendar_service(sandbox: Sandbox, token: str) -> Resource:
+    """google-api-python-client's Calendar v3 service at the sandbox, built as the hub builds it (static discovery);
+    the endpoint carries the service path, since `api_endpoint` replaces rootUrl and servicePath both."""
+    http = google_auth_httplib2.AuthorizedHttp(
+        google.oauth2.credentials.Credentials(token), http=ValidatingHttp(sandbox.validator), refresh_status_codes=()
+    )
+    endpoint = sandbox.url + "/calendar/v3/"
+    return build("calendar", "v3", http=http, static_discovery=True, client_options={"api_endpoint": endpoint})
+
+
+@pytest.fixture
+def calendar(sandbox: Sandbox) -> Callable[[str], Resource]:
+    """The Calendar service for a bare access token."""
+    return lambda token: calendar_service(sandbox, token)
+
+
+@pytest.fixture
+def ada_calendar(admin: SandboxAdmin, calendar: Callable[[str], Resource]) -> Resource:
+    """Ada's Calendar, with the two scopes a calendar connector asks for."""
+    token = admin.mint_tokens(ADA, CLIENT_ID, ["openid", "email", CALENDAR_LIST, CALENDAR_EVENTS])["access_token"]
+    return calendar(token)

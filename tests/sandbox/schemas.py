@@ -17,6 +17,8 @@ STRING_FORMATS: dict[str, dict[str, Any]] = {
     "byte": {"pattern": r"^[A-Za-z0-9+/_-]*={0,2}$"},
     "int64": {"pattern": r"^-?\d+$"},
     "uint64": {"pattern": r"^\d+$"},
+    "date-time": {"pattern": RFC3339},
+    "date": {"pattern": r"^\d{4}-\d{2}-\d{2}$"},
 }
 INTEGER_FORMATS: dict[str, dict[str, Any]] = {
     "int32": {"minimum": -(2**31), "maximum": 2**31 - 1},
@@ -79,6 +81,75 @@ def people_definitions() -> dict[str, Any]:
 
 def people_schema(name: str) -> dict[str, Any]:
     return {"$ref": f"#/$defs/{name}", "$defs": people_definitions()}
+
+
+def without_min_items(schema: Any) -> Any:
+    """Calendar (an older JSON API) sends empty lists, e.g. `"items": []` on an empty page."""
+    if isinstance(schema, dict):
+        return {k: without_min_items(v) for k, v in schema.items() if k != "minItems"}
+    return schema
+
+
+CALENDAR_ERROR: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "errors": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "domain": {"type": "string"},
+                            "reason": {"type": "string"},
+                            "message": {"type": "string"},
+                            "location": {"type": "string"},
+                            "locationType": {"enum": ["parameter", "header"]},
+                        },
+                        "required": ["domain", "reason", "message"],
+                        "additionalProperties": False,
+                    },
+                },
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "status": {"enum": RPC_STATUSES},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+            "required": ["errors", "code", "message"],
+            "additionalProperties": False,
+        }
+    },
+    "required": ["error"],
+    "additionalProperties": False,
+}
+
+
+@cache
+def calendar_definitions() -> dict[str, Any]:
+    definitions = {name: without_min_items(convert(node)) for name, node in discovery("calendar.v3")["schemas"].items()}
+    definitions["ErrorResponse"] = CALENDAR_ERROR
+    return definitions
+
+
+def calendar_schema(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/$defs/{name}", "$defs": calendar_definitions()}
+
+
+CALENDAR_PATH = "/calendar/v3/"
+
+
+def calendar_schema_for(path: str, status: int) -> dict[str, Any] | None:
+    if status != 200:
+        return None if status == 204 else calendar_schema("ErrorResponse")
+    if path.endswith("/calendarList"):
+        return calendar_schema("CalendarList")
+    if path.endswith("/events/watch"):
+        return calendar_schema("Channel")
+    if path.endswith("/events"):
+        return calendar_schema("Events")
+    return None
 
 
 TOKEN_RESPONSE = {
@@ -144,6 +215,8 @@ PEOPLE_PATH = "/v1/people/"
 
 def schema_for(path: str, status: int) -> dict[str, Any] | None:
     """The schema a JSON body at `path` with `status` must meet; None when the sandbox must not send JSON there."""
+    if path.startswith(CALENDAR_PATH):
+        return calendar_schema_for(path, status)
     if status >= 500 or path.startswith(PEOPLE_PATH):
         return people_schema("ListConnectionsResponse" if status == 200 else "ErrorResponse")
     if path == "/token":

@@ -1,0 +1,1 @@
+"""The fake Google Calendar API v3: calendars, events, push channels, admin."""
