@@ -198,3 +198,12 @@ def test_a_410_runs_a_full_pass_of_that_calendar_only(cal: CalendarHub) -> None:
     again = cal.sync(browser, connection_id)[primary]
     assert (again["status"], again["full_sync"], again["counts"]["deleted"]) == ("succeeded", True, 0)
     assert len(cal.events(browser, connection_id=str(connection_id))) == 27
+
+    # Calendar's usage limit (403 quotaExceeded) is a throttle: the run waits and goes on, it does not fail.
+    events_path = f"/calendar/v3/calendars/{account}/events"
+    cal.admin.set_faults([calendar_fault("quotaExceeded", status=403, times=1, path_prefix=events_path)])
+    try:
+        throttled = cal.sync(browser, connection_id)[primary]
+    finally:
+        cal.admin.clear_faults()
+    assert throttled["status"] == "succeeded" and throttled["api_calls"] == 2, throttled

@@ -15,6 +15,7 @@ from sync.models import PushChannel, Schedule
 from tests.calendar.conftest import CalendarHub
 from tests.calendar.test_calendar_sync import at
 from tests.conftest import wait_for
+from tests.signin import csrf_of
 from webhooks.models import WebhookDelivery
 
 SLUG = "google_calendar"
@@ -179,3 +180,20 @@ def test_a_dropped_notification_arrives_through_the_poll(cal: CalendarHub) -> No
     assert added["id"] in {
         s["external_id"] for e in cal.events(browser, connection_id=str(connection_id)) for s in e["sources"]
     }
+
+
+def test_the_page_lists_calendars_with_checkboxes(cal: CalendarHub) -> None:
+    browser, connection_id, account, primary = connected(cal)
+    cal.admin.calendar.add_calendar(account, "Team")
+    team = cal.calendars(browser, connection_id)["Team"]["id"]
+    page = browser.get(f"{cal.hub.url}/")
+    assert page.status_code == 200
+    assert f'name="resource" value="{primary}" checked' in page.text and f'name="resource" value="{team}">' in page.text
+    assert "polled only" not in page.text, "the sandbox's http address is allowed in these tests"
+    form = f"{cal.hub.url}/connections/{connection_id}/resources/calendar"
+    saved = browser.post(form, data={"csrf_token": csrf_of(page), "resource": [team]}, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    chosen = {r["id"]: r["selected"] for r in cal.calendars(browser, connection_id).values()}
+    assert chosen == {primary: False, team: True}
+    team_id = next(c["id"] for c in cal.admin.calendar.calendars(account) if c["summary"] == "Team")
+    assert [c["calendar_id"] for c in live(cal, account)] == [team_id], "a channel for the ticked one only"
