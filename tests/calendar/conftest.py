@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ def cal(hub_env: dict[str, str], sandbox_url: str, admin: SandboxAdmin, jwt_secr
         )
         yield CalendarHub(hub)
     for process in processes:
-        process.stop()
+        process.stop(signal.SIGKILL)  # nothing to finish: a graceful stop waited seconds for held countdowns
     engine.dispose()
 
 
