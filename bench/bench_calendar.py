@@ -6,7 +6,7 @@ Prints figures, asserts nothing:
 - one event changed, with notifications dropped: the incremental sync's API calls and time through the worker
   (from the request to the run's end);
 - push: an event changed at the sandbox, which notifies the hub's channel, until the API shows the change
-  (p50, p95), the 2 s debounce included.
+  (p50, p95), the 1 s debounce included.
 
 Needs PostgreSQL (SYNCHUB_TEST_PG_ADMIN_URL) and Redis (SYNCHUB_TEST_REDIS_URL, default redis://127.0.0.1:6379;
 database SYNCHUB_TEST_REDIS_DB, default 14, is used and flushed).

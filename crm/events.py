@@ -22,14 +22,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from dateutil.rrule import rruleset, rrulestr
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, String, Table, and_, cast, delete, func, or_, select, tuple_
+from sqlalchemy import Select, String, Table, and_, cast, delete, func, literal_column, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core.models import utcnow
 from crm.kinds import BadCursor, RecordKind, RecordQuery
 from crm.models import ContactEmailRow, ContactRow, EventAttendeeRow, EventRow
-from crm.sink import Counts, Owner, delete_unseen
+from crm.sink import Counts, Owner, delete_unseen, random_uuids
 
 EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
 ATTENDEES: Table = EventAttendeeRow.__table__  # type: ignore[assignment]
@@ -239,16 +239,20 @@ class EventSink:
         latest = {record.external_id: record for record in records}
         now = utcnow()
         if latest:
-            rows = [{**_row(self.owner, record, now), "full_pass_id": full_pass_id} for record in latest.values()]
-            statement = insert(EVENTS).values(rows)
+            rows = [
+                {**_row(self.owner, record, now), "id": new_id, "full_pass_id": full_pass_id}
+                for new_id, record in zip(random_uuids(len(latest)), latest.values(), strict=True)
+            ]
+            # One compiled statement, executed for the page's rows in batches (insertmanyvalues): a single VALUES
+            # list of every row was compiled afresh for each page and cost more than the writes.
+            statement = insert(EVENTS)
             keep_stamp = func.coalesce(statement.excluded.full_pass_id, EVENTS.c.full_pass_id)
             changes = {name: statement.excluded[name] for name in UPDATED_COLUMNS if name != "full_pass_id"}
-            written = self.session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["connection_id", "resource", "external_id"],
-                    set_={**changes, "full_pass_id": keep_stamp},
-                ).returning(EVENTS.c.id, EVENTS.c.external_id, (EVENTS.c.created_at == now).label("created"))
-            ).all()
+            upsert = statement.on_conflict_do_update(
+                index_elements=["connection_id", "resource", "external_id"],
+                set_={**changes, "full_pass_id": keep_stamp},
+            ).returning(EVENTS.c.id, EVENTS.c.external_id, literal_column("(xmax = 0)").label("created"))
+            written = self.session.execute(upsert, rows).all()
             ids = {row.external_id: row.id for row in written}
             counts.created = sum(1 for row in written if row.created)
             counts.updated = len(written) - counts.created
@@ -268,7 +272,7 @@ class EventSink:
                 if attendee.email.strip()
             }
             if attendees:
-                self.session.execute(insert(ATTENDEES).values(list(attendees.values())))
+                self.session.execute(insert(ATTENDEES), list(attendees.values()))
         gone = set(deleted_ids) - set(latest)
         if gone:
             result = self.session.execute(

@@ -87,7 +87,7 @@ class CalendarNotifications:
     """The webhook side. Google signs nothing: a notification is trusted when its channel id names a live channel
     and its token matches the one kept (hashed) for it, which the receiver checks (`channel`)."""
 
-    sync_delay_seconds = 2.0
+    sync_delay_seconds = 1.0
     """How long a requested sync waits for more notifications of the same calendar to join it."""
 
     def handshake(self, query: Mapping[str, str], keys: WebhookKeys) -> str | None:
