@@ -188,6 +188,7 @@ def measure(
     # Full sync: listing the calendars selects the primary and starts its first run (a channel opens too).
     listed = api.get(f"/connections/{connection_id}/capabilities/calendar/resources").json()["resources"]
     primary = next(r["id"] for r in listed if r["selected"])
+    print("full sync running", file=sys.stderr)
     full = wait(lambda: next((r for r in runs(sessions, connection_id) if r.status in TERMINAL), None))
     seconds = (full.finished_at - full.started_at).total_seconds()
     figures["full sync"] = f"{full.records_created} events, {full.api_calls} calls, {seconds:.2f} s"
@@ -212,6 +213,7 @@ def measure(
     )
     del primary
 
+    print("incremental done; push", file=sys.stderr)
     # Push: each change is notified by the sandbox; time until the API shows it.
     latencies = []
     for n in range(args.notifications):

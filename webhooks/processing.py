@@ -223,6 +223,8 @@ class Processor:
         the delivery was received, so that the deliveries of a burst join one run, which the first of them sends
         with that countdown (not left to the next tick)."""
         not_before = (received_at or utcnow()) + timedelta(seconds=delay) if delay else None
+        if not_before is not None and received_at is not None and self._covered(route, received_at):
+            return 1
         run_id = self.engine.request(
             route.connection.id, route.capability.name, "webhook", route.resource.key, not_before=not_before
         )
@@ -246,6 +248,23 @@ class Processor:
             countdown = max(0.0, (not_before - utcnow()).total_seconds())
             hand_over(self.sessions, self.celery, run_id, countdown=countdown)
         return 1
+
+    def _covered(self, route: Route, received_at: datetime) -> bool:
+        """Whether a run of the routed resource started after the delivery arrived (so it reads the change): a
+        delivery processed late in a burst then asks for no run after it."""
+        with self.sessions() as session:
+            found = session.scalar(
+                select(SyncRun.id)
+                .where(
+                    SyncRun.connection_id == route.connection.id,
+                    SyncRun.capability == route.capability.name,
+                    SyncRun.resource == route.resource.key,
+                    SyncRun.started_at >= received_at,
+                    SyncRun.status.in_((RunStatus.RUNNING.value, RunStatus.SUCCEEDED.value, RunStatus.WAITING.value)),
+                )
+                .limit(1)
+            )
+        return found is not None
 
     def _apply(self, delivery_id: int, pages: list[tuple[Route, Page]], requested: int) -> int:
         """Each route's records and the delivery's mark in one transaction; a connection disconnected or paused
