@@ -135,9 +135,19 @@ def redirect(req: AuthRequest, **params: str) -> RedirectResponse:
     return RedirectResponse(f"{req.redirect_uri}{separator}{query}", status_code=302)
 
 
-def with_checkboxes(req: AuthRequest, google: GoogleState) -> bool:
-    others = [s for s in req.scopes if s not in scopes.SIGN_IN]
-    return len(others) >= 2 or (len(others) == 1 and google.settings.force_scope_checkboxes)
+def consent_scopes(req: AuthRequest, account: Account, google: GoogleState) -> tuple[list[str], list[str], list[str]]:
+    """The sign-in scopes (always granted); with include_granted_scopes, those the app already holds (shown as
+    granted, kept); and the scopes the user is asked for."""
+    earlier = google.granted(account.email, req.client.client_id) if req.include_granted_scopes else set()
+    sign_in = [s for s in req.scopes if s in scopes.SIGN_IN]
+    kept = [s for s in req.scopes if s not in scopes.SIGN_IN and s in earlier]
+    asked = [s for s in req.scopes if s not in scopes.SIGN_IN and s not in earlier]
+    return sign_in, kept, asked
+
+
+def with_checkboxes(asked: list[str], google: GoogleState) -> bool:
+    """Granular consent: a checkbox per asked scope once two or more are asked."""
+    return len(asked) >= 2 or (len(asked) == 1 and google.settings.force_scope_checkboxes)
 
 
 def approve(
@@ -172,10 +182,10 @@ def continue_as(req: AuthRequest, account: Account, google: GoogleState) -> Resp
         return approve(req, account, req.scopes, consent_shown=False, google=google)
     if "none" in req.prompt:
         return redirect(req, error="consent_required")
-    sign_in = [s for s in req.scopes if s in scopes.SIGN_IN]
-    others = [s for s in req.scopes if s not in scopes.SIGN_IN]
+    sign_in, kept, asked = consent_scopes(req, account, google)
     blob = google.cursors.encode({"kind": "authorize", "params": req.params})
-    return pages.consent(blob, req.client.client_id, account.email, sign_in, others, with_checkboxes(req, google))
+    checkboxes = with_checkboxes(asked, google)
+    return pages.consent(blob, req.client.client_id, account.email, sign_in, asked, checkboxes, kept)
 
 
 def on_page_error(handler: PageError) -> Response:
@@ -231,8 +241,9 @@ async def consent(request: Request, google: GoogleDep) -> Response:
     action = form.get("action")
     if action not in ("allow", "deny"):
         return on_page_error(PageError(400, "invalid_request", "Choose Continue or Cancel."))
-    ticked = {str(s) for s in form.getlist("scope")} if with_checkboxes(req, google) else set(req.scopes)
-    granted = tuple(s for s in req.scopes if s in scopes.SIGN_IN or s in ticked)
+    sign_in, kept, asked = consent_scopes(req, account, google)
+    ticked = {str(s) for s in form.getlist("scope")} & set(asked) if with_checkboxes(asked, google) else set(asked)
+    granted = tuple(s for s in req.scopes if s in sign_in or s in kept or s in ticked)
     if action == "deny" or not granted:
         return redirect(req, error="access_denied")
     return approve(req, account, granted, consent_shown=True, google=google)

@@ -45,15 +45,27 @@ def scope_item(scope: str, checkbox: bool) -> str:
 
 
 def consent(
-    request_blob: str, client_id: str, email: str, sign_in: Iterable[str], others: Iterable[str], checkboxes: bool
+    request_blob: str,
+    client_id: str,
+    email: str,
+    sign_in: Iterable[str],
+    others: Iterable[str],
+    checkboxes: bool,
+    kept: Iterable[str] = (),
 ) -> HTMLResponse:
     granted = "".join(f"<li>{escape(describe(s))}</li>" for s in sign_in)
     asked = "".join(scope_item(s, checkboxes) for s in others)
+    held = "".join(f"<li>{escape(describe(s))}</li>" for s in kept)
+    already = (
+        f'<p>You\'ve already given {escape(client_id)} access to:</p>\n<ul class="already-granted">{held}</ul>\n'
+        if held
+        else ""
+    )
     lead = "Select what {0} can access" if checkboxes else "{0} wants to access your Google Account"
     body = (
         f"<h1>{escape(lead.format(client_id))}</h1>\n<p>{escape(email)}</p>\n"
         f'<form method="post" action="{CONSENT_PATH}">{hidden("request", request_blob)}{hidden("account", email)}\n'
-        f'<ul class="sign-in">{granted}</ul>\n<ul class="requested">{asked}</ul>\n'
+        f'<ul class="sign-in">{granted}</ul>\n{already}<ul class="requested">{asked}</ul>\n'
         '<button type="submit" name="action" value="deny">Cancel</button>\n'
         '<button type="submit" name="action" value="allow">Continue</button>\n</form>'
     )

@@ -21,6 +21,9 @@ DESCRIPTIONS = {
     + "calendar": "See, edit, share, and permanently delete all the calendars you can access using Google Calendar",
     AUTH + "calendar.events": "View and edit events on all your calendars",
     AUTH + "calendar.events.readonly": "View events on all your calendars",
+    AUTH + "calendar.calendarlist.readonly": "See the list of Google calendars you're subscribed to",
+    AUTH + "calendar.calendarlist": "See, add, and remove Google calendars you're subscribed to",
+    AUTH + "calendar.events.owned.readonly": "See the events you own on your Google calendars",
 }
 
 

@@ -208,3 +208,14 @@ def test_watch_refuses_a_reused_channel_id_and_http_when_https_is_required(
     assert json.loads(reused.value.content)["error"]["errors"][0]["reason"] == "channelIdNotUnique"
     assert plain_http.value.resp.status == 400
     assert json.loads(plain_http.value.content)["error"]["errors"][0]["reason"] == "push.webhookUrlNotHttps"
+
+
+def test_a_removed_calendar_sends_not_exists(
+    admin: SandboxAdmin, ada_calendar: Resource, receiver: Receiver, work: str
+) -> None:
+    watch(ada_calendar, work, "gone", receiver.url)
+    wait_until(lambda: receiver.headers("gone"), "the sync message")  # deliveries run concurrently
+    admin.calendar.remove_calendar(ADA, work)
+    states = wait_until(lambda: [h["X-Goog-Resource-State"] for h in receiver.headers("gone")][1:], "not_exists")
+
+    assert states == ["not_exists"]

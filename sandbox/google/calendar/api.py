@@ -162,9 +162,9 @@ def sync_token_stale(google: GoogleState, epoch: int, payload: dict[str, Any]) -
     return payload["epoch"] != epoch or too_old
 
 
-def paged(items: Iterator[tuple[tuple[int, int], dict[str, Any]]], size: int) -> tuple[list[dict[str, Any]], Any]:
+def paged(items: Iterator[tuple[tuple[int, int], Any]], size: int) -> tuple[list[Any], Any]:
     """Up to `size` bodies, and the key of the last one when more follow (None at the end)."""
-    bodies: list[dict[str, Any]] = []
+    bodies: list[Any] = []
     last: tuple[int, int] | None = None
     for key, body in items:
         if len(bodies) == size:
@@ -176,7 +176,7 @@ def paged(items: Iterator[tuple[tuple[int, int], dict[str, Any]]], size: int) ->
 
 def keyed(
     calendar: Calendar, after: tuple[int, int], upto: int, produce: Callable[[Event], Iterator[render.Item]]
-) -> Iterator[tuple[tuple[int, int], dict[str, Any]]]:
+) -> Iterator[tuple[tuple[int, int], Any]]:
     """Items of the events changed in (after, upto], in change order, each keyed (event seq, position)."""
     for event in calendar.changed_after(after[0] - 1):
         if event.seq > upto:

@@ -97,11 +97,12 @@ class ChannelSender:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def changed(self, account: str, calendar_id: str) -> list[Notification]:
-        """A change of the calendar: an `exists` message on each live channel watching it."""
+    def changed(self, account: str, calendar_id: str, state: ResourceState = "exists") -> list[Notification]:
+        """A change of the calendar: an `exists` message on each live channel watching it (`not_exists` when the
+        calendar itself is gone)."""
         now = time.time()
         return [
-            self.send(channel, "exists")
+            self.send(channel, state)
             for channel in list(self.google.channels.values())
             if channel.account == account and channel.calendar_id == calendar_id and channel.live(now)
         ]

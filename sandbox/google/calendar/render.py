@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from sandbox.google.calendar.store import Calendar, Event, Instance, instances, rfc3339, span, when
 
 DEFAULT_REMINDERS = [{"method": "popup", "minutes": 10}]
-Item = tuple[int, dict[str, Any]]  # (position within the event's items, body)
+Item = tuple[int, Any]  # (position within the event's items, body: a dict or its encoded JSON)
 
 
 def person(email: str, calendar: Calendar) -> dict[str, Any]:
@@ -42,6 +44,18 @@ def html_link(event_id: str, calendar: Calendar) -> str:
 
 
 def event(event: Event, calendar: Calendar) -> dict[str, Any]:
+    """The event's body (shared: do not change it), made again only after the event changed."""
+    body: dict[str, Any] = event.cached("body", lambda: event_body(event, calendar))
+    return body
+
+
+def encoded(item: Event, calendar: Calendar) -> msgspec.Raw:
+    """The event's body as JSON, for list pages: a 10k-event calendar's full sync encodes each event once."""
+    raw: msgspec.Raw = item.cached("json", lambda: msgspec.Raw(msgspec.json.encode(event(item, calendar))))
+    return raw
+
+
+def event_body(event: Event, calendar: Calendar) -> dict[str, Any]:
     if event.cancelled:
         return cancelled(event)
     body: dict[str, Any] = {
@@ -126,7 +140,7 @@ def full_items(
         yield from expanded(item, calendar, time_min, time_max)
         return
     if in_window(item, calendar, time_min, time_max):
-        yield 0, event(item, calendar)
+        yield 0, encoded(item, calendar)
 
 
 def changed_items(item: Event, calendar: Calendar, single_events: bool) -> Iterator[Item]:
@@ -134,7 +148,7 @@ def changed_items(item: Event, calendar: Calendar, single_events: bool) -> Itera
     if single_events and item.recurrence and not item.cancelled:
         yield from expanded(item, calendar, None, None)
         return
-    yield 0, event(item, calendar)
+    yield 0, encoded(item, calendar)
 
 
 def calendar_entry(calendar: Calendar) -> dict[str, Any]:

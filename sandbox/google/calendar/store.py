@@ -11,7 +11,7 @@ import bisect
 import hashlib
 import random
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -144,6 +144,20 @@ class Event:
     original_start: dict[str, str] | None = None
     attendees: list[dict[str, Any]] = field(default_factory=list)
     sequence: int = 0
+    # (seq, what) caches of what renders it (its JSON, its span): a change gives the event a new seq
+    cache: dict[str, tuple[int, Any]] = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """State files keep the event, not its caches (encoded JSON does not pickle)."""
+        return {**vars(self), "cache": {}}
+
+    def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        hit = self.cache.get(key)
+        if hit is not None and hit[0] == self.seq:
+            return hit[1]
+        value = make()
+        self.cache[key] = (self.seq, value)
+        return value
 
     @property
     def cancelled(self) -> bool:
@@ -291,6 +305,11 @@ def instances(event: Event, default_zone: str, until: datetime | None = None) ->
 
 def span(event: Event, default_zone: str) -> tuple[datetime, datetime | None]:
     """When an event (a whole series, for a master) begins and ends; None for a series without end."""
+    result: tuple[datetime, datetime | None] = event.cached("span", lambda: measured_span(event, default_zone))
+    return result
+
+
+def measured_span(event: Event, default_zone: str) -> tuple[datetime, datetime | None]:
     begins = (
         when(event.original_start or event.start, default_zone) if event.cancelled else when(event.start, default_zone)
     )
@@ -418,8 +437,8 @@ class CalendarBook:
         event = source.get(event_id)
         if event.cancelled or event.recurring_event_id:
             raise UnknownEvent(event_id)
-        moved = Event(**vars(event))
-        copies = [Event(**vars(exception)) for exception in source.exceptions_of(event_id)]
+        moved = Event(**{**vars(event), "cache": {}})
+        copies = [Event(**{**vars(exception), "cache": {}}) for exception in source.exceptions_of(event_id)]
         self.cancel_event(source, event_id, now)
         target.put(moved, now)
         for copy in copies:
