@@ -89,9 +89,11 @@ def test_full_then_incremental_syncs(cal: CalendarHub) -> None:
     mark = cal.hub.log_mark()
     runs = cal.sync(browser, connection_id)
     assert runs[primary["id"]]["status"] == "succeeded" and not runs[primary["id"]]["full_sync"]
+    assert runs[primary["id"]]["api_calls"] == 1, "one incremental call"
+    # The sandbox also notified the calendar's channel of these changes: a pushed run may have read them too.
     calls = cal.calendar_calls(account, mark)
-    assert [c["path"].rsplit("/", 1)[-1] for c in calls] == ["events"], "one incremental call"
-    assert "syncToken" in calls[0]["query"] and "timeMin" not in calls[0]["query"]
+    assert calls and all(c["path"].endswith("/events") for c in calls)
+    assert all("syncToken" in c["query"] and "timeMin" not in c["query"] for c in calls), "changes only"
 
     stored = by_id(cal.events(browser, connection_id=str(connection_id)))
     assert lunch["id"] not in stored
