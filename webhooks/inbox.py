@@ -37,6 +37,7 @@ class Claimed:
     connector: str
     attempts: int
     delivery: Delivery
+    received_at: datetime | None = None
 
 
 def store(session: Session, connector: str, deliveries: Sequence[Delivery]) -> Stored:
@@ -90,11 +91,25 @@ def claim(session: Session, ids: Sequence[int], settings: WebhookSettings) -> li
         update(model)
         .where(model.id.in_(free.scalar_subquery()))
         .values(claimed_until=now + timedelta(seconds=settings.claim_seconds), attempts=model.attempts + 1)
-        .returning(model.id, model.connector, model.attempts, model.dedupe_key, model.route_key, model.payload)
+        .returning(
+            model.id,
+            model.connector,
+            model.attempts,
+            model.dedupe_key,
+            model.route_key,
+            model.payload,
+            model.received_at,
+        )
         .execution_options(synchronize_session=False)
     ).all()
     return [
-        Claimed(row.id, row.connector, row.attempts, Delivery(row.dedupe_key, row.route_key, row.payload or {}))
+        Claimed(
+            row.id,
+            row.connector,
+            row.attempts,
+            Delivery(row.dedupe_key, row.route_key, row.payload or {}),
+            row.received_at,
+        )
         for row in sorted(rows, key=lambda row: row.id)
     ]
 

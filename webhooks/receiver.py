@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from celery import Celery
 from fastapi import APIRouter, FastAPI, Request
@@ -19,6 +20,7 @@ from connectors.registry import enabled, settings_of
 from core.db import transaction
 from core.logsafe import safe_exception
 from core.settings import ConfigError, Settings
+from sync import channels
 from webhooks import inbox
 from webhooks.inbox import Stored
 from webhooks.models import DEDUPE_KEY_LENGTH
@@ -69,6 +71,8 @@ class Receiver:
         if endpoint is None:
             return _refused(404, "no webhook is served here")
         body = await request.body()
+        if hasattr(endpoint.webhook, "channel"):
+            return await self._notified(slug, endpoint, request)
         if not self._verified(endpoint, request, body):
             log.warning("webhook signature refused", extra={"connector": slug, "status": 403})
             return _refused(403, "the signature does not verify")
@@ -90,6 +94,47 @@ class Receiver:
                 headers={"Retry-After": RETRY_AFTER_SECONDS},
             )
         return JSONResponse({"received": stored.received, "new": stored.new})
+
+    async def _notified(self, slug: str, endpoint: Endpoint, request: Request) -> Response:
+        """A push channel's notification (its body says nothing): the channel it names must be live and its token
+        the one kept, else it is refused; a channel unknown or stopped is answered 200 and recorded as ignored."""
+        webhook: Any = endpoint.webhook
+        try:
+            channel_id, token = webhook.channel(request.headers)
+            webhook.notification(request.headers, "")
+        except Exception:
+            return _refused(400, "the notification does not name a channel this hub understands")
+        try:
+            stored = await run_in_threadpool(
+                self._store_notification, slug, webhook, request.headers, channel_id, token
+            )
+        except SQLAlchemyError as exc:
+            log.error("could not store a notification: %s", safe_exception(exc), extra={"connector": slug})
+            return JSONResponse(
+                {"detail": "the hub could not store the notification; send it again"},
+                status_code=503,
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
+        if stored is None:
+            log.warning("notification token refused", extra={"connector": slug, "status": 403})
+            return _refused(403, "the channel token does not match")
+        return JSONResponse({"received": stored.received, "new": stored.new})
+
+    def _store_notification(
+        self, slug: str, webhook: Any, headers: Mapping[str, str], channel_id: str, token: str
+    ) -> Stored | None:
+        with transaction(self.sessions) as session:
+            found = channels.check(session, channel_id, token)
+            if found.outcome == channels.Check.FORGED:
+                return None
+            delivery = webhook.notification(headers, found.route_key)
+            if found.outcome == channels.Check.UNKNOWN:
+                delivery = replace(delivery, ignored=True)
+            stored = inbox.store(session, slug, [delivery])
+        if stored.pending:
+            send(self.celery, stored.pending)
+        log.info("notification stored", extra={"connector": slug, "count": stored.received, "new": stored.new})
+        return stored
 
     @staticmethod
     def _verified(endpoint: Endpoint, request: Request, body: bytes) -> bool:
