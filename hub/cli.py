@@ -151,6 +151,9 @@ def serve_pool_metrics(host: str, port: int) -> None:
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+    from core import metrics
+
+    metrics.register()
     try:
         start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

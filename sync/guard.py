@@ -14,7 +14,7 @@ from typing import TypeVar
 from connectors.base import ConnectorSpec, StreamContext
 from connectors.registry import settings_of
 from core.errors import RateLimited
-from core.metrics import THROTTLE_WAITS
+from core.metrics import throttle_waited
 from core.settings import Settings
 from oauth.providers import client_settings
 from sync import retry
@@ -80,12 +80,12 @@ class Guard:
     def _once(self, call: Callable[[], T]) -> T:
         wait = self.throttle.take(self.buckets.all())
         if wait > 0:
-            THROTTLE_WAITS.labels(connector=self.connector, cause="bucket").inc()
+            throttle_waited(self.connector, "bucket")
             raise Throttled(f"waiting {wait:.1f}s for the shared rate limit", wait)
         try:
             return call()
         except RateLimited as exc:
-            THROTTLE_WAITS.labels(connector=self.connector, cause="provider").inc()
+            throttle_waited(self.connector, "provider")
             key = self.buckets.named(exc.scope).key
             if exc.retry_after is not None:
                 exc.retry_after = self.throttle.pause(key, exc.retry_after)

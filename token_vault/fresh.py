@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, Retryable
-from core.metrics import TOKEN_REFRESHES
+from core.metrics import token_refreshed
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from token_vault.vault import Secret, Vault
 
@@ -156,13 +156,13 @@ class FreshTokens:
         try:
             new = self.refresher(connection, refresh.value)
         except AuthRevoked as exc:
-            TOKEN_REFRESHES.labels(outcome="revoked").inc()
+            token_refreshed("revoked")
             self._revoked(connection_id, str(exc), REFRESH, refresh.value)
             raise
         except Exception:
-            TOKEN_REFRESHES.labels(outcome="failed").inc()
+            token_refreshed("failed")
             raise
-        TOKEN_REFRESHES.labels(outcome="ok").inc()
+        token_refreshed("ok")
         if not self._store(connection_id, new, refresh.value):
             raise Inactive("the connection changed while its token was being refreshed")
         log.info("token refreshed", extra={"connection_id": str(connection_id)})

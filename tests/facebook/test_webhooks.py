@@ -210,7 +210,7 @@ def test_a_signed_batch_of_50_lands_50_leads_with_their_answers_and_the_same_bat
     inbox.hub.admin.facebook.resend(delivery)
     wait_for(
         lambda: inbox.hub.admin.facebook.deliveries(after=delivery)[-1]["state"] == "delivered",
-        timeout=10,
+        timeout=60,
         what="the redelivery to be answered",
     )
     assert inbox.lead_ids().count(lead_ids[0]) == 1 and len(set(lead_ids) & set(inbox.lead_ids())) == 50
@@ -310,10 +310,10 @@ def test_with_redis_stopped_webhooks_are_stored_and_the_sweeper_lands_every_lead
         lead_ids = sent["leads"]
         wait_for(
             lambda: bool(inbox.hub.admin.facebook.deliveries(after=sent["deliveries"][0] - 1)[0]["attempts"]),
-            timeout=15,
+            timeout=60,
             what="the sandbox to post the webhook",
         )
-        stored = wait_for(lambda: len(inbox.deliveries(keys(page, lead_ids))) == 10, timeout=15, what="receipt")
+        stored = wait_for(lambda: len(inbox.deliveries(keys(page, lead_ids))) == 10, timeout=60, what="receipt")
         assert stored
     finally:
         inbox.redis.start()
@@ -337,7 +337,7 @@ def test_a_worker_killed_mid_batch_lands_every_lead_once(inbox: Inbox) -> None:
     inbox.hub.admin.set_faults([{"path_prefix": f"/v25.0/{inbox.form}", "latency_ms": 150}])
     sent = inbox.hub.admin.facebook.add_leads(inbox.form, 20, flush=True)
     lead_ids = sent["leads"]
-    wait_for(lambda: len(set(lead_ids) & set(inbox.lead_ids())) >= 2, timeout=20, what="the batch to be under way")
+    wait_for(lambda: len(set(lead_ids) & set(inbox.lead_ids())) >= 2, timeout=60, what="the batch to be under way")
     inbox.worker.stop(signal.SIGKILL)
     inbox.hub.admin.clear_faults()
     assert "pending" in {d.status for d in inbox.deliveries(keys(page, lead_ids)).values()}
