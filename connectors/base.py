@@ -237,6 +237,29 @@ class Webhook(Protocol):
 
 
 @dataclass(frozen=True)
+class OperatorContext:
+    """What an operator command of a connector works with: the hub's public URL, the auth provider's OAuth client
+    (`base_url` only for the sandbox), and the connector's own settings."""
+
+    public_url: str
+    client_id: str
+    client_secret: str
+    base_url: str | None
+    settings: ConnectorSettings
+    timeout: float = 15.0
+
+
+@dataclass(frozen=True)
+class Command:
+    """An operator command a connector adds to the CLI as `synchub <auth provider> <name>`: `run` returns what to
+    print, and raises ConnectorError (its message shown) when the provider refuses."""
+
+    name: str
+    help: str
+    run: Callable[[OperatorContext], str]
+
+
+@dataclass(frozen=True)
 class ConnectorSpec:
     """A connector: slug (folder, URL segment, settings prefix), name, auth provider, capabilities, the model
     of its own settings (`SYNCHUB_<SLUG>__*`), and who reads the records of a connection it creates until the
@@ -253,3 +276,4 @@ class ConnectorSpec:
     settings: type[ConnectorSettings] = ConnectorSettings
     default_sharing: Sharing = Sharing.OWNER
     webhook: Webhook | None = None
+    commands: tuple[Command, ...] = ()

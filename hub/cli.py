@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.settings import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
+    from connectors.base import Command
     from core.models import Connection
     from token_vault.sealing import KeyRing
 
@@ -414,6 +415,53 @@ def webhooks_retry(delivery_id: Annotated[int, typer.Argument(help="The failed d
     print(f"delivery {delivery_id} is pending again; " + ("sent to the workers" if sent else "the sweeper sends it"))
 
 
+def connector_command(slug: str, command: Command) -> Callable[[], None]:
+    """A connector's operator command, run with the hub's settings and its auth provider's OAuth client."""
+
+    def run() -> None:
+        from connectors.base import OperatorContext
+        from connectors.registry import available, enabled, settings_of
+        from core.errors import ConnectorError
+        from oauth.providers import client_settings
+
+        settings = settings_or_exit()
+        spec = available()[slug]
+        if spec not in enabled(settings):
+            fail(f"the connector {slug} is not enabled (SYNCHUB_CONNECTORS)")
+        client = client_settings(settings, spec.auth_provider)
+        if client is None:
+            fail(f"SYNCHUB_{spec.auth_provider.upper()}__CLIENT_ID and __CLIENT_SECRET are not set")
+        context = OperatorContext(
+            settings.public_url,
+            client.client_id,
+            client.client_secret.get_secret_value(),
+            client.base_url,
+            settings_of(settings, spec),
+            client.timeout_seconds,
+        )
+        try:
+            print(command.run(context))
+        except ConnectorError as exc:
+            fail(str(exc), code=1)
+
+    return run
+
+
+def add_connector_commands() -> None:
+    """`synchub <auth provider> <command>` for each operator command a connector declares."""
+    from connectors.registry import available
+
+    groups: dict[str, typer.Typer] = {}
+    for spec in available().values():
+        for command in spec.commands:
+            group = groups.get(spec.auth_provider)
+            if group is None:
+                group = typer.Typer(no_args_is_help=True, help=f"Operator commands of the {spec.auth_provider} app.")
+                groups[spec.auth_provider] = group
+                app.add_typer(group, name=spec.auth_provider)
+            group.command(command.name, help=command.help)(connector_command(spec.slug, command))
+
+
 @app.command()
 def dev(
     port: Annotated[int, typer.Option(help="API port; 0 picks a free one.")] = 8000,
@@ -427,3 +475,6 @@ def dev(
     except DevError as exc:
         fail(str(exc))
     raise typer.Exit(code)
+
+
+add_connector_commands()

@@ -21,21 +21,24 @@ class Played:
     auth_provider: str
     connectors: tuple[str, ...]
     accounts: str
-    register: Callable[[SandboxAdmin, str, str, str], None]
+    register: Callable[[SandboxAdmin, str, str, str, str], None]
+    webhooks: tuple[str, ...] = ()  # the connectors among them that receive webhooks (and need a verify token)
 
     def client_env(self, admin: SandboxAdmin, sandbox_url: str, public_url: str) -> dict[str, str]:
         """Register an OAuth client for the hub at `public_url`; the variables that point the hub at it."""
-        client_id, client_secret = "synchub-dev", secrets.token_urlsafe(24)
-        self.register(admin, client_id, client_secret, f"{public_url}/oauth/{self.auth_provider}/callback")
+        client_id, client_secret, verify_token = "synchub-dev", secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        redirect = f"{public_url}/oauth/{self.auth_provider}/callback"
+        self.register(admin, client_id, client_secret, redirect, verify_token)
         prefix = f"SYNCHUB_{self.auth_provider.upper()}__"
         return {
             prefix + "CLIENT_ID": client_id,
             prefix + "CLIENT_SECRET": client_secret,
             prefix + "BASE_URL": sandbox_url,
+            **{f"SYNCHUB_{slug.upper()}__VERIFY_TOKEN": verify_token for slug in self.webhooks},
         }
 
 
-def _google_client(admin: SandboxAdmin, client_id: str, client_secret: str, redirect_uri: str) -> None:
+def _google_client(admin: SandboxAdmin, client_id: str, client_secret: str, redirect_uri: str, _token: str) -> None:
     admin.register_client(client_id, client_secret, [redirect_uri])
 
 
@@ -43,10 +46,11 @@ def _described(accounts: tuple[tuple[str, str, int], ...]) -> str:
     return " or ".join(f"{email} ({count} contacts)" for email, _name, count in accounts)
 
 
-def _facebook_app(admin: SandboxAdmin, app_id: str, app_secret: str, redirect_uri: str) -> None:
+def _facebook_app(admin: SandboxAdmin, app_id: str, app_secret: str, redirect_uri: str, verify_token: str) -> None:
     """The app, with its leadgen webhook pointed at the hub (saved as in the App Dashboard, without the handshake)."""
     admin.facebook.register_app(app_id, app_secret, [redirect_uri], name="Synchub (dev)")
-    admin.facebook.subscribe_app(app_id, redirect_uri.removesuffix(FACEBOOK_CALLBACK) + FACEBOOK_WEBHOOK)
+    callback = redirect_uri.removesuffix(FACEBOOK_CALLBACK) + FACEBOOK_WEBHOOK
+    admin.facebook.subscribe_app(app_id, callback, verify_token)
 
 
 def _facebook_users() -> str:
@@ -59,5 +63,5 @@ def _installed(connector: str) -> bool:
 
 
 GOOGLE = Played("google", ("google_contacts",), _described(DEFAULT_ACCOUNTS), _google_client)
-FACEBOOK = Played("facebook", ("facebook_leads",), _facebook_users(), _facebook_app)
+FACEBOOK = Played("facebook", ("facebook_leads",), _facebook_users(), _facebook_app, webhooks=("facebook_leads",))
 PLAYED: tuple[Played, ...] = tuple(play for play in (GOOGLE, FACEBOOK) if all(map(_installed, play.connectors)))

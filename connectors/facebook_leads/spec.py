@@ -7,15 +7,17 @@ from datetime import timedelta
 import phonenumbers
 from pydantic import Field, field_validator
 
-from connectors.base import Capability, ConnectorSettings, ConnectorSpec, RateLimits
+from connectors.base import Capability, ConnectorSpec, RateLimits, WebhookConnectorSettings
 from connectors.facebook_leads.stream import FacebookLeadsStream, PageSubscription, list_pages
+from connectors.facebook_leads.subscribe import COMMANDS
+from connectors.facebook_leads.webhook import WEBHOOK
 from core.models import Sharing
 from core.scopes import Scopes
 
 REQUIRED = ("leads_retrieval", "pages_show_list", "pages_manage_metadata", "pages_read_engagement")
 
 
-class FacebookLeadsSettings(ConnectorSettings):
+class FacebookLeadsSettings(WebhookConnectorSettings):
     page_size: int = Field(default=100, ge=1, le=500, description="Leads per Graph page.")
     overlap_seconds: int = Field(
         default=600, ge=0, le=86400, description="A poll reads each form from its newest lead seen less this."
@@ -60,4 +62,6 @@ SPEC = ConnectorSpec(
     rate_limits=RateLimits(app_per_minute=600, connection_per_minute=200, resource_per_minute=60),
     settings=FacebookLeadsSettings,
     default_sharing=Sharing.WORKSPACE,
+    webhook=WEBHOOK,
+    commands=COMMANDS,
 )

@@ -30,6 +30,7 @@ CAPABILITY = "leads"
 PAGE_SIZE = 4
 TERMINAL = {"succeeded", "failed", "cancelled"}
 GOOGLE_CLIENT = "synchub-facebook-tests"
+VERIFY_TOKEN = "facebook-verify-token-0123456789"
 ALL_PERMISSIONS = ["leads_retrieval", "pages_show_list", "pages_manage_metadata", "pages_read_engagement"]
 
 
@@ -267,6 +268,7 @@ def facebook_env(hub_env: dict[str, str], sandbox_url: str, port: int, app_id: s
         "SYNCHUB_FACEBOOK__CLIENT_SECRET": app_secret,
         "SYNCHUB_FACEBOOK__BASE_URL": sandbox_url,
         "SYNCHUB_FACEBOOK_LEADS__PAGE_SIZE": str(PAGE_SIZE),
+        "SYNCHUB_FACEBOOK_LEADS__VERIFY_TOKEN": VERIFY_TOKEN,
         "SYNCHUB_FACEBOOK_LEADS__APP_REQUESTS_PER_MINUTE": "60000",
         "SYNCHUB_FACEBOOK_LEADS__CONNECTION_REQUESTS_PER_MINUTE": "60000",
         "SYNCHUB_FACEBOOK_LEADS__RESOURCE_REQUESTS_PER_MINUTE": "60000",

@@ -89,8 +89,16 @@ class FacebookSandbox:
 
 class TestFacebookLeadsContract(ConnectorContract):
     spec = SPEC
-    settings_env = {"SYNCHUB_FACEBOOK_LEADS__PAGE_SIZE": "2", "SYNCHUB_FACEBOOK_LEADS__PHONE_REGION": "gb"}
-    invalid_settings_env = {"SYNCHUB_FACEBOOK_LEADS__PAGE_SIZE": "0", "SYNCHUB_FACEBOOK_LEADS__PHONE_REGION": "XX"}
+    settings_env = {
+        "SYNCHUB_FACEBOOK_LEADS__PAGE_SIZE": "2",
+        "SYNCHUB_FACEBOOK_LEADS__PHONE_REGION": "gb",
+        "SYNCHUB_FACEBOOK_LEADS__VERIFY_TOKEN": "contract-verify-token-0123",
+    }
+    invalid_settings_env = {
+        "SYNCHUB_FACEBOOK_LEADS__PAGE_SIZE": "0",
+        "SYNCHUB_FACEBOOK_LEADS__PHONE_REGION": "XX",
+        "SYNCHUB_FACEBOOK_LEADS__VERIFY_TOKEN": "short",
+    }
     reports_deletions = False
     test_an_expired_cursor_raises_cursor_expired = None  # its cursors are its own time marks: they never expire
     # Bodies as providers.md 4.8-4.10 quote them; the throttle with the usage header 4.9 quotes.

@@ -1,0 +1,491 @@
+"""Facebook leadgen webhooks through one API process, on loopback: signed POSTs per second at saturation (one
+change per POST, and batches of 50) beside a bare endpoint that only answers 200 (the same app, middleware and
+uvicorn settings, in the same process); p50/p99 answer time at a steady 200 POSTs/s; the time from a POST to its
+lead being visible through the API (p50/p95) at that rate; and the leads lost and doubled.
+
+Prints figures and asserts no time; exits non-zero when a lead was lost or doubled. The load generator is an
+async httpx client in a process of its own (Debian's wrk cannot sign each body). Needs PostgreSQL
+(SYNCHUB_TEST_PG_ADMIN_URL, a role that may create databases) and Redis (SYNCHUB_TEST_REDIS_URL, default
+redis://127.0.0.1:6379; database SYNCHUB_TEST_REDIS_DB, default 14, is used and flushed).
+
+    python bench/bench_webhooks.py              # 5 s per phase, 3 repeats, medians and spread
+    python bench/bench_webhooks.py --small      # one quick pass (CI keeps it from rotting)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.db import make_engine, session_factory, transaction  # noqa: E402
+from core.identity import issue_token  # noqa: E402
+from core.models import Connection, Sharing, utcnow  # noqa: E402
+from core.settings import load_settings, normalise_database_url  # noqa: E402
+from hub.database import scratch_database  # noqa: E402
+from sandbox.admin_client import SandboxAdmin  # noqa: E402
+from sandbox.process import running_sandbox  # noqa: E402
+
+SLUG = "facebook_leads"
+REDIS_DB = int(os.environ.get("SYNCHUB_TEST_REDIS_DB", "14"))
+PERMISSIONS = ["leads_retrieval", "pages_show_list", "pages_manage_metadata", "pages_read_engagement"]
+VERIFY_TOKEN = "bench-verify-token-0123456789"
+STEADY_RATE = 200
+SAMPLE_EVERY = 4  # every 4th steady lead has an email of its own, polled through the API for its visibility
+
+
+# --- the load generator, in its own process -------------------------------------------------------------------
+
+
+def body_of(page: str, leads: list[str]) -> bytes:
+    changes = [
+        {"field": "leadgen", "value": {"leadgen_id": lead, "page_id": page, "created_time": 1}} for lead in leads
+    ]
+    return json.dumps({"object": "page", "entry": [{"id": page, "time": 1, "changes": changes}]}).encode()
+
+
+def signed(secret: str, body: bytes) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"content-type": "application/json", "x-hub-signature-256": f"sha256={digest}"}
+
+
+Bodies = list[tuple[bytes, dict[str, str]]]
+
+
+async def saturate(url: str, bodies: Bodies, seconds: float, clients: int) -> dict[str, Any]:
+    """POST as fast as `clients` connections allow for `seconds` (bodies taken in order, never twice)."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    statuses: dict[int, int] = {}
+    at = 0
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        await client.get(url.rsplit("/", 2)[0] + "/healthz")
+        deadline = time.perf_counter() + seconds
+        started = time.perf_counter()
+
+        async def one() -> None:
+            nonlocal at
+            while time.perf_counter() < deadline and at < len(bodies):
+                body, headers = bodies[at]
+                at += 1
+                answer = await client.post(url, content=body, headers=headers)
+                statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+
+        await asyncio.gather(*(one() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return {"posts": sum(statuses.values()), "seconds": elapsed, "statuses": statuses}
+
+
+async def steady(url: str, bodies: Bodies, rate: float) -> dict[str, Any]:
+    """Open loop: POST i leaves at start + i/rate whatever the answers; each answer's time, each send's wall time."""
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    latencies: list[float] = [0.0] * len(bodies)
+    sent_at: list[float] = [0.0] * len(bodies)
+    statuses: dict[int, int] = {}
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        await client.get(url.rsplit("/", 2)[0] + "/healthz")
+        start = time.perf_counter() + 0.05
+
+        async def one(index: int) -> None:
+            delay = start + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            body, headers = bodies[index]
+            sent_at[index] = time.time()
+            began = time.perf_counter()
+            answer = await client.post(url, content=body, headers=headers)
+            latencies[index] = time.perf_counter() - began
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+
+        await asyncio.gather(*(one(i) for i in range(len(bodies))))
+    return {"latencies": latencies, "sent_at": sent_at, "statuses": statuses}
+
+
+def loadgen(spec_file: str) -> None:
+    spec = json.loads(Path(spec_file).read_text())
+    batches: list[list[str]] = spec["batches"]
+    bodies = [(body, signed(spec["secret"], body)) for body in (body_of(spec["page"], b) for b in batches)]
+    if spec["mode"] == "saturate":
+        result = asyncio.run(saturate(spec["url"], bodies, spec["seconds"], spec["clients"]))
+    else:
+        result = asyncio.run(steady(spec["url"], bodies, spec["rate"]))
+    print(json.dumps(result))
+
+
+def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        json.dump(spec, file)
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--loadgen", file.name], capture_output=True, text=True, check=True
+        )
+    finally:
+        os.unlink(file.name)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+# --- the API process: the hub's app with a bare endpoint beside the receiver -----------------------------------
+
+
+def serve(port: int) -> None:
+    """The hub's app as `synchub api` builds and serves it, plus `POST /bench/bare`, which only answers 200."""
+    import uvicorn
+    from fastapi.responses import Response
+
+    from hub.app import create_app
+
+    settings = load_settings()
+    app = create_app(settings)
+
+    @app.post("/bench/bare", include_in_schema=False)
+    async def bare() -> Response:
+        return Response(status_code=200)
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+# --- the run ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Hub:
+    env: dict[str, str]
+    url: str
+    secret: str
+    page: str
+    form: str
+    token: str
+    api_pid: int = 0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHUB_")} | env
+    return subprocess.Popen(argv, env=full, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def hub_env(db_url: str, redis_url: str, sandbox: str, port: int, app_id: str, secret: str) -> dict[str, str]:
+    return {
+        "SYNCHUB_DATABASE_URL": db_url,
+        "SYNCHUB_REDIS_URL": redis_url,
+        "SYNCHUB_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "SYNCHUB_VAULT__KEYS": f"1:{base64.b64encode(secrets.token_bytes(32)).decode()}",
+        "SYNCHUB_VAULT__ACTIVE_KEY_ID": "1",
+        "SYNCHUB_IDENTITY__JWT_SECRET": secrets.token_urlsafe(48),
+        "SYNCHUB_CONNECTORS": SLUG,
+        "SYNCHUB_FACEBOOK__CLIENT_ID": app_id,
+        "SYNCHUB_FACEBOOK__CLIENT_SECRET": secret,
+        "SYNCHUB_FACEBOOK__BASE_URL": sandbox,
+        "SYNCHUB_FACEBOOK_LEADS__VERIFY_TOKEN": VERIFY_TOKEN,
+        "SYNCHUB_FACEBOOK_LEADS__APP_REQUESTS_PER_MINUTE": "1000000",
+        "SYNCHUB_FACEBOOK_LEADS__CONNECTION_REQUESTS_PER_MINUTE": "1000000",
+        "SYNCHUB_FACEBOOK_LEADS__RESOURCE_REQUESTS_PER_MINUTE": "1000000",
+        "SYNCHUB_LOG_LEVEL": "WARNING",
+    }
+
+
+def connect(env: dict[str, str], admin: SandboxAdmin, app_id: str) -> tuple[str, str]:
+    """A Facebook user with one Page and form, and a hub connection that chose the Page (as the hub stores one)."""
+    from sync.models import ConnectionResource
+    from token_vault.vault import Vault, key_ring
+
+    user = admin.facebook.add_user(f"Bench {secrets.token_hex(3)}")
+    page = admin.facebook.add_page(user["id"], "Bench Page")
+    form = admin.facebook.add_form(page, "Bench form")
+    tokens = admin.facebook.mint_token(user["id"], app_id, PERMISSIONS, pages=[page])
+    os.environ.update(env)
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    vault = Vault(key_ring(settings.vault))
+    with transaction(session_factory(engine)) as session:
+        connection = Connection(
+            workspace_id="bench",
+            user_id="bench",
+            auth_provider="facebook",
+            provider_account_id=user["id"],
+            granted_scopes=PERMISSIONS,
+            capabilities=["leads"],
+            sharing=Sharing.WORKSPACE.value,
+        )
+        session.add(connection)
+        session.flush()
+        vault.store(session, connection, "access_token", tokens["access_token"], utcnow() + timedelta(days=50))
+        session.add(
+            ConnectionResource(
+                connection_id=connection.id, capability="leads", external_id=page, display_name="Bench", selected=True
+            )
+        )
+    engine.dispose()
+    return page, form
+
+
+def wait_up(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("the API did not come up")
+
+
+def fake_ids(count: int, size: int) -> list[list[str]]:
+    base = 10**15 + secrets.randbelow(10**14) * 1000
+    return [[str(base + i * size + j) for j in range(size)] for i in range(count)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def saturation(hub: Hub, path: str, size: int, seconds: float) -> tuple[float, float]:
+    """POSTs/s through the receiver (or the bare endpoint) for changes on a Page no connection chose, and the API
+    process's CPU milliseconds per POST."""
+    before = cpu_seconds(hub.api_pid)
+    estimate = int(seconds * 3000 / size) + 100
+    result = run_loadgen(
+        {
+            "mode": "saturate",
+            "url": f"{hub.url}{path}",
+            "secret": hub.secret,
+            "page": "99" + hub.page,
+            "batches": fake_ids(estimate, size),
+            "seconds": seconds,
+            "clients": 32,
+        }
+    )
+    used = cpu_seconds(hub.api_pid) - before
+    bad = {code: n for code, n in result["statuses"].items() if code != "200"}
+    if bad:
+        raise RuntimeError(f"saturation answers other than 200: {bad}")
+    return float(result["posts"] / result["seconds"]), 1000 * used / result["posts"]
+
+
+def visible(hub: Hub, emails: dict[str, float], timeout: float) -> dict[str, float]:
+    """Poll the leads API for each sampled email until its lead shows; seconds from its POST to being seen."""
+    seen: dict[str, float] = {}
+    headers = {"authorization": f"Bearer {hub.token}"}
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=hub.url, headers=headers, timeout=30) as client:
+        while len(seen) < len(emails) and time.monotonic() < deadline:
+            for email, sent in emails.items():
+                if email in seen or sent == 0 or time.time() < sent:
+                    continue
+                answer = client.get("/api/v1/leads", params={"email": email})
+                if answer.status_code == 200 and answer.json()["leads"]:
+                    seen[email] = time.time() - sent
+            time.sleep(0.02)
+    return seen
+
+
+def lead_counts(env: dict[str, str], ids: list[str]) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from crm.models import LeadRow
+
+    engine = make_engine(env["SYNCHUB_DATABASE_URL"])
+    with session_factory(engine)() as session:
+        rows = session.execute(
+            select(LeadRow.external_id, func.count()).where(LeadRow.external_id.in_(ids)).group_by(LeadRow.external_id)
+        ).all()
+    engine.dispose()
+    return {key: count for key, count in rows}
+
+
+def settled(env: dict[str, str], keys: list[str], timeout: float) -> None:
+    from sqlalchemy import func, select
+
+    from webhooks.models import WebhookDelivery
+
+    engine = make_engine(env["SYNCHUB_DATABASE_URL"])
+    deadline = time.monotonic() + timeout
+    model = WebhookDelivery
+    with session_factory(engine)() as session:
+        while time.monotonic() < deadline:
+            open_ = session.scalar(select(func.count()).where(model.dedupe_key.in_(keys), model.status == "pending"))
+            stored = session.scalar(select(func.count()).where(model.dedupe_key.in_(keys)))
+            session.rollback()
+            if stored == len(keys) and not open_:
+                break
+            time.sleep(0.1)
+    engine.dispose()
+
+
+def steady_phase(hub: Hub, admin: SandboxAdmin, seconds: float) -> dict[str, Any]:
+    count = int(STEADY_RATE * seconds)
+    emails: dict[int, str] = {}
+    ids: list[str] = []
+    chunk = SAMPLE_EVERY - 1
+    while len(ids) < count:  # leads with no email of their own in bulk, every SAMPLE_EVERY-th with one
+        ids += admin.facebook.add_leads(hub.form, min(chunk, count - len(ids)), webhook=False)["leads"]
+        if len(ids) < count:
+            email = f"b{uuid.uuid4().hex[:12]}@bench.test"
+            field_data = [{"name": "email", "values": [email]}, {"name": "full_name", "values": ["Bench"]}]
+            ids += admin.facebook.add_leads(hub.form, 1, webhook=False, field_data=field_data)["leads"]
+            emails[len(ids) - 1] = email
+    result = run_loadgen(
+        {
+            "mode": "steady",
+            "url": f"{hub.url}/webhooks/{SLUG}",
+            "secret": hub.secret,
+            "page": hub.page,
+            "batches": [[lead] for lead in ids],
+            "rate": STEADY_RATE,
+        }
+    )
+    sent = {emails[i]: result["sent_at"][i] for i in emails}
+    seen = visible(hub, sent, timeout=30)
+    settled(hub.env, [f"{hub.page}:{lead}" for lead in ids], timeout=60)
+    counts = lead_counts(hub.env, ids)
+    latencies = sorted(result["latencies"])
+    delays = sorted(seen.values())
+    return {
+        "answer_p50_ms": 1000 * quantile(latencies, 0.5),
+        "answer_p99_ms": 1000 * quantile(latencies, 0.99),
+        "visible_p50_s": quantile(delays, 0.5) if delays else float("nan"),
+        "visible_p95_s": quantile(delays, 0.95) if delays else float("nan"),
+        "sampled": len(sent),
+        "unseen": len(sent) - len(seen),
+        "lost": sum(1 for lead in ids if counts.get(lead, 0) == 0),
+        "doubled": sum(max(0, counts.get(lead, 0) - 1) for lead in ids),
+        "non_200": sum(n for code, n in result["statuses"].items() if code != "200"),
+    }
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    base = os.environ.get("SYNCHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+    redis_url = f"{base}/{REDIS_DB}"
+    broker = redis.Redis.from_url(redis_url)
+    broker.flushdb()
+    admin_url = normalise_database_url(os.environ["SYNCHUB_TEST_PG_ADMIN_URL"])
+    rows: list[dict[str, Any]] = []
+    with (
+        running_sandbox(seed=5) as sandbox,
+        SandboxAdmin(sandbox, timeout=600) as admin,
+        scratch_database(admin_url, "synchub_bench") as db_url,
+    ):
+        port = free_port()
+        app_id, secret = str(10**15 + secrets.randbelow(10**14)), secrets.token_urlsafe(24)
+        admin.facebook.register_app(app_id, secret, [f"http://127.0.0.1:{port}/oauth/facebook/callback"])
+        env = hub_env(db_url, redis_url, sandbox, port, app_id, secret)
+        page, form = connect(env, admin, app_id)
+        token = issue_token(env["SYNCHUB_IDENTITY__JWT_SECRET"], "bench", "bench", 3600)
+        hub = Hub(env, f"http://127.0.0.1:{port}", secret, page, form, token)
+        api = spawn([sys.executable, __file__, "--serve", str(port)], env)
+        hub.api_pid = api.pid
+        worker_argv = [sys.executable, "-m", "hub", "worker", "--queues", "webhooks"]
+        worker_argv += ["--concurrency", str(args.workers)]
+        early = spawn(worker_argv, env) if args.small else None  # --small: its start overlaps the saturation
+        try:
+            wait_up(hub.url)
+            for _ in range(args.repeats):
+                row: dict[str, Any] = {}
+                row["single_posts_s"], row["single_cpu_ms"] = saturation(hub, f"/webhooks/{SLUG}", 1, args.seconds)
+                row["bare_posts_s"], row["bare_cpu_ms"] = saturation(hub, "/bench/bare", 1, args.seconds)
+                row["batch50_posts_s"], row["batch50_cpu_ms"] = saturation(hub, f"/webhooks/{SLUG}", 50, args.seconds)
+                row["ratio_to_bare"] = row["single_posts_s"] / row["bare_posts_s"]
+                broker.flushdb()  # the saturation's tasks (changes of a Page nobody chose) are not processed
+                worker = early or spawn(worker_argv, env)
+                try:
+                    if early is None:
+                        time.sleep(args.worker_start)
+                    row.update(steady_phase(hub, admin, args.steady_seconds or args.seconds))
+                finally:
+                    stop(worker)
+                    early = None
+                rows.append(row)
+                print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        finally:
+            stop(api)
+    broker.flushdb()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true", help="one quick pass: 1 s per saturation, 0.5 s steady")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
+    parser.add_argument("--steady-seconds", type=float, default=None, help="length of the steady phase")
+    parser.add_argument("--workers", type=int, default=4, help="worker concurrency during the steady phase")
+    parser.add_argument("--worker-start", type=float, default=3.0, help="seconds the worker is given to start")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--loadgen", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    if args.loadgen:
+        loadgen(args.loadgen)
+        return
+    if args.small:
+        args.repeats, args.seconds, args.steady_seconds = 1, 1.0, 0.5
+    rows = run(args)
+    print()
+    for key in rows[0]:
+        values = [row[key] for row in rows]
+        if isinstance(values[0], float):
+            spread = f" (min {min(values):.3f}, max {max(values):.3f})" if len(values) > 1 else ""
+            print(f"{key}: median {statistics.median(values):.3f}{spread}")
+        else:
+            print(f"{key}: {values}")
+    lost, doubled = sum(r["lost"] for r in rows), sum(r["doubled"] for r in rows)
+    if lost or doubled:
+        sys.exit(f"leads lost: {lost}, doubled: {doubled}")
+
+
+if __name__ == "__main__":
+    main()

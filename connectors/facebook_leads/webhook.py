@@ -1,0 +1,165 @@
+"""Meta's Page webhooks for Lead Ads (providers.md 4.6): the `hub.verify_token` handshake, `X-Hub-Signature-256`
+over the raw body with the app secret, a batch of `leadgen` changes split into one delivery per (Page, lead), and
+each delivery fetched with the Page's token into its CRM lead.
+https://developers.facebook.com/docs/graph-api/webhooks/getting-started"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from connectors.base import Delivery, Page, StreamContext, WebhookKeys
+from connectors.facebook_leads.leads import LEAD_FIELDS, questions_of, to_lead
+from connectors.facebook_leads.leads import identifier as graph_id
+from connectors.facebook_leads.stream import PageGraph, setting, the_page
+from core.errors import PayloadRejected
+
+SIGNATURE_HEADER = "x-hub-signature-256"
+SIGNATURE_PREFIX = "sha256="
+LEADGEN = "leadgen"
+QUESTIONS_KEPT = 4096
+ID = re.compile(r"[0-9]{1,40}")
+UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+class Malformed(ValueError):
+    """A body that is not a Page webhook Meta would send: answered 400, nothing stored."""
+
+
+def identifier(value: object, what: str) -> str:
+    """A Graph id given as a JSON string of digits or a non-negative integer (both occur, providers.md 4.6)."""
+    if isinstance(value, bool):
+        raise Malformed(f"{what} is not an id")
+    if isinstance(value, int) and value >= 0:
+        value = str(value)
+    if isinstance(value, str) and ID.fullmatch(value):
+        return value
+    raise Malformed(f"{what} is not an id")
+
+
+def optional_identifier(value: object) -> str | None:
+    try:
+        return identifier(value, "id")
+    except Malformed:
+        return None
+
+
+def label(name: str) -> str:
+    """A field or object name as the inbox may keep it: printable ASCII, 64 characters at most."""
+    return UNPRINTABLE.sub("?", name[:64])
+
+
+def ignored(kind: str, route_key: str, part: object) -> Delivery:
+    """A change the hub does not sync (another field, another object): recorded as ignored, recognised when Meta
+    sends it again by the hash of what it said (`kind` already a label)."""
+    said = json.dumps([kind, route_key, part], sort_keys=True, default=str)  # ASCII: lone surrogates escaped
+    digest = hashlib.sha256(said.encode()).hexdigest()
+    return Delivery(f"ignored:{digest}", route_key, {"kind": kind}, ignored=True)
+
+
+def leadgen(entry_page: str, value: object) -> Delivery:
+    if not isinstance(value, Mapping):
+        raise Malformed("a leadgen change without a value")
+    lead = identifier(value.get("leadgen_id"), "leadgen_id")
+    page = entry_page
+    if value.get("page_id") is not None:
+        page = identifier(value.get("page_id"), "page_id")
+        if page != entry_page:
+            raise Malformed("a leadgen change names another Page than its entry")
+    payload: dict[str, Any] = {"leadgen_id": lead, "page_id": page}
+    form = optional_identifier(value.get("form_id"))
+    if form is not None:
+        payload["form_id"] = form
+    return Delivery(f"{page}:{lead}", page, payload)
+
+
+def split_body(body: bytes) -> list[Delivery]:
+    """Each `leadgen` change of each Page entry as a delivery keyed (Page, lead) and routed by Page; changes of
+    other fields, entries without changes (Messenger's `messaging`) and other objects are ignored ones."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise Malformed("the body is not JSON") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("object"), str):
+        raise Malformed("the body names no object")
+    if not isinstance(data.get("entry"), list):
+        raise Malformed("the body has no entry list")
+    if data["object"] != "page":
+        return [ignored(f"object:{label(data['object'])}", "", data["entry"])]
+    found: dict[str, Delivery] = {}
+    for entry in data["entry"]:
+        if not isinstance(entry, dict):
+            raise Malformed("an entry is not an object")
+        page = identifier(entry.get("id"), "entry id")
+        changes = entry.get("changes")
+        if changes is None:
+            delivery = ignored("entry", page, entry)
+            found.setdefault(delivery.dedupe_key, delivery)
+            continue
+        if not isinstance(changes, list):
+            raise Malformed("an entry's changes are not a list")
+        for change in changes:
+            if not isinstance(change, dict) or not isinstance(change.get("field"), str):
+                raise Malformed("a change names no field")
+            if change["field"] == LEADGEN:
+                delivery = leadgen(page, change.get("value"))
+            else:
+                delivery = ignored(f"field:{label(change['field'])}", page, change)
+            found.setdefault(delivery.dedupe_key, delivery)
+    return list(found.values())
+
+
+class FacebookLeadsWebhook:
+    """The `Webhook` of `facebook_leads` (connectors/base.py)."""
+
+    def handshake(self, query: Mapping[str, str], keys: WebhookKeys) -> str | None:
+        token, challenge = query.get("hub.verify_token"), query.get("hub.challenge")
+        if query.get("hub.mode") != "subscribe" or token is None or not challenge or not keys.verify_token:
+            return None
+        if not hmac.compare_digest(token.encode(), keys.verify_token.encode()):
+            return None
+        return challenge
+
+    def verify(self, headers: Mapping[str, str], body: bytes, keys: WebhookKeys) -> bool:
+        given = headers.get(SIGNATURE_HEADER)
+        if not given or not keys.client_secret:
+            return False
+        expected = SIGNATURE_PREFIX + hmac.new(keys.client_secret.encode(), body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    def split(self, body: bytes) -> list[Delivery]:
+        return split_body(body)
+
+    def __init__(self) -> None:
+        self.questions: dict[str, dict[str, str]] = {}
+
+    def process(self, delivery: Delivery, ctx: StreamContext) -> Page | None:
+        """The lead fetched with the routed Page's token and `appsecret_proof`, as a page of one lead (upserted by
+        its id, so the backfill and a redelivery never double it); its empty checkpoint leaves the poll's alone.
+        A published lead form's questions cannot change (Meta only lets it be archived or copied), so each form's
+        are asked once per worker process: one Graph call per lead instead of two."""
+        page = the_page(ctx)
+        graph = PageGraph(ctx, page)
+        item = graph.call("GET", (str(delivery.payload["leadgen_id"]),), {"fields": LEAD_FIELDS})
+        form = graph_id(item.get("form_id"))
+        questions: dict[str, str] = {}
+        if form is not None:
+            known = self.questions.get(form)
+            if known is None:
+                known = questions_of(graph.call("GET", (form,), {"fields": "questions"}))
+                if len(self.questions) >= QUESTIONS_KEPT:
+                    self.questions.clear()
+                self.questions[form] = known
+            questions = known
+        try:
+            lead = to_lead(item, page.external_id, questions, setting(ctx.settings, "phone_region", None))
+        except ValueError as exc:
+            raise PayloadRejected(f"Facebook answered a lead this hub cannot read ({exc})") from exc
+        return Page([lead], [], {}, last=False, full=False)
+
+
+WEBHOOK = FacebookLeadsWebhook()
