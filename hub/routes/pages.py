@@ -5,15 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from fastapi import APIRouter
+from celery import Celery
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from connectors.registry import capabilities_of
 from hub.connections import disconnect, mine, pause_or_resume
 from hub.deps import CeleryDep, PageAction, PageSession, SessionDep, SettingsDep, SyncEngineDep
 from hub.pages import render
+from hub.resources import choose, chooser_of, list_resources
 from hub.views import connection_view
 from oauth.providers import PROVIDERS
+from sync import resources
+from sync.engine import SyncEngine
 
 router = APIRouter(tags=["pages"])
 
@@ -37,6 +42,62 @@ def disconnect_from_page(connection_id: uuid.UUID, browser: PageAction, sync_eng
     user = browser.principal
     disconnect(sync_engine, connection_id, user.user_id, user.workspace_id, delete_data=False)
     return RedirectResponse("/", status_code=303)
+
+
+@router.get("/connections/{connection_id}/capabilities/{capability}/resources", response_class=HTMLResponse)
+def resources_page(
+    connection_id: uuid.UUID, capability: str, browser: PageSession, sync_engine: SyncEngineDep
+) -> HTMLResponse:
+    """The chooser: the capability's resources, refreshed from the provider, a checkbox each."""
+    user = browser.principal
+    listing = list_resources(sync_engine, connection_id, capability, (user.workspace_id, user.user_id))
+    connection = chooser_of(sync_engine, connection_id, capability, (user.workspace_id, user.user_id))
+    found = sync_engine.capability(connection, capability)
+    noun = found[1].resource_noun if found else "resources"
+    return HTMLResponse(
+        render(
+            "resources.html",
+            csrf_token=browser.csrf_token,
+            connection=connection,
+            listing=listing,
+            noun=noun,
+            display_name=found[1].display_name if found else capability,
+        )
+    )
+
+
+@router.post("/connections/{connection_id}/capabilities/{capability}/resources", response_class=RedirectResponse)
+async def choose_from_page(
+    connection_id: uuid.UUID,
+    capability: str,
+    request: Request,
+    browser: PageAction,
+    sync_engine: SyncEngineDep,
+    celery: CeleryDep,
+) -> Response:
+    """Save the chooser: select each ticked resource that was not selected, deselect each unticked one that was
+    (keeping its records)."""
+    user = browser.principal
+    owner = (user.workspace_id, user.user_id)
+    ticked = set((await request.form()).getlist("resource"))
+    await run_in_threadpool(save_choice, sync_engine, celery, connection_id, capability, ticked, owner)
+    return RedirectResponse("/", status_code=303)
+
+
+def save_choice(
+    sync_engine: SyncEngine,
+    celery: Celery,
+    connection_id: uuid.UUID,
+    capability: str,
+    ticked: set[str],
+    owner: tuple[str, str],
+) -> None:
+    connection = chooser_of(sync_engine, connection_id, capability, owner)
+    with sync_engine.sessions() as session:
+        rows = [(row.key, row.selected) for row in resources.listed(session, connection.id, capability)]
+    for key, selected in rows:
+        if (key in ticked) != selected:
+            choose(sync_engine, celery, connection.id, capability, uuid.UUID(key), key in ticked, False, owner)
 
 
 @router.post("/connections/{connection_id}/{action}", response_class=RedirectResponse)
