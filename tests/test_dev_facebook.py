@@ -55,20 +55,26 @@ def test_a_newcomer_sees_a_test_lead_arrive(dev_hub: subprocess.Popen[str], home
             page.wait_for_url(f"{base}/")
             assert "Pages: Dana's Bakery" in page.locator("body").inner_text()
             # Choosing the Page backfills its forms' 10 leads of the last 90 days.
-            try:
-                wait_for(lambda: leads_shown(page, base) == 10, timeout=20, what="the Page's backfill")
-            except AssertionError:
-                print(page.locator("body").inner_text())
-                for name in ("worker", "api", "beat"):
-                    print(name, (home / ".synchub" / f"{name}.log").read_text()[-3000:])
-                raise
+            wait_for(lambda: leads_shown(page, base) == 10, timeout=20, what="the Page's backfill")
 
             page.goto(testing.group(1))
             page.get_by_label("Form").select_option(label="Dana's Bakery: Contact us")
             pressed = time.monotonic()
             page.get_by_role("button", name="Submit a test lead").click()
             page.get_by_role("status").wait_for()
-            wait_for(lambda: leads_shown(page, base) == 11, timeout=10, what="the test lead on the settings page")
+            try:
+                wait_for(lambda: leads_shown(page, base) == 11, timeout=10, what="the test lead on the settings page")
+            except AssertionError:
+                print(page.locator("body").inner_text())
+                from sandbox.admin_client import SandboxAdmin
+
+                with SandboxAdmin(testing.group(1).split("/_sandbox")[0]) as admin:
+                    for entry in admin.request_log()[-15:]:
+                        print(entry["path"], entry["status"], entry["fault"])
+                    print(admin.call("GET", "/facebook/webhooks/deliveries"))
+                for name in ("worker", "api"):
+                    print(name, (home / ".synchub" / f"{name}.log").read_text()[-4000:])
+                raise
             arrived = time.monotonic() - pressed
             leads = httpx.get(f"{base}/api/v1/leads", cookies=cookies(browser.cookies(base))).json()
         finally:
