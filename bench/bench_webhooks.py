@@ -32,21 +32,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.db import make_engine, session_factory, transaction  # noqa: E402
-from core.identity import issue_token  # noqa: E402
-from core.models import Connection, Sharing, utcnow  # noqa: E402
-from core.settings import load_settings, normalise_database_url  # noqa: E402
-from hub.database import scratch_database  # noqa: E402
-from sandbox.admin_client import SandboxAdmin  # noqa: E402
-from sandbox.process import running_sandbox  # noqa: E402
+if TYPE_CHECKING:
+    from sandbox.admin_client import SandboxAdmin
+# The hub's modules are imported where they are used: the load generator's process starts without them.
 
 SLUG = "facebook_leads"
 REDIS_DB = int(os.environ.get("SYNCHUB_TEST_REDIS_DB", "14"))
@@ -154,6 +149,7 @@ def serve(port: int) -> None:
     import uvicorn
     from fastapi.responses import Response
 
+    from core.settings import load_settings
     from hub.app import create_app
 
     settings = load_settings()
@@ -230,6 +226,9 @@ def hub_env(db_url: str, redis_url: str, sandbox: str, port: int, app_id: str, s
 
 def connect(env: dict[str, str], admin: SandboxAdmin, app_id: str) -> tuple[str, str]:
     """A Facebook user with one Page and form, and a hub connection that chose the Page (as the hub stores one)."""
+    from core.db import make_engine, session_factory, transaction
+    from core.models import Connection, Sharing, utcnow
+    from core.settings import load_settings
     from sync.models import ConnectionResource
     from token_vault.vault import Vault, key_ring
 
@@ -329,6 +328,7 @@ def visible(hub: Hub, emails: dict[str, float], timeout: float) -> dict[str, flo
 def lead_counts(env: dict[str, str], ids: list[str]) -> dict[str, int]:
     from sqlalchemy import func, select
 
+    from core.db import make_engine, session_factory
     from crm.models import LeadRow
 
     engine = make_engine(env["SYNCHUB_DATABASE_URL"])
@@ -343,6 +343,7 @@ def lead_counts(env: dict[str, str], ids: list[str]) -> dict[str, int]:
 def settled(env: dict[str, str], keys: list[str], timeout: float) -> None:
     from sqlalchemy import func, select
 
+    from core.db import make_engine, session_factory
     from webhooks.models import WebhookDelivery
 
     engine = make_engine(env["SYNCHUB_DATABASE_URL"])
@@ -356,7 +357,14 @@ def settled(env: dict[str, str], keys: list[str], timeout: float) -> None:
             if stored == len(keys) and not open_:
                 break
             time.sleep(0.1)
+        statuses = session.execute(
+            select(model.status, func.count(), func.min(model.error))
+            .where(model.dedupe_key.in_(keys))
+            .group_by(model.status)
+        ).all()
     engine.dispose()
+    if any(status != "processed" for status, _, _ in statuses):
+        print(f"steady deliveries by status (and an error): {[tuple(row) for row in statuses]}", file=sys.stderr)
 
 
 def steady_phase(hub: Hub, admin: SandboxAdmin, seconds: float) -> dict[str, Any]:
@@ -406,6 +414,14 @@ def quantile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import redis
+
+    from core.identity import issue_token
+    from core.settings import normalise_database_url
+    from hub.database import scratch_database
+    from sandbox.admin_client import SandboxAdmin
+    from sandbox.process import running_sandbox
+
     base = os.environ.get("SYNCHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
     redis_url = f"{base}/{REDIS_DB}"
     broker = redis.Redis.from_url(redis_url)
@@ -428,7 +444,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         hub.api_pid = api.pid
         worker_argv = [sys.executable, "-m", "hub", "worker", "--queues", "webhooks"]
         worker_argv += ["--concurrency", str(args.workers)]
-        early = spawn(worker_argv, env) if args.small else None  # --small: its start overlaps the saturation
         try:
             wait_up(hub.url)
             for _ in range(args.repeats):
@@ -437,15 +452,15 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 row["bare_posts_s"], row["bare_cpu_ms"] = saturation(hub, "/bench/bare", 1, args.seconds)
                 row["batch50_posts_s"], row["batch50_cpu_ms"] = saturation(hub, f"/webhooks/{SLUG}", 50, args.seconds)
                 row["ratio_to_bare"] = row["single_posts_s"] / row["bare_posts_s"]
-                broker.flushdb()  # the saturation's tasks (changes of a Page nobody chose) are not processed
-                worker = early or spawn(worker_argv, env)
+                # The saturation's tasks (changes of a Page nobody chose) are not processed. Only the queue's list
+                # goes: a FLUSHDB would drop kombu's exchange bindings, and the API's later sends with them.
+                broker.delete("webhooks")
+                worker = spawn(worker_argv, env)  # after the saturation: it would process those changes meanwhile
                 try:
-                    if early is None:
-                        time.sleep(args.worker_start)
+                    time.sleep(args.worker_start)
                     row.update(steady_phase(hub, admin, args.steady_seconds or args.seconds))
                 finally:
                     stop(worker)
-                    early = None
                 rows.append(row)
                 print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         finally:
@@ -456,7 +471,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", action="store_true", help="one quick pass: 1 s per saturation, 0.5 s steady")
+    parser.add_argument("--small", action="store_true", help="one quick pass: 0.5 s per phase, the worker not awaited")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
     parser.add_argument("--steady-seconds", type=float, default=None, help="length of the steady phase")
@@ -472,7 +487,7 @@ def main() -> None:
         loadgen(args.loadgen)
         return
     if args.small:
-        args.repeats, args.seconds, args.steady_seconds = 1, 1.0, 0.5
+        args.repeats, args.seconds, args.steady_seconds, args.worker_start = 1, 0.5, 0.5, 0.0
     rows = run(args)
     print()
     for key in rows[0]:
