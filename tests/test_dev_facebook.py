@@ -32,7 +32,7 @@ def test_a_newcomer_sees_a_test_lead_arrive(dev_hub: subprocess.Popen[str], home
     link = read_link(dev_hub)
     base = link.split("/dev/sign-in")[0]
     assert dev_hub.stdout is not None
-    told = dev_hub.stdout.readline() + dev_hub.stdout.readline()  # the lines each played provider gets
+    told = "".join(dev_hub.stdout.readline() for _ in range(4))  # a line per played provider, then the rest
     testing = re.search(r'"Submit a test lead" at (http://\S+/lead-ads-testing)\.', told)
     assert testing, f"synchub dev did not say where to submit a test lead: {told!r}"
     with sync_playwright() as playwright:
