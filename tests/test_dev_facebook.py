@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, sync_playwright
 
+from sandbox.admin_client import SandboxAdmin
 from tests.conftest import wait_for
 from tests.test_dev import dev_hub, dev_hubs, home, read_link  # noqa: F401 - the fixtures, shared
 from tests.test_docs_browser import CHROMIUM, CHROMIUM_ARGS
@@ -35,6 +36,7 @@ def test_a_newcomer_sees_a_test_lead_arrive(dev_hub: subprocess.Popen[str], home
     told = "".join(dev_hub.stdout.readline() for _ in range(4))  # a line per played provider, then the rest
     testing = re.search(r'"Submit a test lead" at (http://\S+/lead-ads-testing)\.', told)
     assert testing, f"synchub dev did not say where to submit a test lead: {told!r}"
+    sandbox = testing.group(1).split("/_sandbox")[0]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
@@ -62,18 +64,12 @@ def test_a_newcomer_sees_a_test_lead_arrive(dev_hub: subprocess.Popen[str], home
             pressed = time.monotonic()
             page.get_by_role("button", name="Submit a test lead").click()
             page.get_by_role("status").wait_for()
+            submitted = re.search(r"Lead (\d+) submitted", page.get_by_role("status").inner_text())
+            assert submitted, page.get_by_role("status").inner_text()
             try:
                 wait_for(lambda: leads_shown(page, base) == 11, timeout=10, what="the test lead on the settings page")
             except AssertionError:
-                print(page.locator("body").inner_text())
-                from sandbox.admin_client import SandboxAdmin
-
-                with SandboxAdmin(testing.group(1).split("/_sandbox")[0]) as admin:
-                    for entry in admin.request_log()[-15:]:
-                        print(entry["path"], entry["status"], entry["fault"])
-                    print(admin.call("GET", "/facebook/webhooks/deliveries"))
-                for name in ("worker", "api"):
-                    print(name, (home / ".synchub" / f"{name}.log").read_text()[-4000:])
+                explain(page, sandbox, home / ".synchub")
                 raise
             arrived = time.monotonic() - pressed
             leads = httpx.get(f"{base}/api/v1/leads", cookies=cookies(browser.cookies(base))).json()
@@ -82,6 +78,21 @@ def test_a_newcomer_sees_a_test_lead_arrive(dev_hub: subprocess.Popen[str], home
     print(f"\ntest lead: button pressed -> visible on the settings page in {arrived:.2f}s")
     print(f"whole walk-through from `synchub dev` started: {time.monotonic() - started:.1f}s")
     assert len(leads["leads"]) == 11, leads
+    with SandboxAdmin(sandbox) as admin:  # it came by the webhook (the poll is 15 minutes away)
+        sent = admin.call("GET", "/facebook/webhooks/deliveries")
+    assert [(d["leadgen_ids"], d["state"]) for d in sent] == [([submitted.group(1)], "delivered")], sent
+
+
+def explain(page: Page, sandbox: str, state: Path) -> None:
+    """What a failed wait for the lead needs to be understood: the page, the sandbox's last calls and
+    deliveries, and the end of the worker's and the API's logs."""
+    print(page.locator("body").inner_text())
+    with SandboxAdmin(sandbox) as admin:
+        for entry in admin.request_log()[-15:]:
+            print(entry["method"], entry["path"], entry["status"])
+        print(admin.call("GET", "/facebook/webhooks/deliveries"))
+    for name in ("worker", "api"):
+        print(name, (state / f"{name}.log").read_text()[-4000:])
 
 
 def cookies(jar: Iterable[Mapping[str, object]]) -> dict[str, str]:
