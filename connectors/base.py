@@ -204,6 +204,7 @@ class Capability:
     stream: Callable[[StreamContext], Stream]
     poll_interval: timedelta = timedelta(minutes=15)
     resources: Callable[[StreamContext], list[Resource]] | None = None
+    resource_noun: str = "resources"  # what the settings page calls them: "Choose Pages"
     lifecycle: Lifecycle | None = None
     shared_at_provider: bool = False
 

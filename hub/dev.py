@@ -206,7 +206,11 @@ def start_sandbox(supervisor: Supervisor, home: Path, public_url: str) -> list[s
         for play in wanted:
             os.environ.update(play.client_env(admin, url, public_url))
     os.environ.setdefault("SYNCHUB_CONNECTORS", ",".join(slug for play in wanted for slug in play.connectors))
-    return [f"{play.auth_provider} is played by the sandbox: pick {play.accounts}." for play in wanted]
+    return [
+        f"{play.auth_provider} is played by the sandbox: pick {play.accounts}"
+        + (f"; {play.try_it.format(sandbox=url)}." if play.try_it else ".")
+        for play in wanted
+    ]
 
 
 def own_postgres(home: Path, password: str) -> str:

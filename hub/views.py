@@ -16,6 +16,7 @@ from core.settings import Settings
 from crm.kinds import counts as record_counts
 from crm.kinds import kind
 from oauth.providers import PROVIDERS
+from sync import resources
 from sync.models import RunStatus, Schedule, SyncRun
 from sync.schedule import interval_seconds
 from token_vault.fresh import ACCESS
@@ -101,6 +102,12 @@ def access_ends(session: Session, connection: Connection) -> dict[str, Any] | No
     return {"notice": "reconnect_soon", "words": "reconnect soon", "access_ends_at": ends.isoformat()}
 
 
+def chooser_view(session: Session, connection: Connection, capability: str, noun: str) -> dict[str, Any]:
+    """What the page says of a capability's resources: their noun ("Pages") and the ones selected, by name."""
+    rows = resources.listed(session, connection.id, capability)
+    return {"noun": noun, "selected": [row.display_name for row in rows if resources.syncs(row)]}
+
+
 def connection_view(session: Session, settings: Settings, connection: Connection) -> dict[str, Any]:
     offered = capabilities_of(settings, connection.auth_provider)
     records = record_counts(session, connection.id, [capability.record_kind for _spec, capability in offered.values()])
@@ -126,6 +133,9 @@ def connection_view(session: Session, settings: Settings, connection: Connection
                 "last_run": run_view(run),
                 "schedule": schedule_view(settings, connection, name, plan),
                 "records": {"kind": kind(capability.record_kind).segment},
+                "chooser": chooser_view(session, connection, name, capability.resource_noun)
+                if capability.resources is not None and granted
+                else None,
             }
         )
     return {

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sandbox.admin_client import SandboxAdmin
+from sandbox.facebook.admin import TESTING_PATH
 from sandbox.facebook.state import DEMO_USERS
 from sandbox.google.state import DEFAULT_ACCOUNTS
 
@@ -23,6 +24,7 @@ class Played:
     accounts: str
     register: Callable[[SandboxAdmin, str, str, str, str], None]
     webhooks: tuple[str, ...] = ()  # the connectors among them that receive webhooks (and need a verify token)
+    try_it: str = ""  # what to do next, with `{sandbox}` for the sandbox's URL (`synchub dev` prints it)
 
     def client_env(self, admin: SandboxAdmin, sandbox_url: str, public_url: str) -> dict[str, str]:
         """Register an OAuth client for the hub at `public_url`; the variables that point the hub at it."""
@@ -63,5 +65,12 @@ def _installed(connector: str) -> bool:
 
 
 GOOGLE = Played("google", ("google_contacts",), _described(DEFAULT_ACCOUNTS), _google_client)
-FACEBOOK = Played("facebook", ("facebook_leads",), _facebook_users(), _facebook_app, webhooks=("facebook_leads",))
+FACEBOOK = Played(
+    "facebook",
+    ("facebook_leads",),
+    _facebook_users(),
+    _facebook_app,
+    webhooks=("facebook_leads",),
+    try_it='then Choose Pages, tick one, Save, and press "Submit a test lead" at {sandbox}' + TESTING_PATH,
+)
 PLAYED: tuple[Played, ...] = tuple(play for play in (GOOGLE, FACEBOOK) if all(map(_installed, play.connectors)))

@@ -56,6 +56,14 @@ class Buckets:
     def all(self) -> tuple[Bucket, ...]:
         return tuple(bucket for bucket in (self.app, self.connection, self.resource) if bucket is not None)
 
+    def token_interval(self) -> float:
+        """Seconds the slowest bucket takes to refill one token. A throttled unit of work (a run's slice, a
+        webhook delivery) is tried again that much after its next token is due, so it finds two: waiting for
+        exactly one, a unit that makes two calls would spend it on its first call and be throttled on its second,
+        again and again."""
+        rates = [bucket.rate for bucket in self.all() if bucket.rate > 0]
+        return 1 / min(rates) if rates else 0.0
+
     def named(self, scope: str) -> Bucket:
         """The bucket a throttle signal's scope names (a resource's, if the connector keeps none, is the
         connection's)."""
@@ -81,6 +89,7 @@ class Guard:
         wait = self.throttle.take(self.buckets.all())
         if wait > 0:
             throttle_waited(self.connector, "bucket")
+            wait += self.buckets.token_interval()
             raise Throttled(f"waiting {wait:.1f}s for the shared rate limit", wait)
         try:
             return call()

@@ -48,6 +48,7 @@ LEADS = Capability(
     stream=FacebookLeadsStream,
     poll_interval=timedelta(minutes=15),
     resources=list_pages,
+    resource_noun="Pages",
     lifecycle=PageSubscription(),
     shared_at_provider=True,  # one app subscription per Page, whoever chose it
 )

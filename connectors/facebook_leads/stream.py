@@ -129,6 +129,12 @@ class FacebookLeadsStream:
             }
             newest = {form: newest[form] for form in state["forms"] if form in newest}
             recent = {form: recent[form] for form in state["forms"] if form in recent}
+            if state["forms"]:
+                # The pass's forms are kept before the first form is read: a slice the rate limit stops (a Page's
+                # bucket refills about a call a second) resumes with that read, instead of listing the forms again
+                # and spending its one call on them every time.
+                kept = {"newest": dict(newest), "recent": {k: dict(v) for k, v in recent.items()}, "pass": dict(state)}
+                yield Page([], [], kept, last=False, full=bool(state["full"]))
         full = bool(state["full"])
         forms: list[str] = state["forms"]
         stored_after = state.get("after")

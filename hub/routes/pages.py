@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
+from celery import Celery
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
@@ -16,10 +17,11 @@ from core.settings import Settings
 from hub.connections import disconnect, mine, pause_or_resume
 from hub.deps import CeleryDep, PageAction, PageSession, SessionDep, SettingsDep, SyncEngineDep
 from hub.pages import render
-from hub.resources import choose
+from hub.resources import choose, chooser_of, list_resources
 from hub.views import connection_view
 from oauth.providers import PROVIDERS
 from sync import channels, resources
+from sync.engine import SyncEngine
 
 router = APIRouter(tags=["pages"])
 
@@ -74,6 +76,29 @@ def disconnect_from_page(connection_id: uuid.UUID, browser: PageAction, sync_eng
     return RedirectResponse("/", status_code=303)
 
 
+@router.get("/connections/{connection_id}/capabilities/{capability}/resources", response_class=HTMLResponse)
+def resources_page(
+    connection_id: uuid.UUID, capability: str, browser: PageSession, sync_engine: SyncEngineDep
+) -> HTMLResponse:
+    """The chooser: the capability's resources, refreshed from the provider, a checkbox each."""
+    user = browser.principal
+    listing = list_resources(sync_engine, connection_id, capability, (user.workspace_id, user.user_id))
+    connection = chooser_of(sync_engine, connection_id, capability, (user.workspace_id, user.user_id))
+    found = sync_engine.capability(connection, capability)
+    noun = found[1].resource_noun if found else "resources"
+    return HTMLResponse(
+        render(
+            "resources.html",
+            csrf_token=browser.csrf_token,
+            connection=connection,
+            listing=listing,
+            noun=noun,
+            display_name=found[1].display_name if found else capability,
+        )
+    )
+
+
+@router.post("/connections/{connection_id}/capabilities/{capability}/resources", response_class=RedirectResponse)
 @router.post("/connections/{connection_id}/resources/{capability}", response_class=RedirectResponse)
 async def choose_from_page(
     connection_id: uuid.UUID,
@@ -83,22 +108,29 @@ async def choose_from_page(
     sync_engine: SyncEngineDep,
     celery: CeleryDep,
 ) -> Response:
-    """The checkboxes of a capability's resources: each one ticked is selected, each one unticked deselected
-    (its records kept)."""
+    """Save the chooser: select each ticked resource that was not selected, deselect each unticked one that was
+    (keeping its records)."""
     user = browser.principal
     owner = (user.workspace_id, user.user_id)
-    ticked = {str(value) for value in (await request.form()).getlist("resource")}
-
-    def apply() -> None:
-        with sync_engine.sessions() as session:
-            rows = [(row.id, row.selected) for row in resources.listed(session, connection_id, capability)]
-        for resource_id, selected in rows:
-            wanted = str(resource_id) in ticked
-            if wanted != selected:
-                choose(sync_engine, celery, connection_id, capability, resource_id, wanted, False, owner)
-
-    await run_in_threadpool(apply)
+    ticked = set((await request.form()).getlist("resource"))
+    await run_in_threadpool(save_choice, sync_engine, celery, connection_id, capability, ticked, owner)
     return RedirectResponse("/", status_code=303)
+
+
+def save_choice(
+    sync_engine: SyncEngine,
+    celery: Celery,
+    connection_id: uuid.UUID,
+    capability: str,
+    ticked: set[str],
+    owner: tuple[str, str],
+) -> None:
+    connection = chooser_of(sync_engine, connection_id, capability, owner)
+    with sync_engine.sessions() as session:
+        rows = [(row.key, row.selected) for row in resources.listed(session, connection.id, capability)]
+    for key, selected in rows:
+        if (key in ticked) != selected:
+            choose(sync_engine, celery, connection.id, capability, uuid.UUID(key), key in ticked, False, owner)
 
 
 @router.post("/connections/{connection_id}/{action}", response_class=RedirectResponse)

@@ -161,7 +161,7 @@ def test_a_stored_paging_cursor_facebook_refuses_asks_for_a_full_pass(sandbox_ur
     account = provider.seed("leads", 5)
     grant = provider.grant(account, ["leads_retrieval", "pages_show_list", "pages_read_engagement"])
     read = SPEC.capabilities[0].stream(TestFacebookLeadsContract().context(account, grant, sandbox_url)).read
-    first = next(read(None))
+    first = next(page for page in read(None) if page.records)  # after the page that only keeps the pass's forms
     assert first.checkpoint["pass"]["after"]
     stale = {**first.checkpoint, "pass": {**first.checkpoint["pass"], "after": "no-longer-valid"}}
 
