@@ -481,7 +481,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", action="store_true", help="one quick pass: 0.5 s per phase, the worker started at once")
+    parser.add_argument("--small", action="store_true", help="one quick pass: 0.5 s per phase, worker started at once")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
     parser.add_argument("--steady-seconds", type=float, default=None, help="length of the steady phase")
