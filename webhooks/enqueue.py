@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+import redis
 import redis.asyncio
 from celery import Celery
 from kombu.serialization import dumps
@@ -70,8 +71,12 @@ class Enqueuer:
 
     async def send(self, ids: Sequence[int]) -> bool:
         """One task for these deliveries; False when the broker did not take it (the sweeper sends them later)."""
+        message = self.message(ids)
         try:
-            await self._redis().lpush(QUEUE, self.message(ids))
+            try:
+                await self._redis().lpush(QUEUE, message)
+            except redis.ConnectionError:  # a pooled connection from before a broker restart: once more, afresh
+                await self._redis().lpush(QUEUE, message)
         except Exception as exc:
             log.warning(
                 "could not enqueue deliveries; the sweeper will: %s", safe_exception(exc), extra={"count": len(ids)}

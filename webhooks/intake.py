@@ -69,13 +69,19 @@ class Pool:
                 )
             try:
                 yield connection
-            except BaseException:
+            except Exception:
+                self._give_back(connection)  # a refused value leaves it usable; a broken one is closed
+                raise
+            except BaseException:  # cancelled mid-statement: its state is unknown
                 await connection.close()
                 raise
-            if not connection.closed and connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-                self._idle.append(connection)
-            else:
-                await connection.close()
+            self._give_back(connection)
+
+    def _give_back(self, connection: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        if not connection.closed and connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            self._idle.append(connection)
+        else:
+            connection.pgconn.finish()
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []

@@ -77,7 +77,8 @@ class Receiver:
             return _refused(400, "a change's id is longer than the hub keeps")
         try:
             stored = await intake.store(self.pool, slug, deliveries)
-        except psycopg.DataError:  # a value PostgreSQL refuses (a NUL character in JSON): sending it again cannot help
+        except (psycopg.DataError, UnicodeError):
+            # a value PostgreSQL refuses (a NUL character in JSON) or text UTF-8 cannot hold: resending cannot help
             return _refused(400, "the body holds a value the hub cannot store")
         except (psycopg.Error, OSError) as exc:
             log.error("could not store a webhook: %s", safe_exception(exc), extra={"connector": slug})
