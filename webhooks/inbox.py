@@ -1,5 +1,5 @@
-"""The durable inbox: store deliveries once, lease them to one worker at a time, finish, release or give up,
-and the sweeper's and operator's passes over what is left."""
+"""The durable inbox (the receiver stores into it through `webhooks.intake`): lease deliveries to one worker at a
+time, finish, release or give up, and the sweeper's and operator's passes over what is left."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import Delivery
@@ -37,34 +36,6 @@ class Claimed:
     connector: str
     attempts: int
     delivery: Delivery
-
-
-def store(session: Session, connector: str, deliveries: Sequence[Delivery]) -> Stored:
-    """Insert the deliveries in one statement; one already stored (a redelivery) is left as it is."""
-    if not deliveries:
-        return Stored(0, 0, [])
-    now = utcnow()
-    rows = [
-        {
-            "connector": connector,
-            "dedupe_key": delivery.dedupe_key,
-            "route_key": delivery.route_key,
-            "payload": dict(delivery.payload),
-            "status": IGNORED if delivery.ignored else PENDING,
-            "received_at": now,
-            "finished_at": now if delivery.ignored else None,
-        }
-        for delivery in deliveries
-    ]
-    table: Table = WebhookDelivery.__table__  # type: ignore[assignment]
-    statement = (
-        insert(table)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["connector", "dedupe_key"])
-        .returning(table.c.id, table.c.status)
-    )
-    created = session.execute(statement).all()
-    return Stored(len(deliveries), len(created), sorted(row.id for row in created if row.status == PENDING))
 
 
 def _claimable(now: datetime) -> Any:
