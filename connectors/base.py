@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field, SecretStr
@@ -30,6 +30,8 @@ class Page:
     last: bool
     full: bool
     total: int | None = None
+    window: tuple[datetime, datetime] | None = None
+    """A full pass that read only this time range: its deletion by diff keeps to records within it."""
 
 
 class Stream(Protocol):
@@ -119,6 +121,38 @@ class Resource:
 
 
 @dataclass(frozen=True)
+class OpenChannel:
+    """A push channel the hub keeps for one resource: its id, the provider's id of the watched resource, and
+    when it expires."""
+
+    id: str
+    provider_resource_id: str | None
+    expires_at: datetime | None
+
+
+class Channels(Protocol):
+    """Where a connector's lifecycle keeps the push channels of `ctx.resource` (the sync package supplies it when
+    the hub may receive pushes: its public URL is https, or a dev setting allows http)."""
+
+    address: str
+    """The URL the provider is to notify."""
+
+    def new(self) -> tuple[str, str]:
+        """A fresh channel id and its secret token (only its hash is kept)."""
+        ...
+
+    def opened(
+        self, channel_id: str, token: str, provider_resource_id: str | None, expires_at: datetime | None
+    ) -> None: ...
+
+    def live(self) -> list[OpenChannel]:
+        """The resource's channels not yet stopped."""
+        ...
+
+    def stopped(self, channel_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
 class StreamContext:
     """What a stream needs to reach its provider for one connection.
 
@@ -138,6 +172,7 @@ class StreamContext:
     resource: Resource | None = None
     app_id: str | None = None
     app_secret: str | None = None
+    channels: Channels | None = None
 
 
 class Lifecycle(Protocol):

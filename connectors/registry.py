@@ -8,11 +8,12 @@ from importlib.metadata import entry_points
 
 from connectors.base import Capability, ConnectorSettings, ConnectorSpec
 from connectors.facebook_leads.spec import SPEC as FACEBOOK_LEADS
+from connectors.google_calendar.spec import SPEC as GOOGLE_CALENDAR
 from connectors.google_contacts.spec import SPEC as GOOGLE_CONTACTS
 from core.models import Sharing
 from core.settings import ConfigError, Settings, section
 
-BUILT_IN: tuple[ConnectorSpec, ...] = (GOOGLE_CONTACTS, FACEBOOK_LEADS)
+BUILT_IN: tuple[ConnectorSpec, ...] = (GOOGLE_CONTACTS, FACEBOOK_LEADS, GOOGLE_CALENDAR)
 
 ENTRY_POINT_GROUP = "synchub.connectors"
 

@@ -56,15 +56,18 @@ class RecordKind:
     filters: type[BaseModel]
     query: Callable[[RecordQuery], Select[Any]]
     view: Callable[..., dict[str, Any]]
+    lister: Callable[[Session, RecordKind, RecordQuery], dict[str, Any]] | None = None
+    """A kind whose API pages are not one row each (events expanded and grouped); None: `page`."""
 
 
 @cache
 def kinds() -> dict[str, RecordKind]:
     """Every record kind by name: one line per kind."""
     from crm.contacts import KIND as CONTACT
+    from crm.events import KIND as EVENT
     from crm.leads import KIND as LEAD
 
-    return {kind.name: kind for kind in (CONTACT, LEAD)}
+    return {kind.name: kind for kind in (CONTACT, LEAD, EVENT)}
 
 
 def kind(name: str) -> RecordKind:

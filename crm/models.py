@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -111,3 +111,65 @@ class LeadRow(Base):
     full_pass_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EventRow(Base):
+    """A calendar event as one source holds it: a single event, a series master (its RRULE/EXDATE lines in
+    `recurrence`) or one exception of a series (`recurrence_id` set, `master_id` naming the master; a cancelled
+    one hides that occurrence). Keyed by (connection, calendar resource, event id or CalDAV href); the same
+    meeting through two accounts is two rows, grouped when read by (workspace, iCalUID, recurrence id)."""
+
+    __tablename__ = "crm_events"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "resource", "external_id"),
+        Index("ix_crm_events_workspace_id", "workspace_id", "id"),
+        Index("ix_crm_events_group", "workspace_id", "ical_uid", "recurrence_id"),
+        Index("ix_crm_events_master", "connection_id", "resource", "master_id"),
+        holding(Owner.CONNECTION, Role.RECORDS, key="connection_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))
+    resource: Mapped[str] = mapped_column(String(36), default="", server_default="")
+    external_id: Mapped[str] = mapped_column(String(1024))
+    ical_uid: Mapped[str | None] = mapped_column(String(1024))
+    recurrence_id: Mapped[str | None] = mapped_column(String(32))
+    master_id: Mapped[str | None] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(16), default="confirmed")
+    summary: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    location: Mapped[str | None] = mapped_column(Text)
+    all_day: Mapped[bool] = mapped_column(Boolean, default=False)
+    start_date: Mapped[date | None] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date)
+    start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    recurrence: Mapped[list[str]] = mapped_column(JSON, default=list)
+    span_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    span_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    organizer_email: Mapped[str | None] = mapped_column(String(320))
+    sequence: Mapped[int | None] = mapped_column(Integer)
+    full_pass_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EventAttendeeRow(Base):
+    """An event's attendees by lower-cased email with their answer; the matching CRM contact is joined when read."""
+
+    __tablename__ = "crm_event_attendees"
+    __table_args__ = (
+        Index("ix_crm_event_attendees_workspace_email", "workspace_id", "email"),
+        holding(Owner.CONNECTION, Role.RECORDS, parent="crm_events"),
+    )
+
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("crm_events.id", ondelete="CASCADE"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str | None] = mapped_column(String(512))
+    response_status: Mapped[str | None] = mapped_column(String(16))
+    organizer: Mapped[bool] = mapped_column(Boolean, default=False)
+    optional: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -47,11 +47,19 @@ def resource_view(
 
 
 def list_resources(
-    sync_engine: SyncEngine, connection_id: uuid.UUID, capability: str, owner: tuple[str, str]
+    sync_engine: SyncEngine,
+    connection_id: uuid.UUID,
+    capability: str,
+    owner: tuple[str, str],
+    celery: Celery | None = None,
 ) -> dict[str, Any]:
-    """The chooser opens: the list is refreshed from the provider first."""
+    """The chooser opens: the list is refreshed from the provider first; a resource selected by default as it is
+    first listed (a primary calendar) starts syncing at once."""
     connection = chooser_of(sync_engine, connection_id, capability, owner)
     listing = chooser.refresh(sync_engine, connection.id, capability)
+    if celery is not None:
+        for key in listing.defaulted:
+            request_syncs(sync_engine, celery, connection.id, [capability], trigger="selected", resource=key)
     with sync_engine.sessions() as session:
         views = [resource_view(session, sync_engine.settings, connection, row) for row in listing.resources]
     return {"capability": capability, "refreshed": listing.refreshed, "error": listing.error, "resources": views}

@@ -45,6 +45,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "schedule": timedelta(seconds=settings.webhooks.sweep_seconds),
         },
         "purge-webhooks": {"task": "synchub.maintenance.purge_webhooks", "schedule": timedelta(hours=1)},
+        "renew-channels": {"task": "synchub.maintenance.renew_channels", "schedule": timedelta(minutes=30)},
     }
 
 

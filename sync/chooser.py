@@ -35,6 +35,8 @@ class Listing:
 
     resources: list[ConnectionResource]
     error: str | None
+    defaulted: tuple[str, ...] = ()
+    """Resources selected by default as they were first listed (a primary calendar): their first sync is due."""
 
     @property
     def refreshed(self) -> bool:
@@ -69,6 +71,8 @@ def refresh(engine: SyncEngine, connection_id: uuid.UUID, capability: str) -> Li
         session.expunge(connection)
     spec, found = _found(engine, connection, capability)
     error = engine.refusal(connection, capability)
+    with engine.sessions() as session:
+        known = {row.external_id for row in resources.listed(session, connection_id, capability)}
     if error is None:
         assert found.resources is not None
         try:
@@ -83,10 +87,22 @@ def refresh(engine: SyncEngine, connection_id: uuid.UUID, capability: str) -> Li
         else:
             with transaction(engine.sessions) as session:
                 resources.refresh(session, session.get_one(Connection, connection_id), capability, listed)
+    defaulted: list[str] = []
     with engine.sessions() as session:
         rows = resources.listed(session, connection_id, capability)
         session.expunge_all()
-    return Listing(rows, error)
+    for row in rows:
+        if error is None and row.external_id not in known and (row.detail or {}).get("selected_by_default"):
+            try:
+                if select(engine, connection_id, capability, row.key, "hub"):
+                    defaulted.append(row.key)
+            except (NotChoosable, *PROVIDER_ERRORS) as exc:
+                log.warning("selecting a resource by default failed: %s", described(exc))
+    if defaulted:
+        with engine.sessions() as session:
+            rows = resources.listed(session, connection_id, capability)
+            session.expunge_all()
+    return Listing(rows, error, tuple(defaulted))
 
 
 def select(engine: SyncEngine, connection_id: uuid.UUID, capability: str, key: str, actor: str) -> bool:

@@ -20,7 +20,7 @@ from sqlalchemy import case, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.base import Capability, ConnectorSpec, Page, Resource, StreamContext
+from connectors.base import Capability, ConnectorSettings, ConnectorSpec, Page, Resource, StreamContext
 from connectors.registry import capabilities_of, settings_of
 from core import logs
 from core.db import transaction
@@ -32,7 +32,8 @@ from core.settings import Settings
 from crm.kinds import holds_records, kind
 from crm.sink import Owner, Sink
 from oauth.providers import client_settings
-from sync import checkpoints, guard, resources, retry, run_lock, schedule
+from sync import channels, checkpoints, guard, resources, retry, run_lock, schedule
+from sync.channels import ChannelStore
 from sync.checkpoints import Position, stream_key
 from sync.models import ACTIVE_STATUSES, NO_RESOURCE, RunStatus, SyncRun
 from sync.prefetch import Prefetch
@@ -204,18 +205,32 @@ class SyncEngine:
         """What a stream, a listing or a lifecycle call runs with: the connection's fresh tokens, the connector's
         settings, and every provider call through the shared rate buckets and the retry policy."""
         client = client_settings(self.settings, connection.auth_provider) if spec.needs_oauth_client else None
+        own = settings_of(self.settings, spec)
         bare = StreamContext(
             connection_id=str(connection.id),
             credentials=ConnectionCredentials(self.fresh, connection.id),
             base_url=self._base_url(connection),
-            settings=settings_of(self.settings, spec),
+            settings=own,
             sent=(calls or guard.Calls()).sent,
             resource=resource,
             app_id=client.client_id if client is not None else None,
             app_secret=client.client_secret.get_secret_value() if client is not None else None,
+            channels=self._channels(connection, spec, resource, own),
         )
         attempt = guard.Guard(self.throttle, guard.buckets(self.settings, spec, bare)).attempt
         return dataclasses.replace(bare, attempt=attempt)
+
+    def _channels(
+        self, connection: Connection, spec: ConnectorSpec, resource: Resource | None, own: ConnectorSettings
+    ) -> ChannelStore | None:
+        """The push channels of a resource, for a connector with a webhook, when the hub can take notifications."""
+        if resource is None or spec.webhook is None:
+            return None
+        where = channels.address(self.settings, spec.slug, bool(getattr(own, "push_allow_http", False)))
+        capability = next((c.name for c in spec.capabilities if c.lifecycle is not None), None)
+        if where is None or capability is None:
+            return None
+        return ChannelStore(self.sessions, connection.id, capability, resource, where)
 
     def worked_on(self, run_id: uuid.UUID) -> bool:
         """Whether some worker holds this run's lock right now."""
@@ -409,7 +424,10 @@ class SyncEngine:
             sink = kind(capability.record_kind).sink(session, owner)
             counts = sink.apply(page.records, page.deleted_ids, full_pass_id, rows, fresh=fresh)
             if page.last and full_pass_id is not None:
-                counts.deleted += sink.delete_unseen(full_pass_id)
+                if page.window is not None:  # a windowed pass deletes only what falls inside its window
+                    counts.deleted += sink.delete_unseen(full_pass_id, window=page.window)  # type: ignore[call-arg]
+                else:
+                    counts.deleted += sink.delete_unseen(full_pass_id)
             items = len(page.records) + len(page.deleted_ids)
             done = position.done + items
             after = Position(dict(page.checkpoint), None if page.last else full_pass_id, 0 if page.last else done)

@@ -183,3 +183,26 @@ class SyncRun(Base):
             self.error = None
         elif error != KEEP:
             self.error = error
+
+
+class PushChannel(Base):
+    """A push channel opened at the provider for one selected resource (a calendar's watch): its secret
+    token is kept only as a SHA-256 hash, compared in constant time when a notification names the channel. A
+    stopped channel stays as a row (`stopped_at`) so its late notifications are recognised and ignored."""
+
+    __tablename__ = "push_channels"
+    __table_args__ = (
+        Index("ix_push_channels_expiry", "expires_at"),
+        holding(Owner.CONNECTION, Role.SECRET, key="connection_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connection_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("connections.id", ondelete="CASCADE"))
+    capability: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[str] = mapped_column(String(36))
+    external_id: Mapped[str] = mapped_column(Text)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    provider_resource_id: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

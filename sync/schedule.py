@@ -24,11 +24,16 @@ from connectors.registry import capabilities_of, settings_of
 from core.db import transaction
 from core.models import Connection, ConnectionStatus, utcnow
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS, Settings
+from sync import channels
 from sync.models import NO_RESOURCE, ConnectionResource, RunStatus, Schedule, SyncRun
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[uuid.UUID], bool]
+
+
+PUSHED_POLL_FACTOR = 4
+"""A stream with a live push channel is still polled, this many times less often."""
 
 
 def interval_seconds(settings: Settings, spec: ConnectorSpec, capability: Capability, schedule: Schedule | None) -> int:
@@ -158,6 +163,8 @@ def due_schedules(session: Session, settings: Settings) -> list[tuple[uuid.UUID,
         if found is None:
             continue
         seconds = interval_seconds(settings, found[0], found[1], schedule)
+        if channels.live_channel(session, connection.id, schedule.capability, schedule.resource):
+            seconds = min(MAX_POLL_SECONDS, seconds * PUSHED_POLL_FACTOR)  # a backstop: pushes bring the changes
         schedule.next_run_at = now + jittered(settings, seconds)
         due.append((connection.id, schedule.capability, schedule.resource))
     return due

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import logs
 from core.logsafe import safe_exception
 from core.settings import get_settings
-from sync import retry
+from sync import channels, retry
 from sync.celery_app import make_celery
 from sync.dispatch import RUN_TASK, hand_over, leave_to_tick
 from sync.retention import enforce_retention
@@ -115,6 +115,12 @@ def refresh_tokens_task() -> dict[str, object]:
     rt = runtime()
     budget = max(5.0, rt.settings.celery.task_soft_time_limit - 10.0)
     return renew_due(rt.sessions, engine().fresh, rt.settings.vault, budget).as_dict()
+
+
+@app.task(name="synchub.maintenance.renew_channels")
+def renew_channels_task() -> dict[str, int]:
+    """Renew the push channels that expire within their connector's margin (new opened before old stopped)."""
+    return channels.renew_due(engine())
 
 
 @app.task(name="synchub.maintenance.enforce_retention")

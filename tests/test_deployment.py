@@ -71,6 +71,30 @@ def test_services_cover_the_deployment(compose: dict[str, Any]) -> None:
     assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
 
 
+def test_prometheus_scrapes_the_api_with_the_token_and_every_worker_on_its_metrics_port(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    prometheus = services["prometheus"]
+    assert any(v.startswith("./deploy/prometheus.yml:") for v in prometheus["volumes"])
+    assert "metrics_token" in prometheus["secrets"]
+    assert "SYNCHUB_METRICS__TOKEN" in services["api"]["environment"], "the API's /metrics answers only the token"
+    assert compose["secrets"]["metrics_token"] == {"environment": "SYNCHUB_METRICS__TOKEN"}
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = {t for job in jobs.values() for c in job["static_configs"] for t in c["targets"]}
+    api_port = services["api"]["command"][services["api"]["command"].index("--port") + 1]
+    assert f"api:{api_port}" in targets
+    api_job = next(job for job in jobs.values() if f"api:{api_port}" in job["static_configs"][0]["targets"])
+    assert api_job["authorization"] == {"type": "Bearer", "credentials_file": "/run/secrets/metrics_token"}
+    workers = {
+        f"{name}:{service['command'][service['command'].index('--metrics-port') + 1]}"
+        for name, service in services.items()
+        if service.get("command", [])[:2] == ["synchub", "worker"]
+    }
+    assert workers and workers <= targets, f"workers Prometheus does not scrape: {workers - targets}"
+
+
 def test_every_service_command_is_a_synchub_subcommand(compose: dict[str, Any]) -> None:
     commands = [
         service["command"] for service in compose["services"].values() if service.get("image") == "synchub:latest"

@@ -99,6 +99,8 @@ def signin_claims(**changes: Any) -> dict[str, Any]:
     claims = {"sub": "u-1", "workspace_id": "ws-1", "aud": SIGNIN_AUDIENCE, "iat": now, "exp": now + 60}
     claims["jti"] = uuid.uuid4().hex
     changes = dict(changes)
+    if "iat_in" in changes:
+        changes["iat"] = now + changes.pop("iat_in")
     if "exp_in" in changes:
         changes["exp"] = now + changes.pop("exp_in")
     claims.update(changes)
@@ -118,12 +120,16 @@ def test_a_sign_in_link_works_once(hub: str, jwt_secret: str) -> None:
     ("changes", "reason"),
     [
         ({"exp_in": 600}, "at most 120 seconds"),  # relative: parameters are made at collection, long before
+        (
+            {"iat_in": 3600, "exp_in": 3660},
+            "issued in the future",
+        ),  # dated an hour ahead: 60 s by exp - iat, valid for an hour
         ({"aud": None}, "aud"),
         ({"aud": "synchub"}, "aud"),  # the CRM's ordinary API token is no sign-in link
         ({"jti": None}, "jti"),
         ({"iat": None}, "iat"),
     ],
-    ids=["long-lived", "no-aud", "api-token", "no-jti", "no-iat"],
+    ids=["long-lived", "future-iat", "no-aud", "api-token", "no-jti", "no-iat"],
 )
 def test_a_long_lived_or_incomplete_sign_in_token_is_refused(
     hub: str, jwt_secret: str, changes: dict[str, Any], reason: str
@@ -272,6 +278,17 @@ def test_sign_out_ends_the_session(hub: str, jwt_secret: str) -> None:
     assert browser.get(f"{hub}/", headers=HTML).status_code == 401
     replayed = httpx.get(f"{hub}/", headers=HTML, cookies=cookie)
     assert replayed.status_code == 401, "the session ended on the server: its old cookie opens nothing"
+    browser.close()
+
+
+def test_the_session_ends_on_the_server_after_its_own_lifetime(start_hub: Callable[..., str], jwt_secret: str) -> None:
+    """The lifetime is a setting, kept by the server: a cookie replayed after it opens nothing."""
+    short = start_hub(SYNCHUB_IDENTITY__SESSION_HOURS=str(2 / 3600))  # two seconds
+    browser, _csrf = signed_in_client(short, jwt_secret, "brief", "ws-brief")
+    cookie = dict(browser.cookies)
+    assert who(browser, short) == "brief in workspace ws-brief"
+    time.sleep(3)
+    assert httpx.get(f"{short}/", headers=HTML, cookies=cookie).status_code == 401
     browser.close()
 
 

@@ -1,5 +1,6 @@
-"""The durable inbox (the receiver stores into it through `webhooks.intake`): lease deliveries to one worker at a
-time, finish, release or give up, and the sweeper's and operator's passes over what is left."""
+"""The durable inbox: store deliveries once (a provider's POSTs go through `webhooks.intake` instead, on the event
+loop), lease them to one worker at a time, finish, release or give up, and the sweeper's and operator's passes over
+what is left."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from connectors.base import Delivery
@@ -36,6 +38,35 @@ class Claimed:
     connector: str
     attempts: int
     delivery: Delivery
+    received_at: datetime | None = None
+
+
+def store(session: Session, connector: str, deliveries: Sequence[Delivery]) -> Stored:
+    """Insert the deliveries in one statement; one already stored (a redelivery) is left as it is."""
+    if not deliveries:
+        return Stored(0, 0, [])
+    now = utcnow()
+    rows = [
+        {
+            "connector": connector,
+            "dedupe_key": delivery.dedupe_key,
+            "route_key": delivery.route_key,
+            "payload": dict(delivery.payload),
+            "status": IGNORED if delivery.ignored else PENDING,
+            "received_at": now,
+            "finished_at": now if delivery.ignored else None,
+        }
+        for delivery in deliveries
+    ]
+    table: Table = WebhookDelivery.__table__  # type: ignore[assignment]
+    statement = (
+        insert(table)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["connector", "dedupe_key"])
+        .returning(table.c.id, table.c.status)
+    )
+    created = session.execute(statement).all()
+    return Stored(len(deliveries), len(created), sorted(row.id for row in created if row.status == PENDING))
 
 
 def _claimable(now: datetime) -> Any:
@@ -61,11 +92,25 @@ def claim(session: Session, ids: Sequence[int], settings: WebhookSettings) -> li
         update(model)
         .where(model.id.in_(free.scalar_subquery()))
         .values(claimed_until=now + timedelta(seconds=settings.claim_seconds), attempts=model.attempts + 1)
-        .returning(model.id, model.connector, model.attempts, model.dedupe_key, model.route_key, model.payload)
+        .returning(
+            model.id,
+            model.connector,
+            model.attempts,
+            model.dedupe_key,
+            model.route_key,
+            model.payload,
+            model.received_at,
+        )
         .execution_options(synchronize_session=False)
     ).all()
     return [
-        Claimed(row.id, row.connector, row.attempts, Delivery(row.dedupe_key, row.route_key, row.payload or {}))
+        Claimed(
+            row.id,
+            row.connector,
+            row.attempts,
+            Delivery(row.dedupe_key, row.route_key, row.payload or {}),
+            row.received_at,
+        )
         for row in sorted(rows, key=lambda row: row.id)
     ]
 

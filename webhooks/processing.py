@@ -8,10 +8,11 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors.base import Capability, ConnectorSpec, Page, Resource
@@ -20,14 +21,14 @@ from core import logs
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, RateLimited, Retryable, ScopeMissing
 from core.logsafe import safe_exception
-from core.models import Connection, ConnectionStatus
+from core.models import Connection, ConnectionStatus, utcnow
 from crm.kinds import kind
 from crm.sink import Owner
 from sync import retry
-from sync.dispatch import SEND_RETRY, hand_over_unsent
+from sync.dispatch import SEND_RETRY, hand_over, hand_over_unsent
 from sync.engine import SyncEngine
 from sync.guard import Throttled
-from sync.models import ConnectionResource
+from sync.models import ConnectionResource, RunStatus, SyncRun
 from token_vault.fresh import Inactive
 from webhooks import inbox
 from webhooks.inbox import Claimed
@@ -162,7 +163,8 @@ class Processor:
             if isinstance(page, Page):
                 pages.append((route, page))
             else:
-                requested += self._request_sync(route)
+                delay = getattr(spec.webhook, "sync_delay_seconds", None)
+                requested += self._request_sync(route, delay, item.received_at)
         applied = self._apply(item.id, pages, requested)
         return inbox.PROCESSED if applied + requested else inbox.IGNORED
 
@@ -216,12 +218,53 @@ class Processor:
             session.expunge_all()
         return [Route(connection, row, capabilities[row.capability]) for connection, row in rows]
 
-    def _request_sync(self, route: Route) -> int:
-        run_id = self.engine.request(route.connection.id, route.capability.name, "webhook", route.resource.key)
+    def _request_sync(self, route: Route, delay: float | None = None, received_at: datetime | None = None) -> int:
+        """A sync of the routed resource; `delay` (the connector's `sync_delay_seconds`) holds it back from when
+        the delivery was received, so that the deliveries of a burst join one run, which the first of them sends
+        with that countdown (not left to the next tick)."""
+        not_before = (received_at or utcnow()) + timedelta(seconds=delay) if delay else None
+        if not_before is not None and received_at is not None and self._covered(route, received_at):
+            return 1
+        run_id = self.engine.request(
+            route.connection.id, route.capability.name, "webhook", route.resource.key, not_before=not_before
+        )
         if run_id is None:
             return 0
-        hand_over_unsent(self.sessions, self.celery, run_id)
+        if not_before is None:
+            hand_over_unsent(self.sessions, self.celery, run_id)
+            return 1
+        with transaction(self.sessions) as session:
+            claimed = session.execute(
+                update(SyncRun)
+                .where(
+                    SyncRun.id == run_id,
+                    SyncRun.status == RunStatus.QUEUED.value,
+                    SyncRun.enqueued_at.is_(None),
+                    SyncRun.started_at.is_(None),
+                )
+                .values(enqueued_at=utcnow())
+            )
+        if getattr(claimed, "rowcount", 0):
+            countdown = max(0.0, (not_before - utcnow()).total_seconds())
+            hand_over(self.sessions, self.celery, run_id, countdown=countdown)
         return 1
+
+    def _covered(self, route: Route, received_at: datetime) -> bool:
+        """Whether a run of the routed resource started after the delivery arrived (so it reads the change): a
+        delivery processed late in a burst then asks for no run after it."""
+        with self.sessions() as session:
+            found = session.scalar(
+                select(SyncRun.id)
+                .where(
+                    SyncRun.connection_id == route.connection.id,
+                    SyncRun.capability == route.capability.name,
+                    SyncRun.resource == route.resource.key,
+                    SyncRun.started_at >= received_at,
+                    SyncRun.status.in_((RunStatus.RUNNING.value, RunStatus.SUCCEEDED.value, RunStatus.WAITING.value)),
+                )
+                .limit(1)
+            )
+        return found is not None
 
     def _apply(self, delivery_id: int, pages: list[tuple[Route, Page]], requested: int) -> int:
         """Each route's records and the delivery's mark in one transaction; a connection disconnected or paused

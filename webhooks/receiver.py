@@ -5,21 +5,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import psycopg
 from celery import Celery
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from connectors.base import ConnectorSpec, Webhook, WebhookConnectorSettings, WebhookKeys
 from connectors.registry import enabled, settings_of
+from core.db import transaction
 from core.logsafe import safe_exception
 from core.settings import ConfigError, Settings
-from webhooks import intake
+from sync import channels
+from webhooks import inbox, intake
 from webhooks.enqueue import Enqueuer
+from webhooks.inbox import Stored
 from webhooks.models import DEDUPE_KEY_LENGTH
+from webhooks.processing import send
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +53,11 @@ def _refused(status: int, message: str) -> JSONResponse:
 
 
 class Receiver:
-    def __init__(self, endpoints: Mapping[str, Endpoint], pool: intake.Pool, celery: Celery) -> None:
-        self.endpoints, self.pool, self.enqueuer = endpoints, pool, Enqueuer(celery)
+    def __init__(
+        self, endpoints: Mapping[str, Endpoint], sessions: sessionmaker[Session], pool: intake.Pool, celery: Celery
+    ) -> None:
+        self.endpoints, self.sessions, self.celery = endpoints, sessions, celery
+        self.pool, self.enqueuer = pool, Enqueuer(celery)
 
     async def handshake(self, slug: str, request: Request) -> Response:
         endpoint = self.endpoints.get(slug)
@@ -66,6 +76,8 @@ class Receiver:
         if endpoint is None:
             return _refused(404, "no webhook is served here")
         body = await request.body()
+        if hasattr(endpoint.webhook, "channel"):
+            return await self._notified(slug, endpoint, request)
         if not self._verified(endpoint, request, body):
             log.warning("webhook signature refused", extra={"connector": slug, "status": 403})
             return _refused(403, "the signature does not verify")
@@ -92,6 +104,47 @@ class Receiver:
         if log.isEnabledFor(logging.INFO):
             log.info("webhook stored", extra={"connector": slug, "count": stored.received, "new": stored.new})
         return JSONResponse({"received": stored.received, "new": stored.new})
+
+    async def _notified(self, slug: str, endpoint: Endpoint, request: Request) -> Response:
+        """A push channel's notification (its body says nothing): the channel it names must be live and its token
+        the one kept, else it is refused; a channel unknown or stopped is answered 200 and recorded as ignored."""
+        webhook: Any = endpoint.webhook
+        try:
+            channel_id, token = webhook.channel(request.headers)
+            webhook.notification(request.headers, "")
+        except Exception:
+            return _refused(400, "the notification does not name a channel this hub understands")
+        try:
+            stored = await run_in_threadpool(
+                self._store_notification, slug, webhook, request.headers, channel_id, token
+            )
+        except SQLAlchemyError as exc:
+            log.error("could not store a notification: %s", safe_exception(exc), extra={"connector": slug})
+            return JSONResponse(
+                {"detail": "the hub could not store the notification; send it again"},
+                status_code=503,
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
+        if stored is None:
+            log.warning("notification token refused", extra={"connector": slug, "status": 403})
+            return _refused(403, "the channel token does not match")
+        return JSONResponse({"received": stored.received, "new": stored.new})
+
+    def _store_notification(
+        self, slug: str, webhook: Any, headers: Mapping[str, str], channel_id: str, token: str
+    ) -> Stored | None:
+        with transaction(self.sessions) as session:
+            found = channels.check(session, channel_id, token)
+            if found.outcome == channels.Check.FORGED:
+                return None
+            delivery = webhook.notification(headers, found.route_key)
+            if found.outcome == channels.Check.UNKNOWN:
+                delivery = replace(delivery, ignored=True)
+            stored = inbox.store(session, slug, [delivery])
+        if stored.pending:
+            send(self.celery, stored.pending)
+        log.info("notification stored", extra={"connector": slug, "count": stored.received, "new": stored.new})
+        return stored
 
     @staticmethod
     def _verified(endpoint: Endpoint, request: Request, body: bytes) -> bool:
@@ -130,7 +183,7 @@ def install(app: FastAPI, found: Mapping[str, Endpoint], sessions: sessionmaker[
     bind = sessions.kw["bind"]
     pool = intake.Pool(intake.conninfo(bind.url.render_as_string(hide_password=False)))
     before = len(app.router.routes)
-    app.include_router(Receiver(found, pool, celery).router())
+    app.include_router(Receiver(found, sessions, pool, celery).router())
     # First in the routing table: a provider's POSTs then skip matching every API and page route before theirs.
     # `/webhooks/{slug}` overlaps no other route, so the order changes nothing else.
     added = app.router.routes[before:]

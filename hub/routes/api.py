@@ -112,11 +112,11 @@ class ChoiceIn(BaseModel):
 
 @router.get("/connections/{connection_id}/capabilities/{capability}/resources", tags=["connections"])
 def get_resources(
-    connection_id: uuid.UUID, capability: str, user: CurrentUser, sync_engine: SyncEngineDep
+    connection_id: uuid.UUID, capability: str, user: CurrentUser, sync_engine: SyncEngineDep, celery: CeleryDep
 ) -> dict[str, Any]:
     """The capability's resources (calendars, Pages), refreshed from the provider: each with whether it is
     selected and whether the provider still lists it."""
-    return list_resources(sync_engine, connection_id, capability, (user.workspace_id, user.user_id))
+    return list_resources(sync_engine, connection_id, capability, (user.workspace_id, user.user_id), celery)
 
 
 @router.put("/connections/{connection_id}/capabilities/{capability}/resources/{resource_id}", tags=["connections"])

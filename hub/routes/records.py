@@ -31,7 +31,7 @@ def lister(record_kind: RecordKind) -> Callable[..., dict[str, Any]]:
     ) -> dict[str, Any]:
         query = RecordQuery(user.workspace_id, user.user_id, cursor, limit, connection_id, filters)
         try:
-            return page(session, record_kind, query)
+            return (record_kind.lister or page)(session, record_kind, query)
         except BadCursor as exc:
             raise HTTPException(400, str(exc)) from exc
 

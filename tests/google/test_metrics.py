@@ -124,6 +124,27 @@ def test_a_refused_token_counts_one_refresh(scraped: Scraped) -> None:
     assert moved(worker_before, worker_after, "synchub_token_refreshes_total", outcome="revoked") == 0
 
 
+def test_a_revoked_grant_counts_one_failed_refresh_and_one_failed_run(scraped: Scraped) -> None:
+    """A refresh's failure is counted, not only its success: the grant is revoked at Google, the run's call gets 401,
+    its one refresh is refused, and the run fails asking to reconnect."""
+    hub = scraped.hub
+    run, connection_id, account = hub.first_sync("metrics-revoked", PAGE_SIZE, [])
+    assert run["status"] == "succeeded", run
+    hub.admin.revoke_grant(account, hub.client_id)
+    worker_before, api_before = scraped.worker(), scraped.api()
+    failed = hub.sync_now(hub.browser(user="metrics-revoked"), connection_id)
+    assert failed["status"] == "failed" and "reconnect" in failed["error"], failed
+    worker_after, api_after = scraped.worker(), scraped.api()
+
+    refreshes = "synchub_token_refreshes_total"
+    assert moved(worker_before, worker_after, refreshes, outcome="revoked") == 1
+    assert moved(worker_before, worker_after, refreshes, outcome="ok") == 0
+    assert moved(worker_before, worker_after, refreshes, outcome="failed") == 0
+    assert moved(worker_before, worker_after, "synchub_provider_calls_total", connector=CONNECTOR, code="2xx") == 0
+    assert moved(api_before, api_after, "synchub_runs", status="failed", capability="contacts") == 1
+    assert moved(api_before, api_after, "synchub_runs", status="succeeded", capability="contacts") == 0
+
+
 def test_queue_depth_counts_a_waiting_task(scraped: Scraped) -> None:
     celery = make_celery(scraped.hub.settings)
     before = scraped.api()

@@ -201,6 +201,25 @@ def test_a_signed_batch_is_stored_once_and_a_redelivery_lands_nothing_twice(inbo
     assert inbox.person_fetches(people) == 20
 
 
+def test_the_workers_log_names_each_delivery_it_processed(inbox: Inbox) -> None:
+    """Operators follow a delivery by its id: the worker's JSON line for each processed delivery carries it."""
+    batch = changes(inbox.book, inbox.provider.person_ids(inbox.book, 3))
+    assert inbox.post(batch).status_code == 200
+    ids = {d.id for d in inbox.settled(keys(batch)).values()}
+
+    def logged() -> list[dict[str, Any]] | None:
+        lines = [json.loads(line) for line in inbox.worker.output().splitlines() if line.startswith("{")]
+        mine = [line for line in lines if line.get("delivery_id") in ids]
+        return (
+            mine
+            if {line["delivery_id"] for line in mine if line["message"] == "webhook delivery processed"} == ids
+            else None
+        )
+
+    lines = wait_for(logged, timeout=10, interval=0.1, what="the worker to log each delivery")
+    assert all(line["connector"] == SLUG for line in lines), lines
+
+
 def test_refused_posts_store_nothing(inbox: Inbox) -> None:
     batch = changes(inbox.book, inbox.provider.person_ids(inbox.book, 2))
     body = json.dumps({"changes": batch}).encode()
