@@ -1,5 +1,6 @@
-"""The durable inbox: store deliveries once, lease them to one worker at a time, finish, release or give up,
-and the sweeper's and operator's passes over what is left."""
+"""The durable inbox: store deliveries once (a provider's POSTs go through `webhooks.intake` instead, on the event
+loop), lease them to one worker at a time, finish, release or give up, and the sweeper's and operator's passes over
+what is left."""
 
 from __future__ import annotations
 

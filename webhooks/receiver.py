@@ -8,20 +8,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import psycopg
 from celery import Celery
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from connectors.base import ConnectorSpec, Delivery, Webhook, WebhookConnectorSettings, WebhookKeys
+from connectors.base import ConnectorSpec, Webhook, WebhookConnectorSettings, WebhookKeys
 from connectors.registry import enabled, settings_of
 from core.db import transaction
 from core.logsafe import safe_exception
 from core.settings import ConfigError, Settings
 from sync import channels
-from webhooks import inbox
+from webhooks import inbox, intake
+from webhooks.enqueue import Enqueuer
 from webhooks.inbox import Stored
 from webhooks.models import DEDUPE_KEY_LENGTH
 from webhooks.processing import send
@@ -51,8 +53,11 @@ def _refused(status: int, message: str) -> JSONResponse:
 
 
 class Receiver:
-    def __init__(self, endpoints: Mapping[str, Endpoint], sessions: sessionmaker[Session], celery: Celery) -> None:
+    def __init__(
+        self, endpoints: Mapping[str, Endpoint], sessions: sessionmaker[Session], pool: intake.Pool, celery: Celery
+    ) -> None:
         self.endpoints, self.sessions, self.celery = endpoints, sessions, celery
+        self.pool, self.enqueuer = pool, Enqueuer(celery)
 
     async def handshake(self, slug: str, request: Request) -> Response:
         endpoint = self.endpoints.get(slug)
@@ -83,16 +88,21 @@ class Receiver:
         if any(len(d.dedupe_key) > DEDUPE_KEY_LENGTH for d in deliveries):
             return _refused(400, "a change's id is longer than the hub keeps")
         try:
-            stored = await run_in_threadpool(self._store_and_send, slug, deliveries)
-        except DataError:  # a value PostgreSQL refuses (a NUL character in JSON): sending it again cannot help
+            stored = await intake.store(self.pool, slug, deliveries)
+        except (psycopg.DataError, UnicodeError):
+            # a value PostgreSQL refuses (a NUL character in JSON) or text UTF-8 cannot hold: resending cannot help
             return _refused(400, "the body holds a value the hub cannot store")
-        except SQLAlchemyError as exc:
+        except (psycopg.Error, OSError) as exc:
             log.error("could not store a webhook: %s", safe_exception(exc), extra={"connector": slug})
             return JSONResponse(
                 {"detail": "the hub could not store the delivery; send it again"},
                 status_code=503,
                 headers={"Retry-After": RETRY_AFTER_SECONDS},
             )
+        if stored.pending:
+            await self.enqueuer.send(stored.pending)
+        if log.isEnabledFor(logging.INFO):
+            log.info("webhook stored", extra={"connector": slug, "count": stored.received, "new": stored.new})
         return JSONResponse({"received": stored.received, "new": stored.new})
 
     async def _notified(self, slug: str, endpoint: Endpoint, request: Request) -> Response:
@@ -144,17 +154,6 @@ class Receiver:
         except Exception:
             return False
 
-    def _store_and_send(self, slug: str, deliveries: list[Delivery]) -> Stored:
-        with transaction(self.sessions) as session:
-            stored = inbox.store(session, slug, deliveries)
-        if stored.pending:
-            send(self.celery, stored.pending)
-        log.info(
-            "webhook stored",
-            extra={"connector": slug, "count": stored.received, "new": stored.new},
-        )
-        return stored
-
     def router(self) -> APIRouter:
         router = APIRouter(prefix=PREFIX, tags=["webhooks"])
         router.add_api_route("/{slug}", self.handshake, methods=["GET"], include_in_schema=False)
@@ -181,4 +180,12 @@ def install(app: FastAPI, found: Mapping[str, Endpoint], sessions: sessionmaker[
     """Serve `/webhooks/{slug}` for these endpoints, each under its connector's body cap (`app.state.body_caps`)."""
     for endpoint in found.values():
         app.state.body_caps.route(endpoint.path, endpoint.max_body_bytes)
-    app.include_router(Receiver(found, sessions, celery).router())
+    bind = sessions.kw["bind"]
+    pool = intake.Pool(intake.conninfo(bind.url.render_as_string(hide_password=False)))
+    before = len(app.router.routes)
+    app.include_router(Receiver(found, sessions, pool, celery).router())
+    # First in the routing table: a provider's POSTs then skip matching every API and page route before theirs.
+    # `/webhooks/{slug}` overlaps no other route, so the order changes nothing else.
+    added = app.router.routes[before:]
+    del app.router.routes[before:]
+    app.router.routes[:0] = added
