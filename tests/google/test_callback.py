@@ -84,7 +84,9 @@ def test_a_token_in_a_fragment_is_refused_without_reaching_the_provider(hub: Goo
     status, page = raw_get(hub, browser, f"/oauth/google/callback?state={state}#token_type=Bearer&{fragment}")
 
     assert status == 400, page
-    assert "only a sign-in code" in page.lower()
+    # uvicorn's httptools parser drops a request target's fragment before the app (the link then carries no code);
+    # its h11 parser passes it on, and the hub refuses the fragment itself. Either way nothing is taken from it.
+    assert "only a sign-in code" in page.lower() or "without a sign-in code" in page.lower(), page
     assert connections_of(hub, account) == []
     assert requests_to(hub, "/v1/userinfo", mark) == [], "the stolen token was tried on the provider"
     assert sorted(live_tokens(hub, account, other_app)) == ["access", "refresh"], "not ours to revoke"
