@@ -16,6 +16,7 @@ from googleapiclient.discovery import Resource
 from googleapiclient.errors import HttpError
 
 from sandbox.admin_client import SandboxAdmin
+from tests.conftest import wait_for
 from tests.sandbox.conftest import ADA
 
 ZURICH = "Europe/Zurich"
@@ -57,12 +58,8 @@ class Receiver:
             return [h for h, _ in self.received if channel_id in (None, h["X-Goog-Channel-ID"])]
 
 
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 5) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-    return result
+def wait_until(check: Callable[[], Any], what: str) -> Any:
+    return wait_for(check, timeout=5, interval=0.01, what=what)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from facebook_business.adobjects.page import Page
 from facebook_business.exceptions import FacebookRequestError
 
 from sandbox.facebook.errors import THROTTLES
+from tests.conftest import wait_for
 from tests.sandbox.facebook import APP_ID, APP_SECRET, Facebook, error_of, running_receiver, sdk_api
 
 LEAD_FIELDS = ["id", "created_time", "field_data", "ad_id", "form_id", "campaign_id", "is_organic", "platform"]
@@ -338,7 +339,11 @@ def test_an_error_injected_for_some_seconds_stops_by_itself(facebook: Facebook) 
     page_token = tokens["page_tokens"][page_id]
 
     during = error_of(facebook.graph.get(f"/{form_id}/leads", page_token))
-    time.sleep(0.35)
-    after = facebook.graph.get(f"/{form_id}/leads", page_token)
+    after = wait_for(
+        lambda: (answer := facebook.graph.get(f"/{form_id}/leads", page_token)).status_code == 200 and answer,
+        timeout=5,
+        interval=0.05,
+        what="the injected error to lift",
+    )
 
     assert during["code"] == 80005 and after.status_code == 200

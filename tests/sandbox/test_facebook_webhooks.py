@@ -148,7 +148,7 @@ def test_a_dropped_webhook_is_never_sent(facebook: Facebook, receiver: Receiver)
     facebook.admin.settings(drop_webhooks=True)
 
     facebook.admin.add_leads(form_id, flush=True)
-    time.sleep(0.2)
+    wait_until(lambda: facebook.admin.deliveries(state="dropped"), 5, "the delivery to be dropped")
 
     assert receiver.posts() == []
     assert [d["state"] for d in facebook.admin.deliveries()] == ["dropped"]
