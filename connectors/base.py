@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, SecretStr
 
@@ -269,6 +269,20 @@ class Webhook(Protocol):
     def process(self, delivery: Delivery, ctx: StreamContext) -> Page | None:
         """The records a delivery brings, as a page to upsert; None asks for a sync of the routed resource
         instead. Raises the taxonomy's errors (core.errors) as a stream does."""
+        ...
+
+
+@runtime_checkable
+class ChannelWebhook(Webhook, Protocol):
+    """A push-channel webhook (Google's): notifications have empty bodies and name their channel and its token in
+    headers, checked against the channels the hub keeps instead of a signature."""
+
+    def channel(self, headers: Mapping[str, str]) -> tuple[str, str]:
+        """The notification's channel id and token; raises when the headers do not name them."""
+        ...
+
+    def notification(self, headers: Mapping[str, str], route_key: str) -> Delivery:
+        """The delivery a notification for a channel routed to `route_key` is stored as."""
         ...
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 import psycopg
 from celery import Celery
@@ -16,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from connectors.base import ConnectorSpec, Webhook, WebhookConnectorSettings, WebhookKeys
+from connectors.base import ChannelWebhook, ConnectorSpec, Webhook, WebhookConnectorSettings, WebhookKeys
 from connectors.registry import enabled, settings_of
 from core.db import transaction
 from core.logsafe import safe_exception
@@ -75,9 +74,9 @@ class Receiver:
         endpoint = self.endpoints.get(slug)
         if endpoint is None:
             return _refused(404, "no webhook is served here")
+        if isinstance(endpoint.webhook, ChannelWebhook):
+            return await self._notified(slug, endpoint.webhook, request)
         body = await request.body()
-        if hasattr(endpoint.webhook, "channel"):
-            return await self._notified(slug, endpoint, request)
         if not self._verified(endpoint, request, body):
             log.warning("webhook signature refused", extra={"connector": slug, "status": 403})
             return _refused(403, "the signature does not verify")
@@ -105,10 +104,9 @@ class Receiver:
             log.info("webhook stored", extra={"connector": slug, "count": stored.received, "new": stored.new})
         return JSONResponse({"received": stored.received, "new": stored.new})
 
-    async def _notified(self, slug: str, endpoint: Endpoint, request: Request) -> Response:
+    async def _notified(self, slug: str, webhook: ChannelWebhook, request: Request) -> Response:
         """A push channel's notification (its body says nothing): the channel it names must be live and its token
         the one kept, else it is refused; a channel unknown or stopped is answered 200 and recorded as ignored."""
-        webhook: Any = endpoint.webhook
         try:
             channel_id, token = webhook.channel(request.headers)
             webhook.notification(request.headers, "")
@@ -131,7 +129,7 @@ class Receiver:
         return JSONResponse({"received": stored.received, "new": stored.new})
 
     def _store_notification(
-        self, slug: str, webhook: Any, headers: Mapping[str, str], channel_id: str, token: str
+        self, slug: str, webhook: ChannelWebhook, headers: Mapping[str, str], channel_id: str, token: str
     ) -> Stored | None:
         with transaction(self.sessions) as session:
             found = channels.check(session, channel_id, token)
