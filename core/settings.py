@@ -216,6 +216,17 @@ class WebhookSettings(BaseModel):
     )
 
 
+class PrivacySettings(BaseModel):
+    """The CRM's own calls that act for a whole workspace (cancel it, forget a person, read its audit log)."""
+
+    service_token: SecretStr | None = Field(
+        default=None,
+        min_length=24,
+        description="Bearer token the CRM's backend sends for workspace-wide privacy calls; unset, they answer 404. "
+        "Never a user's token.",
+    )
+
+
 MIN_POLL_SECONDS, MAX_POLL_SECONDS = 300, 86400
 
 
@@ -265,6 +276,7 @@ class Settings(BaseSettings):
     request_limits: RequestLimitSettings = RequestLimitSettings()
     metrics: MetricsSettings = MetricsSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

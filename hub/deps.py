@@ -97,6 +97,30 @@ def current_user(request: Request, settings: SettingsDep) -> Principal:
     return found.principal
 
 
+class ServiceCallsOff(Exception):
+    """`SYNCHUB_PRIVACY__SERVICE_TOKEN` is unset: the workspace-wide calls do not exist (404)."""
+
+
+class NotTheService(Exception):
+    """A workspace-wide call without the service token (a user's token included): refused with 403."""
+
+
+def service_caller(request: Request, settings: SettingsDep) -> None:
+    """The CRM's backend acting for a whole workspace: `Authorization: Bearer` with the service token, compared in
+    constant time. A user's token, or a session cookie, is refused."""
+    expected = settings.privacy.service_token
+    if expected is None:
+        raise ServiceCallsOff()
+    token = bearer(request)
+    if token is None:
+        raise NotSignedIn("a workspace-wide call needs Authorization: Bearer with the service token")
+    if not secrets.compare_digest(token.encode(), expected.get_secret_value().encode()):
+        raise NotTheService("this call needs the CRM's service token; a user's token cannot make it")
+
+
+ServiceCaller = Depends(service_caller)
+
+
 def page_session(request: Request) -> BrowserSession:
     """Pages: the browser's session cookie, and nothing else."""
     found = browser_session(request)

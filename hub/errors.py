@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from core.errors import ConnectorError
-from hub.deps import CrossSiteRefused, NotSignedIn
+from hub.deps import CrossSiteRefused, NotSignedIn, NotTheService, ServiceCallsOff
 from hub.pages import render
 from hub.ratelimits import TooManyRequests
 from hub.sessions import dev_signin_enabled
@@ -84,6 +84,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CrossSiteRefused)
     async def _cross_site(request: Request, exc: CrossSiteRefused) -> Response:
         return _reply(request, 403, "refused", str(exc))
+
+    @app.exception_handler(NotTheService)
+    async def _not_the_service(request: Request, exc: NotTheService) -> Response:
+        return _reply(request, 403, "refused", str(exc))
+
+    @app.exception_handler(ServiceCallsOff)
+    async def _service_off(request: Request, exc: ServiceCallsOff) -> Response:
+        detail = "workspace-wide calls are off: SYNCHUB_PRIVACY__SERVICE_TOKEN is unset"
+        return _reply(request, 404, "not found", detail)
 
     @app.exception_handler(TooManyRequests)
     async def _too_many(request: Request, exc: TooManyRequests) -> Response:
