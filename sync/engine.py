@@ -209,7 +209,7 @@ class SyncEngine:
         bare = StreamContext(
             connection_id=str(connection.id),
             credentials=ConnectionCredentials(self.fresh, connection.id),
-            base_url=self._base_url(connection),
+            base_url=self._base_url(connection) if spec.needs_oauth_client else connection.provider_account_id,
             settings=own,
             sent=(calls or guard.Calls()).sent,
             resource=resource,
