@@ -5,14 +5,14 @@ each redirect checked again, unless the deployment allows private hosts) lives h
 
 from __future__ import annotations
 
-import caldav
+from caldav.davclient import DAVClient
 
 from connectors.caldav.settings import CalDAVSettings
 
 
-def dav_client(url: str, username: str, password: str, settings: CalDAVSettings) -> caldav.DAVClient:
+def dav_client(url: str, username: str, password: str, settings: CalDAVSettings) -> DAVClient:
     """A client signed in as `username` at `url` (a server root, a principal or a calendar URL)."""
-    return caldav.DAVClient(
+    return DAVClient(
         url=url,
         username=username,
         password=password,
