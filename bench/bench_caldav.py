@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             if changed_rows != 1 or bench.stored(connection_id) != args.events:
                 problems.append(f"incremental {repeat}: the change not stored once ({changed_rows})")
-            took, requests, quiet = bench.sync(connection_id, key)
+            took, requests, _ = bench.sync(connection_id, key)
             quiet_times.append(took)
             quiet_requests = requests
             if requests != Counter({"REPORT": 1}):

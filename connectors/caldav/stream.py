@@ -16,15 +16,15 @@ import json
 import logging
 import zlib
 from collections.abc import Iterator, Sequence
-from typing import Any, cast
-from urllib.parse import quote, urljoin
+from typing import Any
+from urllib.parse import urljoin
 
 from caldav.collection import Calendar
 from caldav.davclient import DAVClient
 
 from connectors.base import Cursor, Page, Resource, StreamContext
 from connectors.caldav import ical
-from connectors.caldav.dav import CALDAV, CS, DAV, call, path_of, propfind, settings_of, signed_in
+from connectors.caldav.dav import CALDAV, CS, DAV, call, multiget, path_of, propfind, settings_of, signed_in
 from core.errors import ConnectorError, CursorExpired
 from crm.events import CalendarEvent
 
@@ -34,6 +34,7 @@ ETAG = f"{{{DAV}}}getetag"
 CTAG = f"{{{CS}}}getctag"
 SYNC_TOKEN = f"{{{DAV}}}sync-token"
 CALENDAR = f"{{{CALDAV}}}calendar"
+CALENDAR_DATA = f"{{{CALDAV}}}calendar-data"
 COLLECTION = f"{{{DAV}}}collection"
 HOME_SET = f"{{{CALDAV}}}calendar-home-set"
 
@@ -101,30 +102,27 @@ class CalDAVEventsStream:
         with signed_in(self.ctx, self.url) as client:
             calendar = Calendar(client, url=self.url)
             if self.by_sync_token:
-                yield from self._by_sync_token(calendar, dict(cursor or {}))
+                yield from self._by_sync_token(client, calendar, dict(cursor or {}))
             else:
-                yield from self._by_ctag(client, calendar, dict(cursor or {}))
+                yield from self._by_ctag(client, dict(cursor or {}))
 
-    def _fetch(self, calendar: Calendar, hrefs: list[str]) -> tuple[list[CalendarEvent], dict[str, str]]:
+    def _fetch(self, client: DAVClient, hrefs: list[str]) -> tuple[list[CalendarEvent], dict[str, str]]:
         """One calendar-multiget for `hrefs`: their records, and the etag of each href the server still has."""
-        assert calendar.url is not None
-        urls = [calendar.url.join(quote(href)) for href in hrefs]
-        objects = cast(list[Any], call(self.ctx, "the calendar's events", lambda: calendar.multiget(urls)))
+        found = call(self.ctx, "the calendar's events", lambda: multiget(client, self.url, hrefs))
         records: list[CalendarEvent] = []
         etags: dict[str, str] = {}
-        for obj in objects:
-            data = obj.data
-            if not data:
+        for member in found:
+            data = member.props.get(CALENDAR_DATA)
+            if data is None or not data.text:
                 continue
-            href = path_of(str(obj.url))
-            etags[href] = str((obj.props or {}).get(ETAG) or "")
+            etags[member.href] = member.text(ETAG) or ""
             try:
-                records.extend(ical.events(href, data))
+                records.extend(ical.events(member.href, data.text))
             except ical.NotCalendarData:
-                log.warning("a calendar object is not iCalendar data; skipped", extra={"href": href})
+                log.warning("a calendar object is not iCalendar data; skipped", extra={"href": member.href})
         return records, etags
 
-    def _by_sync_token(self, calendar: Calendar, cursor: dict[str, Any]) -> Iterator[Page]:
+    def _by_sync_token(self, client: DAVClient, calendar: Calendar, cursor: dict[str, Any]) -> Iterator[Page]:
         if cursor and "sync_token" not in cursor:
             raise CursorExpired("the calendar was synced by ctag; sync-collection starts with a full pass")
         since: str | None = cursor.get("sync_token")
@@ -150,7 +148,7 @@ class CalDAVEventsStream:
             return
         batches = list(chunks(pending, self.settings.page_size))
         for number, batch in enumerate(batches, 1):
-            records, etags = self._fetch(calendar, batch)
+            records, etags = self._fetch(client, batch)
             vanished = [href for href in batch if href not in etags or not self._holds_events(href, records)]
             last = number == len(batches)
             checkpoint = done if last else {"sync_token": since, "until": token, "after": batch[-1]}
@@ -187,11 +185,11 @@ class CalDAVEventsStream:
             etags[member.href] = member.text(ETAG) or ""
         return etags
 
-    def _by_ctag(self, client: DAVClient, calendar: Calendar, cursor: dict[str, Any]) -> Iterator[Page]:
+    def _by_ctag(self, client: DAVClient, cursor: dict[str, Any]) -> Iterator[Page]:
         if cursor and "ctag" not in cursor:
             raise CursorExpired("the calendar was synced by sync-collection; ctags start with a full pass")
         if not cursor or cursor.get("full"):
-            yield from self._full_by_ctag(client, calendar, cursor)
+            yield from self._full_by_ctag(client, cursor)
             return
         known = unpack(cursor["etags"])
         ctag = self._collection_tag(client)
@@ -208,7 +206,7 @@ class CalDAVEventsStream:
             return
         batches = list(chunks(pending, self.settings.page_size))
         for number, batch in enumerate(batches, 1):
-            records, etags = self._fetch(calendar, batch)
+            records, etags = self._fetch(client, batch)
             vanished = [href for href in batch if href not in etags or not self._holds_events(href, records)]
             for href in batch:
                 known.pop(href, None)
@@ -217,7 +215,7 @@ class CalDAVEventsStream:
             checkpoint = {"ctag": ctag if last else cursor["ctag"], "etags": pack(known)}
             yield Page(records, (gone if number == 1 else []) + vanished, checkpoint, last=last, full=False)
 
-    def _full_by_ctag(self, client: DAVClient, calendar: Calendar, cursor: dict[str, Any]) -> Iterator[Page]:
+    def _full_by_ctag(self, client: DAVClient, cursor: dict[str, Any]) -> Iterator[Page]:
         """Every member, after the ctag is read: whatever changes once it was read makes the next ctag differ. A
         resumed pass cannot vouch for the etags of what an earlier slice fetched, so it keeps them blank (fetched
         again once the calendar next changes)."""
@@ -232,7 +230,7 @@ class CalDAVEventsStream:
             return
         batches = list(chunks(pending, self.settings.page_size))
         for number, batch in enumerate(batches, 1):
-            records, etags = self._fetch(calendar, batch)
+            records, etags = self._fetch(client, batch)
             vanished = [href for href in batch if href not in etags]
             listing.update(etags)
             for href in vanished:
