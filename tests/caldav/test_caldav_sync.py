@@ -128,7 +128,19 @@ SERIES = (
     "END:VCALENDAR\r\n"
 )
 HOLIDAY = vevent("holiday-1", "Holiday", ";VALUE=DATE:20270106", ";VALUE=DATE:20270108")
-TOKYO = timed("tokyo-1", "Tokyo call", day="20270107", hour=9, zone="Asia/Tokyo")
+TOKYO = timed("tokyo-1", "Tokyo call", day="20270107", hour=9, zone="Asia/Tokyo").replace(
+    "BEGIN:VEVENT",
+    "BEGIN:VTIMEZONE\r\nTZID:Asia/Tokyo\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+0900\r\n"
+    "TZOFFSETTO:+0900\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT",
+)
+OUTLOOK = timed("outlook-1", "Outlook call", day="20270107", hour=14, zone="W. Europe Standard Time").replace(
+    "BEGIN:VEVENT",
+    "BEGIN:VTIMEZONE\r\nTZID:W. Europe Standard Time\r\nBEGIN:STANDARD\r\nDTSTART:16010101T030000\r\n"
+    "TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nRRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10\r\nEND:STANDARD\r\n"
+    "BEGIN:DAYLIGHT\r\nDTSTART:16010101T020000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\n"
+    "RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT",
+)
+"""A zone only its VTIMEZONE defines (Outlook's names): the offset comes from it, the time is shown in UTC."""
 
 
 def test_a_series_with_an_exception_and_an_exdate_all_day_and_zoned_events_read_back(
@@ -136,7 +148,7 @@ def test_a_series_with_an_exception_and_an_exdate_all_day_and_zoned_events_read_
 ) -> None:
     cal = caldav_hub
     name = f"Series {uuid.uuid4().hex[:6]}"
-    new_calendar(caldav_server, name, SERIES, HOLIDAY, TOKYO)
+    new_calendar(caldav_server, name, SERIES, HOLIDAY, TOKYO, OUTLOOK)
     browser, connection_id, _ = connect(cal, caldav_server, name)
     by_id = stored(cal, browser, connection_id)
     master = next(e for e in by_id.values() if e["ical_uid"] == "weekly-1" and not e["recurrence_id"])
@@ -159,6 +171,7 @@ def test_a_series_with_an_exception_and_an_exdate_all_day_and_zoned_events_read_
         ("Weekly", "2027-01-04T10:00:00+01:00", "2027-01-04T11:00:00+01:00", False),
         ("Holiday", "2027-01-06", "2027-01-08", True),
         ("Tokyo call", "2027-01-07T09:00:00+09:00", "2027-01-07T10:00:00+09:00", False),
+        ("Outlook call", "2027-01-07T13:00:00+00:00", "2027-01-07T14:00:00+00:00", False),
         ("Weekly (moved)", "2027-01-12T14:00:00+01:00", "2027-01-12T15:00:00+01:00", False),
         ("Weekly", "2027-01-25T10:00:00+01:00", "2027-01-25T11:00:00+01:00", False),
         ("Weekly", "2027-02-01T10:00:00+01:00", "2027-02-01T11:00:00+01:00", False),
