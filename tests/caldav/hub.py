@@ -1,0 +1,80 @@
+"""A hub in this process for the CalDAV connect tests, with its own CalDAV settings, and what it keeps."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.models import AuditEvent, Connection
+from core.settings import Settings
+from hub.app import create_app
+from tests import signin
+from tests.conftest import LiveServer, free_port, settings_from_env
+from token_vault.models import SealedCredential
+from token_vault.vault import Vault, key_ring, secret_kind
+
+
+@dataclass
+class Hub:
+    """A hub (API and pages) in this process with its own CalDAV settings, and what its browsers received."""
+
+    url: str
+    settings: Settings
+    sessions: sessionmaker[Session]
+    jwt_secret: str
+    responses: list[httpx.Response] = field(default_factory=list)
+
+    def browser(self, user: str, workspace: str = "ws-caldav") -> httpx.Client:
+        return signin.browser(self.url, self.jwt_secret, user, workspace, event_hooks={"response": [self._keep]})
+
+    def _keep(self, response: httpx.Response) -> None:
+        response.read()
+        self.responses.append(response)
+
+    def submit(self, browser: httpx.Client, url: str, username: str, password: str, **hidden: str) -> httpx.Response:
+        """The connect form as a person fills it in: open it, type, press Connect."""
+        page = browser.get(f"{self.url}/connect/caldav", params=hidden)
+        assert page.status_code == 200, page.text
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+        fields.update(server_url=url, username=username, password=password)
+        return browser.post(f"{self.url}/connect/caldav", data=fields)
+
+    def api_connect(self, browser: httpx.Client, url: str, username: str, password: str, **body: Any) -> httpx.Response:
+        fields = {"server_url": url, "username": username, "password": password}
+        return browser.post(f"{self.url}/api/v1/connect/caldav", json={"fields": fields, **body})
+
+    def stored(self, user: str) -> dict[str, int]:
+        """What the hub keeps for `user`: connections, sealed credentials and audit lines."""
+        with self.sessions() as session:
+            ids = list(session.scalars(select(Connection.id).where(Connection.user_id == user)))
+            credentials = session.scalar(select(func.count()).where(SealedCredential.connection_id.in_(ids))) or 0
+            audits = session.scalar(select(func.count()).where(AuditEvent.connection_id.in_(ids))) or 0
+        return {"connections": len(ids), "credentials": credentials, "audit": audits}
+
+    def secrets(self, connection_id: uuid.UUID) -> dict[str, str]:
+        vault = Vault(key_ring(self.settings.vault))
+        with self.sessions() as session:
+            connection = session.get_one(Connection, connection_id)
+            found = {name: vault.read(session, connection, secret_kind(name)) for name in ("username", "password")}
+        return {name: secret.value for name, secret in found.items() if secret is not None}
+
+    def connection(self, connection_id: uuid.UUID) -> Connection:
+        with self.sessions() as session:
+            row = session.get_one(Connection, connection_id)
+            session.expunge(row)
+            return row
+
+
+def hub_with(env: dict[str, str], engine: Engine, sessions: sessionmaker[Session], jwt_secret: str) -> Iterator[Hub]:
+    port = free_port()
+    settings = settings_from_env({**env, "SYNCHUB_PUBLIC_URL": f"http://127.0.0.1:{port}"})
+    with LiveServer(create_app(settings, engine), port) as server:
+        yield Hub(server.url, settings, sessions, jwt_secret)
