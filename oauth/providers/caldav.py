@@ -158,30 +158,34 @@ def discover(
     settings: CalDAVSettings, url: str, username: str, password: str, resolver: Resolver | None = None
 ) -> Discovered:
     """The account's principal and calendar home, found from the URL the user typed (its root, a context path,
-    the principal itself), trying the server's well-known address when the URL itself is not one; raises
-    CredentialsRefused with the plain reason. Nothing is stored."""
+    the principal itself); a server's root (or its well-known address) that is not itself a CalDAV context is
+    looked up at the well-known address. A path the user typed is taken as meant: nothing there is a wrong URL.
+    Raises CredentialsRefused with the plain reason. Nothing is stored."""
     start = typed_url(url)
     timeout = settings.timeout_seconds
     with dav_client(start, username, password, settings, resolver=resolver) as client:
         try:
-            principal = plainly(start, timeout, lambda: current_user_principal(client, start))
-            first: CredentialsRefused | None = None if principal else not_caldav(start)
+            return account_at(client, start, timeout)
         except CredentialsRefused as exc:
-            if exc.reason not in ("not_found", "not_caldav"):
+            if exc.reason not in ("not_found", "not_caldav") or urlsplit(start).path not in ("/", WELL_KNOWN):
                 raise
-            principal, first = None, exc
-        if principal is None:
-            context = plainly(start, timeout, lambda: well_known_context(client, start, username, password, timeout))
-            if context is None:
-                assert first is not None
-                raise first
-            principal = plainly(context, timeout, lambda: current_user_principal(client, context))
-            if principal is None:
-                raise not_caldav(context)
-        found = principal
-        home = plainly(found, timeout, lambda: home_set(client, found))
-        if home is None:
-            raise not_caldav(found)
+            first = exc
+        context = plainly(start, timeout, lambda: well_known_context(client, start, username, password, timeout))
+    if context is None:
+        raise first
+    with dav_client(context, username, password, settings, resolver=resolver) as client:
+        return account_at(client, context, timeout)
+
+
+def account_at(client: DAVClient, url: str, timeout: float) -> Discovered:
+    """The principal `url` reports for the signed-in user, and its calendar home."""
+    principal = plainly(url, timeout, lambda: current_user_principal(client, url))
+    if principal is None:
+        raise not_caldav(url)
+    found = principal
+    home = plainly(found, timeout, lambda: home_set(client, found))
+    if home is None:
+        raise not_caldav(found)
     return Discovered(normalised(found), normalised(home))
 
 

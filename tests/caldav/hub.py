@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import re
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +35,12 @@ class Hub:
     sessions: sessionmaker[Session]
     jwt_secret: str
     responses: list[httpx.Response] = field(default_factory=list)
+    browsers: list[httpx.Client] = field(default_factory=list)
 
     def browser(self, user: str, workspace: str = "ws-caldav") -> httpx.Client:
-        return signin.browser(self.url, self.jwt_secret, user, workspace, event_hooks={"response": [self._keep]})
+        browser = signin.browser(self.url, self.jwt_secret, user, workspace, event_hooks={"response": [self._keep]})
+        self.browsers.append(browser)
+        return browser
 
     def _keep(self, response: httpx.Response) -> None:
         response.read()
@@ -77,4 +84,70 @@ def hub_with(env: dict[str, str], engine: Engine, sessions: sessionmaker[Session
     port = free_port()
     settings = settings_from_env({**env, "SYNCHUB_PUBLIC_URL": f"http://127.0.0.1:{port}"})
     with LiveServer(create_app(settings, engine), port) as server:
-        yield Hub(server.url, settings, sessions, jwt_secret)
+        hub = Hub(server.url, settings, sessions, jwt_secret)
+        yield hub
+        for browser in hub.browsers:  # open keep-alive connections would hold up the server's shutdown
+            browser.close()
+
+
+class WebPage(http.server.BaseHTTPRequestHandler):
+    """A web server that is not CalDAV: HTML for everything, except a well-known redirect when it has one."""
+
+    disable_nagle_algorithm = True
+    redirect: str | None = None
+    hits: list[str]
+
+    def answer(self) -> None:
+        self.hits.append(f"{self.command} {self.path}")
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.startswith("/.well-known/caldav") and self.redirect:
+            self.send_response(301)
+            self.send_header("Location", self.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b"<!doctype html><html><body><h1>Welcome to our shop</h1></body></html>"
+        self.send_response(404 if self.path.startswith("/.well-known/") else 200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PROPFIND = do_OPTIONS = do_REPORT = answer
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@contextmanager
+def web_page(redirect: str | None = None, host: str = "127.0.0.1") -> Iterator[tuple[str, list[str]]]:
+    """A non-CalDAV web server on loopback: its URL and the requests it received."""
+    hits: list[str] = []
+    handler = type("Page", (WebPage,), {"redirect": redirect, "hits": hits})
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_port}/", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def silent_server() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A server that accepts connections and never answers (the kernel accepts them into the backlog)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/", []
+    finally:
+        listener.close()
+
+
+def closed_port() -> str:
+    """A loopback URL where nothing listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/"

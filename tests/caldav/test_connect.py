@@ -4,6 +4,7 @@ connection per account, each failure its own plain message, and a connection wai
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from oauth.providers.caldav import normalised
-from tests.caldav.hub import Hub, hub_with
+from tests.caldav.hub import Hub, closed_port, hub_with, silent_server, web_page
 from tests.caldav.servers import CalDAVServer
 
 
@@ -77,4 +78,58 @@ def test_the_form_is_the_providers_and_one_account_is_one_connection(
     assert again == first and uuid.UUID(by_api.json()["connection_id"]) == first
     assert new not in by_api.text
     assert caldav_hub.secrets(first)["password"] == new
-    assert caldav_hub.stored(user) == {"connections": 1, "credentials": 2, "audit": 3}
+    with web_page(redirect=caldav_server.url) as (shop, hits):  # a web site whose well-known address points on
+        assert connected_id(caldav_hub.submit(browser, shop, caldav_server.username, new)) == first
+    assert "PROPFIND /.well-known/caldav" in hits
+    assert caldav_hub.stored(user) == {"connections": 1, "credentials": 2, "audit": 4}
+
+
+NOTHING = {"connections": 0, "credentials": 0, "audit": 0}
+
+
+def refused(hub: Hub, user: str, url: str, username: str, password: str) -> tuple[str, str, dict[str, Any]]:
+    """Connect through the page and through the API: the page's message, the API's answer; checks the page kept
+    what was typed except the password."""
+    browser = hub.browser(user)
+    page = hub.submit(browser, url, username, password)
+    assert page.status_code in (400, 504), page.text
+    assert f'value="{username}"' in page.text and password not in page.text
+    message = re.search(r'<p class="status-failed" role="alert" id="connect-error">([^<]+)</p>', page.text)
+    assert message, page.text
+    api = hub.api_connect(browser, url, username, password)
+    assert api.status_code == page.status_code and password not in api.text
+    return message.group(1).replace("&#39;", "'"), str(api.json()["reason"]), api.json()
+
+
+def test_a_wrong_password_and_a_wrong_url_each_say_so_and_store_nothing(
+    caldav_hub: Hub, caldav_server: CalDAVServer
+) -> None:
+    user = new_user()
+    message, reason, _ = refused(caldav_hub, user, caldav_server.url, caldav_server.username, "not-the-password")
+    assert reason == "wrong_password" and "refused this username and app password" in message
+    message, reason, _ = refused(
+        caldav_hub, user, caldav_server.url + "nobody/here/", caldav_server.username, caldav_server.password
+    )
+    assert reason == "not_found" and "check the server URL" in message, message
+    assert caldav_hub.stored(user) == NOTHING
+
+
+def test_no_server_nothing_listening_not_caldav_and_a_timeout_each_say_so_and_store_nothing(
+    caldav_hub: Hub, impatient_hub: Hub
+) -> None:
+    user = new_user()
+    message, reason, _ = refused(caldav_hub, user, "https://calendar.invalid/", "ada", "app-password")
+    assert (reason, message) == ("unreachable", "No server called calendar.invalid was found: check the server URL.")
+    message, reason, _ = refused(caldav_hub, user, closed_port(), "ada", "app-password")
+    assert reason == "unreachable" and message.startswith("Nothing answers at 127.0.0.1:"), message
+    with web_page() as (shop, hits):
+        message, reason, _ = refused(caldav_hub, user, shop, "ada", "app-password")
+    assert reason == "not_caldav" and "answered, but not as a CalDAV server" in message, message
+    assert hits, "the web page was asked"
+    with silent_server() as (silent, _):
+        started = time.monotonic()
+        message, reason, _ = refused(impatient_hub, user, silent, "ada", "app-password")
+        took = (time.monotonic() - started) / 2  # the page's attempt and the API's
+    assert reason == "timeout" and "did not answer within 1 seconds" in message, message
+    assert took < 5, f"a 1 s timeout took {took:.1f} s"
+    assert caldav_hub.stored(user) == NOTHING
