@@ -5,14 +5,21 @@ from __future__ import annotations
 import http.server
 import re
 import socket
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -120,15 +127,22 @@ class WebPage(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
-def web_page(redirect: str | None = None, host: str = "127.0.0.1") -> Iterator[tuple[str, list[str]]]:
-    """A non-CalDAV web server on loopback: its URL and the requests it received."""
+def web_page(
+    redirect: str | None = None, host: str = "127.0.0.1", tls: tuple[Path, Path] | None = None
+) -> Iterator[tuple[str, list[str]]]:
+    """A non-CalDAV web server on loopback (over https with `tls`, a certificate and its key): its URL and the
+    requests it received."""
     hits: list[str] = []
     handler = type("Page", (WebPage,), {"redirect": redirect, "hits": hits})
     server = http.server.ThreadingHTTPServer((host, 0), handler)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://{host}:{server.server_port}/", hits
+        yield f"{'https' if tls else 'http'}://{host}:{server.server_port}/", hits
     finally:
         server.shutdown()
         server.server_close()
@@ -151,3 +165,28 @@ def closed_port() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{probe.getsockname()[1]}/"
+
+
+def certificate(folder: Path, *names: str) -> tuple[Path, Path]:
+    """A self-signed certificate for `names` (its own CA: a deployment's private CA in miniature), and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "server.pem", folder / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
