@@ -3,6 +3,7 @@ declares it, the check before anything is stored, and the connection with its se
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ from token_vault.vault import Vault, key_ring, secret_kind
 
 if TYPE_CHECKING:
     from hub.connect import ConnectPlan
+
+log = logging.getLogger(__name__)
 
 
 def form_page(
@@ -81,10 +84,15 @@ def connect_by_form(request: Request, plan: ConnectPlan, user: Principal, submit
     secrets sealed, and ask for its first syncs; raises CredentialsRefused (nothing stored) when the check fails."""
     config = FORM_PROVIDERS[plan.provider]
     rt = request.app.state
-    verified = config.check(rt.settings, submitted)
-    if plan.existing is not None and verified.account.account_id != plan.existing.provider_account_id:
-        raise other_account(config, plan.existing)
+    try:
+        verified = config.check(rt.settings, submitted)
+        if plan.existing is not None and verified.account.account_id != plan.existing.provider_account_id:
+            raise other_account(config, plan.existing)
+    except CredentialsRefused as exc:
+        log.info("connect by form refused", extra={"provider": plan.provider, "reason": exc.reason})
+        raise
     connection_id = store_secrets(request, plan, user, verified)
+    log.info("connected by form", extra={"provider": plan.provider, "connection_id": str(connection_id)})
     request_syncs(rt.sync_engine, rt.celery, connection_id, plan.wanted, trigger="connect")
     return connection_id
 

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,6 +39,7 @@ class Hub:
     """A hub (API and pages) in this process with its own CalDAV settings, and what its browsers received."""
 
     url: str
+    app: FastAPI
     settings: Settings
     sessions: sessionmaker[Session]
     jwt_secret: str
@@ -90,8 +92,9 @@ class Hub:
 def hub_with(env: dict[str, str], engine: Engine, sessions: sessionmaker[Session], jwt_secret: str) -> Iterator[Hub]:
     port = free_port()
     settings = settings_from_env({**env, "SYNCHUB_PUBLIC_URL": f"http://127.0.0.1:{port}"})
-    with LiveServer(create_app(settings, engine), port) as server:
-        hub = Hub(server.url, settings, sessions, jwt_secret)
+    app = create_app(settings, engine)
+    with LiveServer(app, port) as server:
+        hub = Hub(server.url, app, settings, sessions, jwt_secret)
         yield hub
         for browser in hub.browsers:  # open keep-alive connections would hold up the server's shutdown
             browser.close()

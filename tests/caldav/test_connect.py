@@ -133,3 +133,39 @@ def test_no_server_nothing_listening_not_caldav_and_a_timeout_each_say_so_and_st
     assert reason == "timeout" and "did not answer within 1 seconds" in message, message
     assert took < 5, f"a 1 s timeout took {took:.1f} s"
     assert caldav_hub.stored(user) == NOTHING
+
+
+def test_a_connection_waiting_for_a_new_app_password_resumes_when_it_is_entered(
+    caldav_hub: Hub, caldav_server: CalDAVServer
+) -> None:
+    user = new_user()
+    browser = caldav_hub.browser(user)
+    connection_id = connected_id(
+        caldav_hub.submit(browser, caldav_server.url, caldav_server.username, caldav_server.password)
+    )
+    before = caldav_hub.connection(connection_id)
+    old = caldav_server.password
+    caldav_server.set_password(new := f"app-password-{uuid.uuid4().hex[:6]}")
+    # What the sync engine does when the server answers 401 (the connector raises AuthRevoked).
+    caldav_hub.app.state.sync_engine.needs_reauth(connection_id, "the server refused the app password")
+
+    page = browser.get(f"{caldav_hub.url}/").text
+    assert "enter your new app password" in page
+    assert f'href="/connect/caldav?reconnect={connection_id}"' in page
+    form = browser.get(f"{caldav_hub.url}/connect/caldav", params={"reconnect": str(connection_id)})
+    assert "enter your new app password" in form.text
+    assert f'value="{before.provider_account_id}"' in form.text and f'value="{caldav_server.username}"' in form.text
+
+    stale = caldav_hub.submit(
+        browser, before.provider_account_id, caldav_server.username, old, reconnect=str(connection_id)
+    )
+    assert stale.status_code == 400 and "refused this username and app password" in stale.text
+    assert caldav_hub.connection(connection_id).status == "needs_reauth"
+    assert caldav_hub.secrets(connection_id)["password"] == old
+
+    resumed = caldav_hub.submit(browser, caldav_server.url, caldav_server.username, new, reconnect=str(connection_id))
+    assert connected_id(resumed) == connection_id
+    after = caldav_hub.connection(connection_id)
+    assert (after.status, after.status_reason, after.created_at) == ("active", None, before.created_at)
+    assert caldav_hub.secrets(connection_id)["password"] == new
+    assert caldav_hub.stored(user)["credentials"] == 2
