@@ -3,19 +3,23 @@ connection per account, each failure its own plain message, and a connection wai
 
 from __future__ import annotations
 
+import logging
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import Engine
+import redis
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from oauth.providers.caldav import normalised
 from tests.caldav.hub import Hub, closed_port, hub_with, silent_server, web_page
 from tests.caldav.servers import CalDAVServer
+from tests.google.test_tokens import encodings, redis_text
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +173,62 @@ def test_a_connection_waiting_for_a_new_app_password_resumes_when_it_is_entered(
     assert (after.status, after.status_reason, after.created_at) == ("active", None, before.created_at)
     assert caldav_hub.secrets(connection_id)["password"] == new
     assert caldav_hub.stored(user)["credentials"] == 2
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[list[str]]:
+    """Every log record of this process (the hub runs in it) while the test runs, with its extra fields."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(f"{record.getMessage()} {record.__dict__!r}")
+
+    handler, root = Keep(logging.DEBUG), logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield lines
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+def test_no_app_password_in_the_database_redis_logs_or_any_response(
+    caldav_hub: Hub, caldav_server: CalDAVServer, captured_logs: list[str]
+) -> None:
+    user = new_user()
+    browser = caldav_hub.browser(user)
+    caldav_server.set_password(password := f"app-pw-{uuid.uuid4().hex}")
+    wrong = f"wrong-pw-{uuid.uuid4().hex}"
+    assert caldav_hub.submit(browser, caldav_server.url, caldav_server.username, wrong).status_code == 400
+    connection_id = connected_id(caldav_hub.submit(browser, caldav_server.url, caldav_server.username, password))
+    assert caldav_hub.api_connect(browser, caldav_server.url, caldav_server.username, password).status_code == 200
+    assert caldav_hub.api_connect(browser, caldav_server.url, caldav_server.username, wrong).status_code == 400
+    browser.get(f"{caldav_hub.url}/")
+    browser.get(f"{caldav_hub.url}/api/v1/connections/{connection_id}")
+    browser.get(f"{caldav_hub.url}/connect/caldav", params={"reconnect": str(connection_id)})
+    assert caldav_hub.secrets(connection_id)["password"] == password, "sanity: it is stored, sealed"
+
+    url = make_url(caldav_hub.settings.database_url).set(drivername="postgresql")
+    dump = subprocess.run(
+        ["pg_dump", "--data-only", url.render_as_string(hide_password=False)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    places = {
+        "pg_dump": dump,
+        "redis": redis_text(redis.Redis.from_url(caldav_hub.settings.redis_url)),
+        "logs": "\n".join(captured_logs),
+        "responses": "\n".join(f"{r.status_code} {dict(r.headers)} {r.text}" for r in caldav_hub.responses),
+    }
+    assert str(connection_id) in dump and "connected by form" in places["logs"], "the scan must see what it scans"
+    assert "connect by form refused" in places["logs"]
+    leaks = [
+        (where, secret[:8])
+        for secret in (password, wrong)
+        for form in encodings(secret)
+        for where, text in places.items()
+        if form in text
+    ]
+    assert leaks == []
