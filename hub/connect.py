@@ -97,7 +97,7 @@ def connect_page(
     except ConnectRefused as exc:
         return refused_page(exc)
     if provider in FORM_PROVIDERS:
-        return form_page(found, session, dict(request.query_params))
+        return form_page(found, request.app.state.settings, session, dict(request.query_params))
     names = [found.available[c][1].display_name for c in found.wanted]
     page = render(
         "connect.html",
@@ -139,7 +139,8 @@ def connect(
         try:
             connection_id = connect_by_form(request, found, user, submitted)
         except CredentialsRefused as exc:
-            return form_page(found, session, FORM_PROVIDERS[provider].values(submitted), exc.detail, exc.status)
+            values = FORM_PROVIDERS[provider].values(submitted)
+            return form_page(found, settings, session, values, exc.detail, exc.status)
         return RedirectResponse(f"/?connected={connection_id}", status_code=303)
     config = PROVIDERS[provider]
     available, wanted = found.available, found.wanted

@@ -17,6 +17,7 @@ from connectors.registry import default_sharing
 from core.db import transaction
 from core.identity import Principal
 from core.models import Connection, ConnectionStatus, audit, utcnow
+from core.settings import Settings
 from hub.connections import request_syncs
 from hub.pages import render
 from hub.sessions import BrowserSession
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 def form_page(
     plan: ConnectPlan,
+    settings: Settings,
     session: BrowserSession,
     values: Mapping[str, str],
     error: str | None = None,
@@ -75,6 +77,7 @@ def form_page(
         reconnect=str(existing.id) if existing else "",
         account=existing.account_email if existing else None,
         error=error,
+        note=config.note(settings),
     )
     return HTMLResponse(page, status_code=status)
 

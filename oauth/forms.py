@@ -74,6 +74,8 @@ class FormProviderConfig:
     prefill: Callable[[str, str | None], Mapping[str, str]] = lambda _account_id, _label: {}
     reconnect_prompt: str = "Enter your new password."
     intro: str = ""
+    note: Callable[[Settings], str | None] = lambda _settings: None
+    """A deployment's line for the form (the dev hub's demo server and account)."""
 
     def values(self, submitted: Mapping[str, object]) -> dict[str, str]:
         """The declared fields' submitted values (strings, trimmed unless secret); nothing else is read."""

@@ -206,6 +206,11 @@ def verify(settings: Settings, values: Mapping[str, str]) -> Verified:
     return Verified(Account(found.principal_url, username), {"username": username, "password": password})
 
 
+def dev_note(settings: Settings) -> str | None:
+    own = section(settings, "caldav", CalDAVSettings)
+    return own.dev_note if own is not None else None
+
+
 def prefill(account_id: str, label: str | None) -> dict[str, str]:
     return {"server_url": account_id, "username": label or ""}
 
@@ -233,5 +238,6 @@ CALDAV = FormProviderConfig(
     ),
     verify=verify,
     prefill=prefill,
+    note=dev_note,
     reconnect_prompt="The server no longer accepts the app password synchub has: enter your new app password.",
 )
