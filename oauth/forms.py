@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from pydantic import BaseModel
+
 from core.settings import Settings
 from oauth.config import Account
 
@@ -71,6 +73,8 @@ class FormProviderConfig:
     title: str
     fields: tuple[FormField, ...]
     verify: Callable[[Settings, Mapping[str, str]], Verified]
+    settings: type[BaseModel] | None = None
+    """The model of the provider's own settings (`SYNCHUB_<NAME>__*`), when it reads any."""
     prefill: Callable[[str, str | None], Mapping[str, str]] = lambda _account_id, _label: {}
     reconnect_prompt: str = "Enter your new password."
     intro: str = ""

@@ -237,6 +237,7 @@ CALDAV = FormProviderConfig(
         FormField("password", "App password", type="password", autocomplete="new-password"),
     ),
     verify=verify,
+    settings=CalDAVSettings,
     prefill=prefill,
     note=dev_note,
     reconnect_prompt="The server no longer accepts the app password synchub has: enter your new app password.",
