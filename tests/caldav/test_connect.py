@@ -17,10 +17,15 @@ import redis
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import transaction
+from core.models import Connection
 from oauth.providers.caldav import normalised
+from sync import checkpoints
+from sync.checkpoints import Position
 from tests.caldav.hub import Hub, closed_port, hub_with, silent_server, web_page
 from tests.caldav.servers import CalDAVServer
 from tests.google.test_tokens import encodings, redis_text
+from token_vault.vault import key_ring
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +154,10 @@ def test_a_connection_waiting_for_a_new_app_password_resumes_when_it_is_entered(
         caldav_hub.submit(browser, caldav_server.url, caldav_server.username, caldav_server.password)
     )
     before = caldav_hub.connection(connection_id)
+    ring = key_ring(caldav_hub.settings.vault)
+    where = {"sync_token": "http://example.test/ns/sync/42"}  # a calendar stream's place, as the engine keeps it
+    with transaction(caldav_hub.sessions) as session:
+        checkpoints.save(session, ring, session.get_one(Connection, connection_id), "calendar/c1", Position(where))
     old = caldav_server.password
     caldav_server.set_password(new := f"app-password-{uuid.uuid4().hex[:6]}")
     # What the sync engine does when the server answers 401 (the connector raises AuthRevoked).
@@ -174,6 +183,9 @@ def test_a_connection_waiting_for_a_new_app_password_resumes_when_it_is_entered(
     assert (after.status, after.status_reason, after.created_at) == ("active", None, before.created_at)
     assert caldav_hub.secrets(connection_id)["password"] == new
     assert caldav_hub.stored(user)["credentials"] == 2
+    with caldav_hub.sessions() as session:  # the next sync resumes where it was, incrementally
+        kept = checkpoints.load(session, ring, session.get_one(Connection, connection_id), "calendar/c1")
+    assert kept.cursor == where and not kept.in_full_pass
 
     gone = browser.delete(f"{caldav_hub.url}/api/v1/connections/{connection_id}")
     assert gone.status_code == 200 and gone.json()["revoked_at_provider"] is True, gone.text  # nothing to revoke
