@@ -10,7 +10,7 @@ when the stream ends (`complete` false if the reader went away first).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -18,9 +18,10 @@ from sqlalchemy import ColumnElement, MetaData, Select, Table, false, or_, selec
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import Base, transaction
+from core.db import transaction
 from core.holdings import Holding, Owner, check_database, declared
 from core.models import Connection, audit_workspace, utcnow
+from migrations import target_metadata
 
 FORMAT = "synchub.export/1"
 BATCH = 1000
@@ -91,7 +92,7 @@ class Export:
     workspace_id: str
     user_id: str
     actor: str
-    metadata: MetaData = Base.metadata
+    metadata: MetaData = field(default_factory=target_metadata)
 
     def check(self) -> None:
         """Refuse before a byte is sent when the database has a table whose holdings this process does not know."""
@@ -124,19 +125,21 @@ class Export:
         options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
         with self.engine.connect().execution_options(**options) as connection, connection.begin():
             for index, table in enumerate(exported_tables(self.metadata)):
-                buffer += (b"," if index else b"") + encode(table.name) + b":["
-                chosen = rows_of_user(self.metadata, table, holdings[table.name], self.workspace_id, self.user_id)
+                name = str(table.name)
+                buffer += (b"," if index else b"") + encode(name) + b":["
+                chosen = rows_of_user(self.metadata, table, holdings[name], self.workspace_id, self.user_id)
+                columns = [str(column.name) for column in table.columns]
                 result = connection.execution_options(yield_per=BATCH).execute(chosen)
                 count = 0
                 for row in result:
                     if count:
                         buffer += b","
-                    buffer += encode(row._asdict())
+                    buffer += encode(dict(zip(columns, row, strict=True)))
                     count += 1
                     if len(buffer) >= CHUNK:
                         yield bytes(buffer)
                         buffer.clear()
                 buffer += b"]"
-                counts[table.name] = count
+                counts[name] = count
         buffer += b'},"counts":' + encode(counts) + b"}"
         yield bytes(buffer)
