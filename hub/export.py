@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, MetaData, Select, Table, false, or_, select
+from sqlalchemy import JSON, ColumnElement, MetaData, Select, Table, Text, cast, false, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -129,12 +129,25 @@ class Export:
                 buffer += (b"," if index else b"") + encode(name) + b":["
                 chosen = rows_of_user(self.metadata, table, holdings[name], self.workspace_id, self.user_id)
                 columns = [str(column.name) for column in table.columns]
+                raw = [isinstance(column.type, JSON) for column in table.columns]
+                # JSON columns come as their text and go out as it is: decoding them only to encode them again
+                # was a third of the export's time.
+                chosen = chosen.with_only_columns(
+                    *(
+                        cast(column, Text) if is_json else column
+                        for column, is_json in zip(table.columns, raw, strict=True)
+                    )
+                )
                 result = connection.execution_options(yield_per=BATCH).execute(chosen)
                 count = 0
                 for row in result:
                     if count:
                         buffer += b","
-                    buffer += encode(dict(zip(columns, row, strict=True)))
+                    values = [
+                        msgspec.Raw(value.encode()) if is_json and value is not None else value
+                        for value, is_json in zip(row, raw, strict=True)
+                    ]
+                    buffer += encode(dict(zip(columns, values, strict=True)))
                     count += 1
                     if len(buffer) >= CHUNK:
                         yield bytes(buffer)
