@@ -5,6 +5,10 @@ removed.
 A tombstone is `{"id": ..., "deleted_at": ...}`. Tombstones carry no connection (they outlive an erase of it),
 so they are the workspace's: a reader sees the ids of deleted records of connections they could not read,
 which tells nothing but that some record went. Content filters and `connection_id` narrow the records only.
+
+Times are the writer's clock when the row was written, not when its transaction committed: a follower resumes
+from a little before the last time it saw (a minute covers a sync page's transaction), and ids it already has
+come again.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import literal, select, tuple_
+from sqlalchemy import literal, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from crm.kinds import BadCursor, RecordKind, RecordQuery
@@ -37,6 +41,12 @@ def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(at), uuid.UUID(row_id)
     except (ValueError, TypeError, binascii.Error) as exc:
         raise BadCursor("cursor is not one this API issued (with updated_since, pass the feed's own cursor)") from exc
+
+
+def without_tombstones(session: Session) -> None:
+    """For the rest of the session's transaction, deletions of records leave no tombstone: for removing a whole
+    workspace, whose change feed nobody will read again (the trigger reads `synchub.tombstones`)."""
+    session.execute(text("SELECT set_config('synchub.tombstones', 'off', true)"))
 
 
 def aware(value: datetime) -> datetime:

@@ -1,6 +1,7 @@
 """`GET /api/v1/privacy/export` and `synchub privacy export`: every record the sandbox holds for the user's
 accounts (contacts, leads, events with attendees), each once, with connections, resources, runs and the audit
-log; nothing of another user's; no token, password or sealed value; the export itself audited with its counts."""
+log; nothing of another user's; no token, password or sealed value; the export itself audited with its counts.
+The same records come through each kind's change feed (`updated_since`)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def test_export_holds_every_record_of_the_users_accounts_once_and_no_secret(
     tag = uuid.uuid4().hex[:8]
     user, workspace = f"exporter-{tag}", f"ws-export-{tag}"
     browser = hub.google.browser(user=user, workspace=workspace)
+    since = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
 
     account = new_account(admin, contacts=0)
     contacts = [
@@ -94,6 +96,11 @@ def test_export_holds_every_record_of_the_users_accounts_once_and_no_secret(
     other_account = new_account(admin, contacts=3)
     other_connection = hub.google.connect(other, other_account)
     assert hub.google.wait_run(other, other_connection)["status"] == "succeeded"
+
+    fed = {segment: hub.feed(browser, segment, since, limit=2) for segment in ("contacts", "leads", "events")}
+    assert Counter(item["external_id"] for item in fed["leads"]) == Counter(leads)
+    assert Counter(item["external_id"] for item in fed["events"]) == Counter(events)
+    assert all({a["email"] for a in item["attendees"]} == attendees for item in fed["events"])
 
     answer = browser.get(f"{hub.url}/api/v1/privacy/export")
     assert answer.status_code == 200, answer.text
