@@ -78,7 +78,7 @@ def privacy_hub(
     settings = settings_from_env(env)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
-    worker = Worker(env, queues="sync,maintenance", concurrency=2).start()
+    worker = Worker(env, queues="sync,maintenance", concurrency=1).start()
     with LiveServer(create_app(settings, engine), port=port) as server:
         google = GoogleHub(server.url, env, settings, admin, google_client, google_secret, engine, sessions, jwt_secret)
         facebook = FacebookHub(

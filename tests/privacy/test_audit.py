@@ -1,6 +1,6 @@
-"""The audit log people read: connect, grant changes, token refreshes counted once a day per connection, the
-export and the disconnect, newest first and keyset-paged, for the user and (with the CRM's service token) the
-whole workspace; never a token or a record's contents."""
+"""The audit log people read: connect, grant changes (a scope withdrawn at the provider, granted again), token
+refreshes counted once a day per connection, the export and the disconnect, newest first and keyset-paged, for the
+user and (with the CRM's service token) the whole workspace; never a token or a record's contents."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import httpx
 from sqlalchemy import select
 
 from core.models import Connection
-from tests.calendar.conftest import CALENDAR_EVENTS, CALENDAR_LIST
-from tests.google.conftest import new_account
+from tests.google.conftest import CONTACTS_SCOPE, new_account
 from tests.privacy.conftest import PrivacyHub
 from token_vault.models import SealedCredential
 from token_vault.vault import Vault, key_ring
@@ -57,7 +56,9 @@ def test_the_audit_log_records_what_happened_counts_refreshes_per_day_and_holds_
         admin.expire_access_tokens(account)
         assert hub.google.sync_now(browser, connection_id)["status"] == "succeeded"
         seen |= tokens(hub, connection_id)
-    hub.google.connect(browser, account, capabilities="contacts,calendar")  # a wider grant
+    admin.narrow_grant(account, hub.google.client_id, remove=[CONTACTS_SCOPE])  # withdrawn at Google
+    assert hub.google.sync_now(browser, connection_id)["status"] == "failed"
+    hub.google.connect(browser, account, capabilities="contacts")  # granted again
     seen |= tokens(hub, connection_id)
     assert browser.get(f"{hub.url}/api/v1/privacy/export").status_code == 200
     other = hub.google.browser(user=f"neighbour-{tag}", workspace=workspace)
@@ -72,13 +73,16 @@ def test_the_audit_log_records_what_happened_counts_refreshes_per_day_and_holds_
         "privacy.exported",
         "connection.grant_changed",
         "connection.reconnected",
+        "connection.grant_changed",
         "token.refreshed",
         "connection.created",
     ], "newest first, each once across pages"
     refreshed = mine[actions.index("token.refreshed")]
     assert refreshed["times"] == 2, "one row a day per connection, counted"
     changed = mine[actions.index("connection.grant_changed")]["detail"]
-    assert set(changed["granted"]) >= {CALENDAR_EVENTS, CALENDAR_LIST} and changed["declined"] == []
+    assert (changed["granted"], changed["declined"]) == ([CONTACTS_SCOPE], [])
+    withdrawn = mine[actions.index("connection.grant_changed") + 2]
+    assert (withdrawn["actor"], withdrawn["detail"]) == ("system", {"granted": [], "declined": [CONTACTS_SCOPE]})
     assert all(entry["connection_id"] in (str(connection_id), None) for entry in mine), "nothing of the neighbour's"
 
     with hub.api(hub.service_token) as crm:
