@@ -13,18 +13,28 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from core.identity import issue_token
 from core.models import Connection
 from hub.export import exported_tables
 from migrations import target_metadata
 from sync.models import Checkpoint
-from tests.conftest import ROOT, clean_environ
+from tests.conftest import ROOT, clean_environ, wait_for
 from tests.google.conftest import new_account
 from tests.privacy.conftest import PrivacyHub
 from token_vault.models import SealedCredential
 from token_vault.vault import Vault, key_ring
+
+SEED = """
+INSERT INTO crm_contacts (id, workspace_id, connection_id, provider, resource, external_id, display_name, emails,
+    phones, created_at, updated_at)
+SELECT gen_random_uuid(), :workspace, :connection, 'google', '', 'people/c' || i, 'Person ' || i,
+    json_build_array(json_build_object('value', 'person' || i || '@example.com')), '[]', now(), now()
+FROM generate_series(1, :count) AS i
+"""
 
 
 def secrets_of(hub: PrivacyHub, connection_ids: list[uuid.UUID]) -> dict[str, str]:
@@ -140,3 +150,27 @@ def test_export_holds_every_record_of_the_users_accounts_once_and_no_secret(
     assert len(by_cli["tables"]["audit_log"]) == len(tables["audit_log"]) + 1, "the API's export is in the log"
     last = browser.get(f"{hub.url}/api/v1/audit", params={"limit": 1}).json()["entries"][0]
     assert (last["action"], last["actor"], last["detail"]["rows"]) == ("privacy.exported", "cli", by_cli["counts"])
+
+
+def test_an_export_the_reader_leaves_halfway_is_audited_as_incomplete(privacy_hub: PrivacyHub) -> None:
+    hub = privacy_hub
+    tag = uuid.uuid4().hex[:8]
+    user, workspace = f"leaver-{tag}", f"ws-leave-{tag}"
+    with hub.google.sessions() as session, session.begin():  # far more than one chunk of the stream
+        connection = Connection(workspace_id=workspace, user_id=user, auth_provider="google", provider_account_id=tag)
+        session.add(connection)
+        session.flush()
+        session.execute(text(SEED), {"workspace": workspace, "connection": connection.id, "count": 5000})
+    token = issue_token(hub.google.jwt_secret, user, workspace, 600)
+    with hub.api(token) as client, client.stream("GET", "/api/v1/privacy/export") as answer:
+        assert answer.status_code == 200
+        first = next(answer.iter_raw())
+        assert first.startswith(b'{"format":')
+
+    def audited() -> dict[str, Any] | None:
+        with hub.api(token) as client:
+            entries = client.get("/api/v1/audit").json()["entries"]
+        return next((e for e in entries if e["action"] == "privacy.exported"), None)
+
+    entry = wait_for(audited, timeout=60, what="the export's audit entry")
+    assert entry["detail"]["complete"] is False
