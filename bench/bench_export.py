@@ -174,7 +174,6 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         redis_server(Path(folder)) as redis_url,
         scratch_database(admin_url, "synchub_bench") as db_url,
     ):
-        connection_id = seed(db_url, args.records)
         port, jwt_secret = free_port(), secrets.token_urlsafe(48)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCHUB_")} | {
             "SYNCHUB_DATABASE_URL": db_url,
@@ -190,7 +189,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         api = subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
+            connection_id = seed(db_url, args.records)  # while the API starts
+            deadline = time.monotonic() + 60
             while True:
                 try:
                     if httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200:
