@@ -12,8 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from core.db import make_engine, session_factory
+from core.models import Connection
 from hub.app import create_app
 from sandbox.admin_client import SandboxAdmin
 from tests.calendar.conftest import CALENDAR_ENV, CalendarHub
@@ -56,6 +58,27 @@ class PrivacyHub:
             cursor = answer.json()["next_cursor"]
             if not cursor:
                 return found
+
+
+SEED = """
+INSERT INTO crm_contacts (id, workspace_id, connection_id, provider, resource, external_id, display_name, emails,
+    phones, created_at, updated_at)
+SELECT gen_random_uuid(), :workspace, :connection, 'google', '', 'people/c' || i, 'Person ' || i,
+    json_build_array(json_build_object('value', 'person' || i || '@example.com')), '[]', now(), now()
+FROM generate_series(1, :count) AS i
+"""
+
+
+def holder(hub: PrivacyHub, workspace: str, user: str, account: str, contacts: int) -> uuid.UUID:
+    """A connection of `user` holding `contacts` contacts, written straight to the tables."""
+    with hub.google.sessions() as session, session.begin():
+        connection = Connection(
+            workspace_id=workspace, user_id=user, auth_provider="google", provider_account_id=account
+        )
+        session.add(connection)
+        session.flush()
+        session.execute(text(SEED), {"workspace": workspace, "connection": connection.id, "count": contacts})
+        return connection.id
 
 
 @pytest.fixture(scope="package")

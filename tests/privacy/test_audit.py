@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from core.models import Connection
+from core.models import Connection, audit
 from tests.google.conftest import CONTACTS_SCOPE, new_account
-from tests.privacy.conftest import PrivacyHub
+from tests.privacy.conftest import PrivacyHub, holder
 from token_vault.models import SealedCredential
 from token_vault.vault import Vault, key_ring
 
@@ -61,8 +61,9 @@ def test_the_audit_log_records_what_happened_counts_refreshes_per_day_and_holds_
     hub.google.connect(browser, account, capabilities="contacts")  # granted again
     seen |= tokens(hub, connection_id)
     assert browser.get(f"{hub.url}/api/v1/privacy/export").status_code == 200
-    other = hub.google.browser(user=f"neighbour-{tag}", workspace=workspace)
-    neighbour = hub.google.connect(other, new_account(admin, contacts=1))
+    neighbour = holder(hub, workspace, f"neighbour-{tag}", f"neighbour-{tag}@sandbox.test", contacts=1)
+    with hub.google.sessions() as session, session.begin():
+        audit(session, session.get_one(Connection, neighbour), f"neighbour-{tag}", "connection.created")
     gone = browser.delete(f"{hub.url}/api/v1/connections/{connection_id}", params={"delete_data": "true"})
     assert gone.status_code == 200, gone.text
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from core.identity import issue_token
 from core.models import Connection
@@ -24,17 +24,9 @@ from migrations import target_metadata
 from sync.models import Checkpoint
 from tests.conftest import ROOT, clean_environ, wait_for
 from tests.google.conftest import new_account
-from tests.privacy.conftest import PrivacyHub
+from tests.privacy.conftest import PrivacyHub, holder
 from token_vault.models import SealedCredential
 from token_vault.vault import Vault, key_ring
-
-SEED = """
-INSERT INTO crm_contacts (id, workspace_id, connection_id, provider, resource, external_id, display_name, emails,
-    phones, created_at, updated_at)
-SELECT gen_random_uuid(), :workspace, :connection, 'google', '', 'people/c' || i, 'Person ' || i,
-    json_build_array(json_build_object('value', 'person' || i || '@example.com')), '[]', now(), now()
-FROM generate_series(1, :count) AS i
-"""
 
 
 def secrets_of(hub: PrivacyHub, connection_ids: list[uuid.UUID]) -> dict[str, str]:
@@ -102,10 +94,8 @@ def test_export_holds_every_record_of_the_users_accounts_once_and_no_secret(
     facebook = hub.facebook.connect(browser, fb_user["id"])
     assert hub.facebook.backfill(browser, facebook, page["name"])["status"] == "succeeded"
 
-    other = hub.google.browser(user=f"other-{tag}", workspace=workspace)
-    other_account = new_account(admin, contacts=3)
-    other_connection = hub.google.connect(other, other_account)
-    assert hub.google.wait_run(other, other_connection)["status"] == "succeeded"
+    other_account = f"other-{tag}@sandbox.test"  # another user of the workspace, with records of their own
+    other_connection = holder(hub, workspace, f"other-{tag}", other_account, contacts=3)
 
     fed = {segment: hub.feed(browser, segment, since, limit=2) for segment in ("contacts", "leads", "events")}
     assert Counter(item["external_id"] for item in fed["leads"]) == Counter(leads)
@@ -156,11 +146,7 @@ def test_an_export_the_reader_leaves_halfway_is_audited_as_incomplete(privacy_hu
     hub = privacy_hub
     tag = uuid.uuid4().hex[:8]
     user, workspace = f"leaver-{tag}", f"ws-leave-{tag}"
-    with hub.google.sessions() as session, session.begin():  # far more than one chunk of the stream
-        connection = Connection(workspace_id=workspace, user_id=user, auth_provider="google", provider_account_id=tag)
-        session.add(connection)
-        session.flush()
-        session.execute(text(SEED), {"workspace": workspace, "connection": connection.id, "count": 5000})
+    holder(hub, workspace, user, tag, contacts=5000)  # far more than one chunk of the stream
     token = issue_token(hub.google.jwt_secret, user, workspace, 600)
     with hub.api(token) as client, client.stream("GET", "/api/v1/privacy/export") as answer:
         assert answer.status_code == 200
