@@ -19,7 +19,7 @@ from connectors.base import Capability
 from connectors.registry import capabilities_of, default_sharing
 from core.db import transaction
 from core.identity import Principal, issue_signin_token
-from core.models import Connection, ConnectionStatus, audit, utcnow
+from core.models import Connection, ConnectionStatus, audit, audit_grant_change, utcnow
 from core.scopes import missing
 from hub.connect_form import connect_by_form, form_page
 from hub.connections import request_syncs
@@ -339,6 +339,7 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
         if not offline and vault.read(session, connection, REFRESH) is None:
             raise ConnectRefused("the provider did not grant offline access (no refresh token); try again")
         connection.account_email = grant.account.email
+        before = set(connection.granted_scopes)
         connection.granted_scopes = sorted(tokens.scopes)
         connection.capabilities = sorted({*connection.capabilities, *pending.capabilities})
         if connection.status != ConnectionStatus.PAUSED.value:  # a reconnect does not undo the user's pause
@@ -348,4 +349,6 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
         if tokens.refresh_token:
             vault.store(session, connection, REFRESH, tokens.refresh_token)
         audit(session, connection, pending.user_id, action, scopes=len(connection.granted_scopes))
+        if action == "connection.reconnected":
+            audit_grant_change(session, connection, pending.user_id, before)
         return connection.id
