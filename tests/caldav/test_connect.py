@@ -177,6 +177,11 @@ def test_a_connection_waiting_for_a_new_app_password_resumes_when_it_is_entered(
     assert caldav_hub.connection(connection_id).status == "needs_reauth"
     assert caldav_hub.secrets(connection_id)["password"] == old
 
+    elsewhere = caldav_server.url.replace("127.0.0.1", "localhost")  # another principal URL: another account
+    other = caldav_hub.submit(browser, elsewhere, caldav_server.username, new, reconnect=str(connection_id))
+    assert other.status_code == 409 and "another CalDAV account" in other.text, other.text
+    assert caldav_hub.connection(connection_id).status == "needs_reauth" and caldav_hub.stored(user)["connections"] == 1
+
     resumed = caldav_hub.submit(browser, caldav_server.url, caldav_server.username, new, reconnect=str(connection_id))
     assert connected_id(resumed) == connection_id
     after = caldav_hub.connection(connection_id)
