@@ -5,7 +5,9 @@ import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
+import httpx
 import pytest
 
 from core.db import make_engine, session_factory
@@ -38,6 +40,18 @@ CALDAV_HUB_ENV = {
 }
 
 
+class ClosingHub(GoogleHub):
+    """A Google hub that remembers its browsers, to close their keep-alive connections before the server stops
+    (an open one holds up its shutdown for seconds)."""
+
+    opened: ClassVar[list[httpx.Client]] = []
+
+    def browser(self, user: str = "user-g", workspace: str = "ws-g") -> httpx.Client:
+        found = super().browser(user, workspace)
+        self.opened.append(found)
+        return found
+
+
 @pytest.fixture(scope="package")
 def caldav_hub(
     hub_env: dict[str, str], sandbox_url: str, admin: SandboxAdmin, jwt_secret: str
@@ -52,9 +66,11 @@ def caldav_hub(
     engine = make_engine(settings.database_url)
     worker = Worker(env, queues="webhooks,sync,maintenance", concurrency=2).start()
     with LiveServer(create_app(settings, engine), port=port) as server:
-        hub = GoogleHub(
+        hub = ClosingHub(
             server.url, env, settings, admin, client_id, client_secret, engine, session_factory(engine), jwt_secret
         )
         yield CalendarHub(hub)
+        for browser in ClosingHub.opened:
+            browser.close()
     worker.stop(signal.SIGKILL)
     engine.dispose()

@@ -1,11 +1,12 @@
-"""A CalDAV connection as the connect form leaves it (the interface contract with the connect side): auth provider
-`caldav`, the principal URL as the provider account id, the username and app password sealed in the vault as the
-secrets `username` and `password`. Until the form lands, the tests make it here, in this one function."""
+"""CalDAV connections for the sync tests and the benchmark: through the hub's connect API (discovery, the vault), or,
+for the benchmark, which runs no API, written as that leaves them (auth provider `caldav`, the principal URL as the
+provider account id, the username and app password sealed as the secrets `username` and `password`)."""
 
 from __future__ import annotations
 
 import uuid
 
+import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
@@ -21,6 +22,14 @@ def principal_url(server: CalDAVServer, base: str | None = None) -> str:
         path = client.principal().url.path
     root = (base or server.url).rstrip("/")
     return f"{root}/{path.strip('/')}/"
+
+
+def connected_by_api(browser: httpx.Client, hub_url: str, server: CalDAVServer, base: str | None = None) -> uuid.UUID:
+    """The signed-in user connects the server's account (reached at `base`, a recording front, if given)."""
+    fields = {"server_url": base or server.url, "username": server.username, "password": server.password}
+    answer = browser.post(f"{hub_url}/api/v1/connect/caldav", json={"fields": fields})
+    assert answer.status_code == 200, answer.text
+    return uuid.UUID(answer.json()["connection_id"])
 
 
 def connected(

@@ -17,7 +17,7 @@ from core.models import Connection
 from crm.models import EventRow
 from sync import checkpoints
 from sync.checkpoints import Position, stream_key
-from tests.caldav.connect import connected
+from tests.caldav.connect import connected_by_api
 from tests.caldav.recorder import recording
 from tests.caldav.servers import CalDAVServer
 from tests.calendar.conftest import CalendarHub
@@ -56,8 +56,8 @@ def connect(
 ) -> tuple[httpx.Client, uuid.UUID, str]:
     """Connect the server's account, choose calendar `name`, and wait for its first run."""
     user = f"user-{uuid.uuid4().hex[:6]}"
-    connection_id = connected(cal.hub.settings, cal.hub.sessions, server, user, WORKSPACE, base)
     browser = cal.hub.browser(user=user, workspace=WORKSPACE)
+    connection_id = connected_by_api(browser, cal.hub.url, server, base)
     listed = cal.calendars(browser, connection_id)
     assert not any(resource["selected"] for resource in listed.values()), "the user chooses the calendars"
     resource_id = listed[name]["id"]
