@@ -11,7 +11,7 @@ class Scopes:
     """Every group is needed, and any one scope within a group suffices.
 
     An API that lists, per method, the scopes any one of which lets it run gives one group per method a capability
-    calls; permissions that are all needed together give one group each. A credential without scopes (a CalDAV app
+    calls; permissions that are all needed together give one group each. A credential without scopes (an app
     password opens the whole account) is declared with `Scopes.none()`, which every grant allows; an empty
     requirement is refused otherwise, so none is ever declared by mistake.
     """
