@@ -17,6 +17,7 @@ from core.models import Connection
 from crm.models import EventRow
 from sync import checkpoints
 from sync.checkpoints import Position, stream_key
+from tests.caldav.calendars import new_calendar, timed, vevent
 from tests.caldav.connect import connected_by_api
 from tests.caldav.recorder import recording
 from tests.caldav.servers import CalDAVServer
@@ -24,27 +25,6 @@ from tests.calendar.conftest import CalendarHub
 from token_vault.vault import key_ring
 
 WORKSPACE = "ws-caldav"
-
-
-def vevent(uid: str, summary: str, start: str, end: str, extra: str = "") -> str:
-    return (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//synchub tests//EN\r\nBEGIN:VEVENT\r\n"
-        f"UID:{uid}\r\nDTSTAMP:20261201T090000Z\r\nDTSTART{start}\r\nDTEND{end}\r\nSUMMARY:{summary}\r\n{extra}"
-        "END:VEVENT\r\nEND:VCALENDAR\r\n"
-    )
-
-
-def timed(uid: str, summary: str, day: str = "20270104", hour: int = 10, zone: str = "Europe/Berlin") -> str:
-    return vevent(uid, summary, f";TZID={zone}:{day}T{hour:02d}0000", f";TZID={zone}:{day}T{hour + 1:02d}0000")
-
-
-def new_calendar(server: CalDAVServer, name: str, *objects: str) -> str:
-    """A calendar made on the server holding `objects`; its URL on the server."""
-    with server.client() as client:
-        calendar = client.principal().make_calendar(name=name)
-        for data in objects:
-            calendar.save_event(data)
-        return str(calendar.url)
 
 
 def on_server(server: CalDAVServer, url: str) -> Any:
@@ -268,3 +248,18 @@ def test_the_same_meeting_at_google_and_at_a_caldav_server_is_one_meeting_with_t
     sources = meetings[0]["sources"]
     assert sorted(s["provider"] for s in sources) == ["caldav", "google"]
     assert {s["connection_id"] for s in sources} == {str(connection_id), str(google_id)}
+
+
+# The ctag path and the connector contract are collected here too, so that they run on this module's two servers
+# (each module starts its own, and a Xandikos takes seconds to start).
+from tests.caldav.contract_caldav import TestCalDAVContract  # noqa: E402
+from tests.caldav.ctag import (  # noqa: E402
+    test_the_app_bucket_is_the_servers_host,
+    test_without_sync_collection_the_ctag_and_etags_find_a_change_and_a_deletion,
+)
+
+__all__ = [
+    "TestCalDAVContract",
+    "test_the_app_bucket_is_the_servers_host",
+    "test_without_sync_collection_the_ctag_and_etags_find_a_change_and_a_deletion",
+]

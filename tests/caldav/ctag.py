@@ -12,10 +12,10 @@ from connectors.caldav.spec import SPEC
 from connectors.caldav.stream import CalDAVEventsStream, calendars
 from core.errors import SecretMissing
 from sync import guard
+from tests.caldav.calendars import new_calendar, timed
 from tests.caldav.connect import principal_url
 from tests.caldav.recorder import recording
 from tests.caldav.servers import CalDAVServer
-from tests.caldav.test_caldav_sync import new_calendar, timed
 from tests.conftest import settings_from_env
 from tests.contract import base_env
 

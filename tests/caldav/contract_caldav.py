@@ -10,9 +10,9 @@ import pytest
 
 from connectors.base import Capability, Resource
 from connectors.caldav.spec import SPEC
+from tests.caldav.calendars import timed
+from tests.caldav.ctag import Secrets
 from tests.caldav.servers import CalDAVServer
-from tests.caldav.test_caldav_ctag import Secrets
-from tests.caldav.test_caldav_sync import timed
 from tests.contract import ConnectorContract, Grant, ProviderSandbox
 
 
