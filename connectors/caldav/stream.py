@@ -152,7 +152,8 @@ class CalDAVEventsStream:
             vanished = [href for href in batch if href not in etags or not self._holds_events(href, records)]
             last = number == len(batches)
             checkpoint = done if last else {"sync_token": since, "until": token, "after": batch[-1]}
-            yield Page(records, (gone if number == 1 else []) + vanished, checkpoint, last=last, full=full)
+            total = len(changed) if full else None  # the progress of a full pass
+            yield Page(records, (gone if number == 1 else []) + vanished, checkpoint, last=last, full=full, total=total)
 
     @staticmethod
     def _holds_events(href: str, records: list[CalendarEvent]) -> bool:
@@ -239,4 +240,4 @@ class CalDAVEventsStream:
             checkpoint = (
                 {"ctag": ctag, "etags": pack(listing)} if last else {"ctag": ctag, "full": True, "after": batch[-1]}
             )
-            yield Page(records, vanished, checkpoint, last=last, full=True)
+            yield Page(records, vanished, checkpoint, last=last, full=True, total=len(listing))
