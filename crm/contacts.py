@@ -30,6 +30,7 @@ from crm.sink import (
     random_uuids,
     rows_by_external_id,
 )
+from crm.suppression import without_suppressed
 
 CONTACTS: Table = ContactRow.__table__  # type: ignore[assignment]
 EMAILS: Table = ContactEmailRow.__table__  # type: ignore[assignment]
@@ -156,6 +157,21 @@ class ContactSink:
         """Upsert a page and delete `deleted_ids`; `ready` is `prepare(records)` if it was built ahead. `fresh`: this
         (connection, resource) held no record when the pass began, so the page is first tried as all new."""
         deleted_ids = list(deleted_ids)
+        records, suppressed = without_suppressed(self.session, self.owner.workspace_id, records, addresses)
+        if suppressed:
+            ready = None  # built for the page as read; the kept records are rebuilt
+        counts = self._apply(records, deleted_ids, full_pass_id, ready, fresh)
+        counts.suppressed = suppressed
+        return counts
+
+    def _apply(
+        self,
+        records: Sequence[Contact],
+        deleted_ids: list[str],
+        full_pass_id: str | None,
+        ready: NewRows | None,
+        fresh: bool,
+    ) -> Counts:
         # A contact the page lists twice is written once, as its later listing says.
         last = {record.external_id: index for index, record in enumerate(records)}
         if ready is None:

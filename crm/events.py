@@ -29,6 +29,7 @@ from core.models import utcnow
 from crm.kinds import BadCursor, RecordKind, RecordQuery
 from crm.models import ContactEmailRow, ContactRow, EventAttendeeRow, EventRow
 from crm.sink import Counts, Owner, bulk_insert, delete_unseen, encode_json, random_uuids
+from crm.suppression import normalised, suppressed
 
 EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
 ATTENDEES: Table = EventAttendeeRow.__table__  # type: ignore[assignment]
@@ -228,6 +229,27 @@ ATTENDEE_COLUMNS = ("event_id", "email", "workspace_id", "display_name", "respon
 STAGE_TABLE = Table(STAGE, MetaData())
 
 
+def without_suppressed_people(
+    session: Session, workspace_id: str, records: Sequence[CalendarEvent]
+) -> tuple[Sequence[CalendarEvent], int]:
+    """The write-time check: an event keeps its place, but a suppressed address is dropped from its attendees and
+    its organizer; returns the events and how many people were dropped."""
+    people = (a.email for r in records for a in r.attendees)
+    blocked = {
+        normalised(a) for a in suppressed(session, workspace_id, [*people, *(r.organizer_email or "" for r in records)])
+    }
+    if not blocked:
+        return records, 0
+    dropped = 0
+    kept: list[CalendarEvent] = []
+    for record in records:
+        attendees = tuple(a for a in record.attendees if normalised(a.email) not in blocked)
+        organizer = None if normalised(record.organizer_email or "") in blocked else record.organizer_email
+        dropped += len(record.attendees) - len(attendees) + (organizer != record.organizer_email)
+        kept.append(msgspec.structs.replace(record, attendees=attendees, organizer_email=organizer))
+    return kept, dropped
+
+
 class EventSink:
     """Writes one page of events for one (connection, calendar), in the caller's transaction: an upsert by
     external id, the attendees replaced, and deletions (a deleted master takes its exceptions along)."""
@@ -250,6 +272,7 @@ class EventSink:
         fresh: bool = False,
     ) -> Counts:
         counts = Counts()
+        records, counts.suppressed = without_suppressed_people(self.session, self.owner.workspace_id, records)
         latest = {record.external_id: record for record in records}
         now = utcnow()
         if latest:

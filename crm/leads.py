@@ -17,6 +17,7 @@ from crm.kinds import RecordKind, RecordQuery
 from crm.models import ContactEmailRow, ContactRow, LeadRow
 from crm.records import Lead
 from crm.sink import Counts, Owner, delete_by_external_id
+from crm.suppression import without_suppressed
 
 LEADS: Table = LeadRow.__table__  # type: ignore[assignment]
 
@@ -57,6 +58,13 @@ def _content(lead: Lead) -> dict[str, Any]:
     }
 
 
+def addresses(lead: Lead) -> list[str]:
+    """Every address a lead carries: its email, and any answer that is one."""
+    found = [lead.email or ""]
+    found += [value for answer in lead.answers for value in answer.values if "@" in value]
+    return found
+
+
 class LeadSink:
     """Upserts a page of leads for one (connection, resource) by lead id, in the caller's transaction: a lead the
     poll and a webhook both bring is one row, rewritten only when something in it changed."""
@@ -80,6 +88,7 @@ class LeadSink:
         fresh: bool = False,
     ) -> Counts:
         counts = Counts()
+        records, counts.suppressed = without_suppressed(self.session, self.owner.workspace_id, records, addresses)
         latest = {lead.external_id: lead for lead in records}
         if latest:
             now = utcnow()
