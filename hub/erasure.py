@@ -41,12 +41,12 @@ def _erase(sync_engine: SyncEngine, connection_ids: list[uuid.UUID]) -> list[Era
     return erased
 
 
-def _answer(erased: list[Erased], **extra: Any) -> dict[str, Any]:
-    pending = [e.pending_id for e in erased if e.pending_id]
+def _answer(done: list[Erased], **extra: Any) -> dict[str, Any]:
+    pending = [e.pending_id for e in done if e.pending_id]
     return {
         **extra,
-        "connections": [e.as_dict() for e in erased],
-        "rows_deleted": sum(e.rows_deleted for e in erased),
+        "connections": [e.as_dict() for e in done],
+        "rows_deleted": sum(e.rows_deleted for e in done),
         "provider_undo": "pending" if pending else "done",
         "provider_undo_note": (
             "the local data is deleted; a provider did not answer, so its revoke or unsubscribe is retried in the "
@@ -67,7 +67,7 @@ def erase_user(sync_engine: SyncEngine, workspace_id: str, user_id: str) -> dict
             )
         )
     erased = _erase(sync_engine, ids)
-    answer = _answer(erased, erased="user")
+    answer = _answer(erased, scope="user")
     with transaction(sync_engine.sessions) as session:
         session.execute(delete(AuditEvent).where(AuditEvent.workspace_id == workspace_id, AuditEvent.actor == user_id))
         _audit(session, workspace_id, "privacy.user_erased", subject(workspace_id, user_id), erased)
@@ -85,7 +85,7 @@ def erase_connection(
         raise NotFound(f"connection {connection_id}")
     with transaction(sync_engine.sessions) as session:
         _audit(session, workspace_id, "privacy.connection_erased", subject(workspace_id, user_id), erased)
-    return _answer(erased, erased="connection")
+    return _answer(erased, scope="connection")
 
 
 def _audit(session: Any, workspace_id: str, action: str, who: str, erased: list[Erased]) -> None:
