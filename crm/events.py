@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -229,24 +230,35 @@ ATTENDEE_COLUMNS = ("event_id", "email", "workspace_id", "display_name", "respon
 STAGE_TABLE = Table(STAGE, MetaData())
 
 
+ADDRESS_IN_TEXT = re.compile(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
+FREE_TEXT = ("summary", "description", "location")
+
+
 def without_suppressed_people(
     session: Session, workspace_id: str, records: Sequence[CalendarEvent]
 ) -> tuple[Sequence[CalendarEvent], int]:
     """The write-time check: an event keeps its place, but a suppressed address is dropped from its attendees and
-    its organizer; returns the events and how many people were dropped."""
-    people = (a.email for r in records for a in r.attendees)
-    blocked = {
-        normalised(a) for a in suppressed(session, workspace_id, [*people, *(r.organizer_email or "" for r in records)])
-    }
+    its organizer, and cut from its free text; returns the events and how many attendees or organizers went."""
+    texts = [getattr(r, name) or "" for r in records for name in FREE_TEXT]
+    found = [
+        *(a.email for r in records for a in r.attendees),
+        *(r.organizer_email or "" for r in records),
+        *(address for text in texts if "@" in text for address in ADDRESS_IN_TEXT.findall(text)),
+    ]
+    blocked = {normalised(a) for a in suppressed(session, workspace_id, found)}
     if not blocked:
         return records, 0
+    cut = re.compile("|".join(re.escape(address) for address in blocked), re.IGNORECASE)
     dropped = 0
     kept: list[CalendarEvent] = []
     for record in records:
         attendees = tuple(a for a in record.attendees if normalised(a.email) not in blocked)
         organizer = None if normalised(record.organizer_email or "") in blocked else record.organizer_email
         dropped += len(record.attendees) - len(attendees) + (organizer != record.organizer_email)
-        kept.append(msgspec.structs.replace(record, attendees=attendees, organizer_email=organizer))
+        scrubbed = {
+            name: cut.sub("[removed]", value) for name in FREE_TEXT if (value := getattr(record, name)) is not None
+        }
+        kept.append(msgspec.structs.replace(record, attendees=attendees, organizer_email=organizer, **scrubbed))
     return kept, dropped
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import secrets
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from hub.app import create_app
 from migrations import target_metadata
 from sandbox.admin_client import SandboxAdmin
 from tests.calendar.conftest import CALENDAR_ENV, CalendarHub
-from tests.conftest import Beat, LiveServer, Worker, free_port, settings_from_env
+from tests.conftest import ROOT, Beat, LiveServer, Worker, clean_environ, free_port, settings_from_env
 from tests.google.conftest import GoogleHub, admin, google_env, sandbox_url
 
 __all__ = ["admin", "sandbox_url"]
@@ -51,8 +53,11 @@ class PrivacyHub(CalendarHub):
 
         return make_celery(self.hub.settings).send_task(task, queue="maintenance").get(timeout=60)
 
-    def rows_naming(self, *values: str, tables: set[str] | None = None) -> dict[str, int]:
-        """Rows of every table (or of `tables`) with a text or JSON column that contains one of `values`, any case."""
+    def rows_naming(
+        self, *values: str, tables: set[str] | None = None, but_workspace: str | None = None
+    ) -> dict[str, int]:
+        """Rows of every table (or of `tables`) with a text or JSON column that contains one of `values`, any case;
+        `but_workspace`: not counting the rows of that workspace."""
         found: dict[str, int] = {}
         with self.hub.sessions() as session:
             for table in target_metadata().sorted_tables:
@@ -65,10 +70,25 @@ class PrivacyHub(CalendarHub):
                     for value in values
                 ]
                 if where:
-                    count = session.scalar(select(func.count()).select_from(table).where(or_(*where))) or 0
+                    query = select(func.count()).select_from(table).where(or_(*where))
+                    if but_workspace is not None and "workspace_id" in table.c:
+                        query = query.where(table.c.workspace_id != but_workspace)
+                    count = session.scalar(query) or 0
                     if count:
                         found[table.name] = count
         return found
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`synchub ARGS` as an operator runs it, with the hub's environment."""
+        return subprocess.run(
+            [sys.executable, "-m", "hub", *args],
+            env=clean_environ(self.hub.env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=ROOT,
+        )
 
     def owned_rows(self, connection_ids: list[uuid.UUID], user: str, workspace: str) -> dict[str, int]:
         """Rows of the user's data in every table with a connection, user or workspace column, read from the
