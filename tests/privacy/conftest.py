@@ -78,6 +78,24 @@ class PrivacyHub(CalendarHub):
                         found[table.name] = count
         return found
 
+    def workspace_rows(self, workspace: str) -> dict[str, int]:
+        """Rows per table that belong to the workspace: by its workspace column, or through a connection of it."""
+        found: dict[str, int] = {}
+        with self.hub.sessions() as session:
+            connections = target_metadata().tables["connections"]
+            theirs = select(connections.c.id).where(connections.c.workspace_id == workspace)
+            for table in target_metadata().sorted_tables:
+                if "workspace_id" in table.c:
+                    where = table.c.workspace_id == workspace
+                elif "connection_id" in table.c:
+                    where = table.c.connection_id.in_(theirs)
+                else:
+                    continue
+                count = session.scalar(select(func.count()).select_from(table).where(where)) or 0
+                if count:
+                    found[table.name] = count
+        return found
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`synchub ARGS` as an operator runs it, with the hub's environment."""
         return subprocess.run(
