@@ -79,6 +79,11 @@ def test_erase_me_leaves_no_row_of_the_user_and_undoes_everything_at_the_provide
     assert entry[0].detail["provider_undo"] == "done" and entry[0].detail["connections"] == 1
     assert privacy.owned_rows([theirs], other, workspace), "the other user's rows are all there"
 
+    by_operator = privacy.cli("privacy", "erase", other, "--workspace", workspace)
+    assert by_operator.exit_code == 0, by_operator.output
+    assert f"connection {theirs}:" in by_operator.output and "revoked at the provider" in by_operator.output
+    assert privacy.owned_rows([theirs], other, workspace) == {} and live_tokens(privacy, their_account) == []
+
 
 def test_erase_with_the_provider_down_is_local_at_once_and_the_revoke_lands_later(privacy: PrivacyHub) -> None:
     tag = uuid.uuid4().hex[:6]

@@ -57,10 +57,13 @@ def test_a_cancelled_workspace_is_deleted_after_the_window_and_only_it(privacy: 
         assert api.get(f"/api/v1/connections/{connections[cancelled]}").json()["status"] == "active"
         assert len(api.get("/api/v1/contacts").json()["contacts"]) == 2, "a reversed cancellation deletes nothing"
 
+    by_operator = privacy.cli("privacy", "cancel", cancelled)
+    assert by_operator.exit_code == 0 and "1 connections paused" in by_operator.output, by_operator.output
+    move_clock(privacy, cancelled, privacy.hub.settings.retention_days + 1)
     with privacy.service() as service:
-        assert service.post(url).status_code == 200
-        move_clock(privacy, cancelled, privacy.hub.settings.retention_days + 1)
         assert service.delete(url).status_code == 409, "the window has ended"
+    too_late = privacy.cli("privacy", "reactivate", cancelled)
+    assert too_late.exit_code == 1 and "retention period has ended" in too_late.output, too_late.output
     purged = privacy.send(PURGE)
     assert purged["workspaces_erased"] == 1 and purged["rows_erased"] > 0, purged
 
