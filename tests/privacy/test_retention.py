@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from core.models import AuditEvent, utcnow
 from sync.retention import WorkspaceCancellation
+from tests import signin
 from tests.privacy.conftest import PrivacyHub
 
 PURGE = "synchub.maintenance.purge_cancelled_workspaces"
@@ -47,6 +48,8 @@ def test_a_cancelled_workspace_is_deleted_after_the_window_and_only_it(privacy: 
         assert api.get(mine).json()["status"] == "paused"
         assert api.post(f"{mine}/resume").status_code == 409, "no resuming while cancelled"
         assert api.post(f"{mine}/sync").json()["runs"] == {"contacts": None}, "no new run"
+    browser = privacy.hub.browser(user=user, workspace=cancelled)
+    assert signin.start_connect(browser, privacy.hub.url, "google").status_code == 409, "nor a new connection"
 
     move_clock(privacy, cancelled, privacy.hub.settings.retention_days - 1)
     with privacy.service() as service:
