@@ -21,13 +21,13 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from connectors.base import OpenChannel, Resource, StreamContext
 from core.db import Base, transaction
 from core.errors import AuthRevoked, SecretMissing
-from core.holdings import Owner, Role, holding
+from core.holdings import Owner, Role, check_database, erase_connection, holding
 from core.logsafe import described
-from core.models import Connection, ConnectionStatus, UTCDateTime, audit_workspace, utcnow
+from core.models import AuditEvent, Connection, ConnectionStatus, UTCDateTime, audit_workspace, utcnow
 from oauth.client import client_for
 from sync import resources
 from sync.chooser import held_elsewhere
-from sync.models import PushChannel
+from sync.models import ACTIVE_STATUSES, PushChannel, SyncRun
 from token_vault.fresh import ACCESS, REFRESH
 from token_vault.models import SealedCredential
 from token_vault.sealing import Binding, KeyRing
@@ -100,10 +100,10 @@ class Outcome:
     error: str | None = None
 
 
-def plan_for(engine: Any, session: Session, connection: Connection, ring: KeyRing, shared: bool) -> Plan:
-    """Read what the provider calls need before the erase deletes it; `shared`: another connection holds the grant."""
+def plan_for(engine: Any, session: Session, connection: Connection, ring: KeyRing) -> Plan:
+    """Read what the provider calls need before the erase deletes it (the revoke is dropped while another
+    connection holds the same grant)."""
     plan = Plan(connection.workspace_id, str(connection.id), connection.auth_provider, connection.provider_account_id)
-    plan.revoke = not shared
     sealed = session.scalars(select(SealedCredential).where(SealedCredential.connection_id == connection.id)).all()
     for row in sealed:
         binding = credential_binding(connection.workspace_id, connection.id, row.kind)
@@ -377,8 +377,6 @@ def erase_one(engine: Any, ring: KeyRing, connection_id: uuid.UUID) -> Erased | 
     entries too), after asking the providers to undo what it set up and to revoke its grant (unless another
     connection holds the same grant). A provider that fails leaves a sealed owed row, retried by beat; the local
     erase completes at once either way, in one transaction. None if there is no such connection."""
-    from core.holdings import check_database, erase_connection
-
     with engine.sessions() as session:
         connection = session.get(Connection, connection_id)
         if connection is None:
@@ -393,12 +391,12 @@ def erase_one(engine: Any, ring: KeyRing, connection_id: uuid.UUID) -> Erased | 
             connection = session.get(Connection, connection_id)
             if connection is None:
                 return None
-            plan = plan_for(engine, session, connection, ring, shared=False)
+            plan = plan_for(engine, session, connection, ring)
             shared = grant_in_use(session, plan)
             plan.revoke = not shared
         outcome = carry_out(engine, plan)
         with transaction(engine.sessions) as session:
-            rows = _erase_rows(session, connection_id, erase_connection)
+            rows = _erase_rows(session, connection_id)
             pending = owe(session, ring, engine.settings, plan, outcome.error) if plan.owed else None
     finally:
         if lock.owned():
@@ -408,12 +406,9 @@ def erase_one(engine: Any, ring: KeyRing, connection_id: uuid.UUID) -> Erased | 
     )
 
 
-def _erase_rows(session: Session, connection_id: uuid.UUID, erase_connection: Any) -> int:
-    """In the order disconnect locks them (active runs, then the connection), delete every row of the connection."""
-    from core.holdings import Role
-    from core.models import AuditEvent
-    from sync.models import ACTIVE_STATUSES, SyncRun
-
+def _erase_rows(session: Session, connection_id: uuid.UUID) -> int:
+    """In the order disconnect locks them (active runs, then the connection), delete every row of the connection;
+    a run or record written meanwhile waits for this transaction and goes with the connection (cascade)."""
     for _ in session.scalars(
         select(SyncRun)
         .where(SyncRun.connection_id == connection_id, SyncRun.status.in_(list(ACTIVE_STATUSES)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from hub import erasure
@@ -41,7 +41,7 @@ def forget(workspace_id: str, body: ForgetIn, sync_engine: SyncEngineDep) -> dic
     try:
         return erasure.forget(sync_engine, workspace_id, body.email)
     except ValueError as exc:
-        raise Conflict(str(exc)) from exc
+        raise HTTPException(422, str(exc)) from exc
 
 
 @router.post("/workspaces/{workspace_id}/cancel", dependencies=[ServiceCaller])
