@@ -20,7 +20,10 @@ from hub.connections import owned
 from hub.errors import Conflict, NotFound
 from sync.engine import SyncEngine
 from sync.erasure import Erased, GrantBusy, erase_one
+from sync.models import ConnectionResource
 from token_vault.vault import key_ring
+from webhooks.inbox import FAILED, IGNORED, PROCESSED
+from webhooks.models import WebhookDelivery
 
 
 def subject(workspace_id: str, user_id: str) -> str:
@@ -38,7 +41,28 @@ def _erase(sync_engine: SyncEngine, connection_ids: list[uuid.UUID]) -> list[Era
             raise Conflict(str(exc)) from exc
         if done is not None:
             erased.append(done)
+            forget_deliveries(sync_engine, done.resources)
     return erased
+
+
+def forget_deliveries(sync_engine: SyncEngine, route_keys: tuple[str, ...]) -> int:
+    """Delete the finished webhook deliveries that named an erased connection's resources (a calendar's id can be
+    its owner's address) unless another connection still selects the resource: a late redelivery is then ignored,
+    as for any resource no connection selects."""
+    if not route_keys:
+        return 0
+    still = select(ConnectionResource.external_id).where(
+        ConnectionResource.external_id.in_(route_keys), ConnectionResource.selected
+    )
+    with transaction(sync_engine.sessions) as session:
+        result = session.execute(
+            delete(WebhookDelivery).where(
+                WebhookDelivery.route_key.in_(route_keys),
+                WebhookDelivery.route_key.not_in(still),
+                WebhookDelivery.status.in_([PROCESSED, IGNORED, FAILED]),
+            )
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _answer(done: list[Erased], **extra: Any) -> dict[str, Any]:

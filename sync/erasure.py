@@ -363,13 +363,16 @@ class Erased:
     revoked_at_provider: bool
     grant_in_use_elsewhere: bool
     pending_id: str | None
+    resources: tuple[str, ...] = field(default=(), repr=False)
+    """The provider ids of the resources it selected (a calendar id can be an address): never in an answer."""
 
     @property
     def provider_undo(self) -> str:
         return "pending" if self.pending_id else "done"
 
     def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "provider_undo": self.provider_undo}
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "resources"}
+        return {**shown, "provider_undo": self.provider_undo}
 
 
 def erase_one(engine: Any, ring: KeyRing, connection_id: uuid.UUID) -> Erased | None:
@@ -392,6 +395,11 @@ def erase_one(engine: Any, ring: KeyRing, connection_id: uuid.UUID) -> Erased | 
             if connection is None:
                 return None
             plan = plan_for(engine, session, connection, ring)
+            selected = tuple(
+                row.external_id
+                for capability in connection.capabilities
+                for row in resources.listed(session, connection.id, capability)
+            )
             shared = grant_in_use(session, plan)
             plan.revoke = not shared
         outcome = carry_out(engine, plan)
@@ -402,7 +410,13 @@ def erase_one(engine: Any, ring: KeyRing, connection_id: uuid.UUID) -> Erased | 
         if lock.owned():
             lock.release()
     return Erased(
-        str(connection_id), rows, outcome.undone, bool(outcome.revoked), shared, str(pending) if pending else None
+        str(connection_id),
+        rows,
+        outcome.undone,
+        bool(outcome.revoked),
+        shared,
+        str(pending) if pending else None,
+        selected,
     )
 
 
