@@ -23,14 +23,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from dateutil.rrule import rruleset, rrulestr
 from pydantic import BaseModel, Field
-from sqlalchemy import MetaData, Select, String, Table, and_, cast, delete, func, or_, select, text, tuple_
+from sqlalchemy import MetaData, Select, String, Table, and_, cast, delete, func, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from core.models import utcnow
 from crm.kinds import BadCursor, RecordKind, RecordQuery
 from crm.models import ContactEmailRow, ContactRow, EventAttendeeRow, EventRow
 from crm.sink import Counts, Owner, bulk_insert, delete_unseen, encode_json, random_uuids
-from crm.suppression import normalised, suppressed
+from crm.suppression import like_pattern, normalised, suppressed, text_pattern
 
 EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
 ATTENDEES: Table = EventAttendeeRow.__table__  # type: ignore[assignment]
@@ -656,6 +656,33 @@ def occurrences_page(session: Session, query: RecordQuery, low: datetime, high: 
     return {"events": events, "next_cursor": _encode(list(chosen[-1])) if more and chosen else None}
 
 
+def forget_person(session: Session, workspace_id: str, address: str) -> dict[str, int]:
+    """An event keeps its place without the person: their attendee row goes, the organizer is cleared, and the
+    address is cut from the free text."""
+    attendees = session.execute(
+        delete(ATTENDEES).where(ATTENDEES.c.workspace_id == workspace_id, ATTENDEES.c.email == address)
+    )
+    organizers = session.execute(
+        update(EVENTS)
+        .where(EVENTS.c.workspace_id == workspace_id, func.lower(EVENTS.c.organizer_email) == address)
+        .values(organizer_email=None)
+    )
+    texts = 0
+    for name in FREE_TEXT:
+        column = EVENTS.c[name]
+        found = session.execute(
+            update(EVENTS)
+            .where(EVENTS.c.workspace_id == workspace_id, func.lower(column).like(like_pattern(address)))
+            .values({name: func.regexp_replace(column, text_pattern(address), "[removed]", "gi")})
+        )
+        texts += int(getattr(found, "rowcount", 0) or 0)
+    return {
+        "event_attendees": int(getattr(attendees, "rowcount", 0) or 0),
+        "event_organizers": int(getattr(organizers, "rowcount", 0) or 0),
+        "event_texts": texts,
+    }
+
+
 KIND = RecordKind(
     name="calendar_event",
     segment="events",
@@ -665,4 +692,5 @@ KIND = RecordKind(
     query=events_query,
     view=event_view,
     lister=events_page,
+    forget=forget_person,
 )

@@ -58,6 +58,9 @@ class RecordKind:
     view: Callable[..., dict[str, Any]]
     lister: Callable[[Session, RecordKind, RecordQuery], dict[str, Any]] | None = None
     """A kind whose API pages are not one row each (events expanded and grouped); None: `page`."""
+    forget: Callable[[Session, str, str], dict[str, int]] | None = None
+    """Delete a person, named by a trimmed lower-cased address, from the workspace's records of this kind (the
+    records that carry it, or the person within them); rows touched, by what."""
 
 
 @cache

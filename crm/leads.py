@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import msgspec
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, Table, func, literal_column, select, true, tuple_
+from sqlalchemy import Select, String, Table, cast, delete, func, literal_column, or_, select, true, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, aliased
 
@@ -17,7 +17,7 @@ from crm.kinds import RecordKind, RecordQuery
 from crm.models import ContactEmailRow, ContactRow, LeadRow
 from crm.records import Lead
 from crm.sink import Counts, Owner, delete_by_external_id
-from crm.suppression import without_suppressed
+from crm.suppression import like_pattern, without_suppressed
 
 LEADS: Table = LeadRow.__table__  # type: ignore[assignment]
 
@@ -201,6 +201,20 @@ def lead_view(row: LeadRow, contact_id: Any = None, contact_name: str | None = N
     }
 
 
+def forget_person(session: Session, workspace_id: str, address: str) -> dict[str, int]:
+    """A lead that carries the address, as its email or in an answer, goes whole."""
+    found = session.execute(
+        delete(LeadRow).where(
+            LeadRow.workspace_id == workspace_id,
+            or_(
+                func.lower(func.trim(LeadRow.email)) == address,
+                func.lower(cast(LeadRow.answers, String)).like(like_pattern(address)),
+            ),
+        )
+    )
+    return {"leads": int(getattr(found, "rowcount", 0) or 0)}
+
+
 KIND = RecordKind(
     name="lead",
     segment="leads",
@@ -209,4 +223,5 @@ KIND = RecordKind(
     filters=LeadFilters,
     query=leads_query,
     view=lead_view,
+    forget=forget_person,
 )

@@ -142,69 +142,26 @@ def without_suppressed(
     return kept, len(records) - len(kept)
 
 
-def _like(address: str) -> str:
+def like_pattern(address: str) -> str:
+    """A LIKE pattern that finds `address` anywhere in a text (its wildcards escaped)."""
     return "%" + address.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def text_pattern(address: str) -> str:
+    """A PostgreSQL regular expression that matches `address` literally."""
+    import re
+
+    return re.sub(r"([\\.^$|?*+()\[\]{}-])", r"\\\1", address)
 
 
 def forget_person(session: Session, workspace_id: str, email: str) -> dict[str, int]:
     """Delete a person, named by address, from every synced record of the workspace (in the caller's
-    transaction): the contacts and leads that carry the address go whole; an event keeps its place without them
-    (attendee row gone, organizer cleared, the address cut from its free text). Returns rows touched per table."""
-    from sqlalchemy import delete, func, or_, update
-
-    from crm.models import ContactEmailRow, ContactRow, EventAttendeeRow, EventRow, LeadRow
+    transaction): each record kind forgets them in its own way (`RecordKind.forget`). Rows touched, by what."""
+    from crm.kinds import kinds
 
     address = normalised(email)
-    pattern = _like(address)
-    contacts = session.execute(
-        delete(ContactRow).where(
-            ContactRow.workspace_id == workspace_id,
-            or_(
-                ContactRow.id.in_(
-                    select(ContactEmailRow.contact_id).where(
-                        ContactEmailRow.workspace_id == workspace_id, ContactEmailRow.email == address
-                    )
-                ),
-                func.lower(func.cast(ContactRow.emails, String)).like(pattern),
-                func.lower(ContactRow.primary_email) == address,
-            ),
-        )
-    )
-    leads = session.execute(
-        delete(LeadRow).where(
-            LeadRow.workspace_id == workspace_id,
-            or_(
-                func.lower(func.trim(LeadRow.email)) == address,
-                func.lower(func.cast(LeadRow.answers, String)).like(pattern),
-            ),
-        )
-    )
-    attendees = session.execute(
-        delete(EventAttendeeRow).where(EventAttendeeRow.workspace_id == workspace_id, EventAttendeeRow.email == address)
-    )
-    organizers = session.execute(
-        update(EventRow)
-        .where(EventRow.workspace_id == workspace_id, func.lower(EventRow.organizer_email) == address)
-        .values(organizer_email=None)
-    )
-    scrubbed = 0
-    for column in (EventRow.summary, EventRow.description, EventRow.location):
-        result = session.execute(
-            update(EventRow)
-            .where(EventRow.workspace_id == workspace_id, func.lower(column).like(pattern))
-            .values({column.key: func.regexp_replace(column, _regex(address), "[removed]", "gi")})
-        )
-        scrubbed += int(getattr(result, "rowcount", 0) or 0)
-    return {
-        "contacts": int(getattr(contacts, "rowcount", 0) or 0),
-        "leads": int(getattr(leads, "rowcount", 0) or 0),
-        "event_attendees": int(getattr(attendees, "rowcount", 0) or 0),
-        "event_organizers": int(getattr(organizers, "rowcount", 0) or 0),
-        "event_texts": scrubbed,
-    }
-
-
-def _regex(address: str) -> str:
-    import re
-
-    return re.sub(r"([\\.^$|?*+()\[\]{}-])", r"\\\1", address)
+    touched: dict[str, int] = {}
+    for kind in kinds().values():
+        if kind.forget is not None:
+            touched.update(kind.forget(session, workspace_id, address))
+    return touched
