@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from core.models import AuditEvent
 from sync.erasure import PendingUndo
 from tests.conftest import wait_for
-from tests.privacy.conftest import PrivacyHub
+from tests.erasure.conftest import PrivacyHub
 
 REVOKE, STOP = "/revoke", "/calendar/v3/channels/stop"
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from crm.suppression import SuppressionRow
 from tests.calendar.test_calendar_sync import at
 from tests.conftest import wait_for
-from tests.privacy.conftest import PrivacyHub
+from tests.erasure.conftest import PrivacyHub
 
 
 def test_a_forgotten_person_is_gone_everywhere_and_a_full_resync_does_not_bring_them_back(

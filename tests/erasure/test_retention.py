@@ -12,7 +12,7 @@ from sqlalchemy import update
 from core.models import AuditEvent, utcnow
 from sync.retention import WorkspaceCancellation
 from tests import signin
-from tests.privacy.conftest import PrivacyHub
+from tests.erasure.conftest import PrivacyHub
 
 PURGE = "synchub.maintenance.purge_cancelled_workspaces"
 
