@@ -683,6 +683,12 @@ def forget_person(session: Session, workspace_id: str, address: str) -> dict[str
     }
 
 
+def event_views(session: Session, query: RecordQuery, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Each source row as the change feed shows it: the event with its own attendees."""
+    people = _attendees(session, query, [row[0] for row in rows])
+    return [{**event_view(row[0]), "attendees": people.get(row[0].id, [])} for row in rows]
+
+
 KIND = RecordKind(
     name="calendar_event",
     segment="events",
@@ -693,4 +699,5 @@ KIND = RecordKind(
     view=event_view,
     lister=events_page,
     forget=forget_person,
+    views=event_views,
 )

@@ -1,5 +1,6 @@
 """The privacy policy's retention promise: data of a disconnected connection, and of a cancelled workspace, is
-erased after the retention period (a cancellation can be reversed until then).
+erased after the retention period (a cancellation can be reversed until then), and the tombstones the change feed
+shows of deleted records expire after it.
 
 What is erased is read from the holdings registry: every row any table holds for the connection, then the
 connection itself; the audit entry that says so holds ids and counts only."""
@@ -23,6 +24,7 @@ from core.models import (
     audit_workspace,
     utcnow,
 )
+from crm.models import TombstoneRow
 from sync.erasure import erase_one
 from token_vault.sealing import KeyRing
 
@@ -177,3 +179,11 @@ def erase_workspace_rows(session: Session, workspace_id: str) -> int:
         result = session.execute(delete(table).where(table.c[found.key] == workspace_id))
         deleted += int(getattr(result, "rowcount", 0) or 0)
     return deleted
+
+
+def expire_tombstones(sessions: sessionmaker[Session], retention_days: int) -> int:
+    """Delete the tombstones of records deleted longer than the retention period ago; returns how many."""
+    cutoff = utcnow() - timedelta(days=retention_days)
+    with transaction(sessions) as session:
+        result = session.execute(delete(TombstoneRow).where(TombstoneRow.deleted_at < cutoff))
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -1,8 +1,8 @@
 """privacy_suppressions, workspace_cancellations, privacy_pending_undos, sync_runs.records_suppressed: erase,
 forget a person, and the retention of cancelled workspaces
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
