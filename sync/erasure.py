@@ -30,7 +30,7 @@ from sync.chooser import held_elsewhere
 from sync.models import ACTIVE_STATUSES, PushChannel, SyncRun
 from token_vault.fresh import ACCESS, REFRESH
 from token_vault.models import SealedCredential
-from token_vault.sealing import Binding, KeyRing
+from token_vault.sealing import Binding, KeyRing, SealError
 from token_vault.vault import SECRET_PREFIX, credential_binding
 
 log = logging.getLogger(__name__)
@@ -321,7 +321,16 @@ def retry_owed(engine: Any, ring: KeyRing, now: datetime | None = None, limit: i
             ).first()
             if row is None:
                 break
-            plan = Plan.loads(ring.open(row.sealed, _binding(row.id)))
+            try:
+                plan = Plan.loads(ring.open(row.sealed, _binding(row.id)))
+            except SealError as exc:
+                # Sealed under a key that left the ring: nothing can be tried; kept (and said) for an operator.
+                row.attempts += 1
+                row.next_attempt_at = utcnow() + backoff(engine.settings, row.attempts)
+                row.last_error = f"cannot be opened: {exc}"
+                log.error("an owed provider undo cannot be opened", extra={"error_type": type(exc).__name__})
+                again += 1
+                continue
             outcome = carry_out(engine, plan)
             if not plan.owed:
                 session.delete(row)
