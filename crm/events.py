@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,13 +23,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from dateutil.rrule import rruleset, rrulestr
 from pydantic import BaseModel, Field
-from sqlalchemy import MetaData, Select, String, Table, and_, cast, delete, func, or_, select, text, tuple_
+from sqlalchemy import MetaData, Select, String, Table, and_, cast, delete, func, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from core.models import utcnow
 from crm.kinds import BadCursor, RecordKind, RecordQuery
 from crm.models import ContactEmailRow, ContactRow, EventAttendeeRow, EventRow
 from crm.sink import Counts, Owner, bulk_insert, delete_unseen, encode_json, random_uuids
+from crm.suppression import like_pattern, normalised, suppressed, text_pattern
 
 EVENTS: Table = EventRow.__table__  # type: ignore[assignment]
 ATTENDEES: Table = EventAttendeeRow.__table__  # type: ignore[assignment]
@@ -231,6 +233,38 @@ ATTENDEE_COLUMNS = ("event_id", "email", "workspace_id", "display_name", "respon
 STAGE_TABLE = Table(STAGE, MetaData())
 
 
+ADDRESS_IN_TEXT = re.compile(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
+FREE_TEXT = ("summary", "description", "location")
+
+
+def without_suppressed_people(
+    session: Session, workspace_id: str, records: Sequence[CalendarEvent]
+) -> tuple[Sequence[CalendarEvent], int]:
+    """The write-time check: an event keeps its place, but a suppressed address is dropped from its attendees and
+    its organizer, and cut from its free text; returns the events and how many attendees or organizers went."""
+    texts = [getattr(r, name) or "" for r in records for name in FREE_TEXT]
+    found = [
+        *(a.email for r in records for a in r.attendees),
+        *(r.organizer_email or "" for r in records),
+        *(address for text in texts if "@" in text for address in ADDRESS_IN_TEXT.findall(text)),
+    ]
+    blocked = {normalised(a) for a in suppressed(session, workspace_id, found)}
+    if not blocked:
+        return records, 0
+    cut = re.compile("|".join(re.escape(address) for address in blocked), re.IGNORECASE)
+    dropped = 0
+    kept: list[CalendarEvent] = []
+    for record in records:
+        attendees = tuple(a for a in record.attendees if normalised(a.email) not in blocked)
+        organizer = None if normalised(record.organizer_email or "") in blocked else record.organizer_email
+        dropped += len(record.attendees) - len(attendees) + (organizer != record.organizer_email)
+        scrubbed = {
+            name: cut.sub("[removed]", value) for name in FREE_TEXT if (value := getattr(record, name)) is not None
+        }
+        kept.append(msgspec.structs.replace(record, attendees=attendees, organizer_email=organizer, **scrubbed))
+    return kept, dropped
+
+
 class EventSink:
     """Writes one page of events for one (connection, calendar), in the caller's transaction: an upsert by
     external id, the attendees replaced, and deletions (a deleted master takes its exceptions along)."""
@@ -253,6 +287,7 @@ class EventSink:
         fresh: bool = False,
     ) -> Counts:
         counts = Counts()
+        records, counts.suppressed = without_suppressed_people(self.session, self.owner.workspace_id, records)
         latest = {record.external_id: record for record in records}
         now = utcnow()
         if latest:
@@ -641,6 +676,33 @@ def occurrences_page(session: Session, query: RecordQuery, low: datetime, high: 
     return {"events": events, "next_cursor": _encode(list(chosen[-1])) if more and chosen else None}
 
 
+def forget_person(session: Session, workspace_id: str, address: str) -> dict[str, int]:
+    """An event keeps its place without the person: their attendee row goes, the organizer is cleared, and the
+    address is cut from the free text."""
+    attendees = session.execute(
+        delete(ATTENDEES).where(ATTENDEES.c.workspace_id == workspace_id, ATTENDEES.c.email == address)
+    )
+    organizers = session.execute(
+        update(EVENTS)
+        .where(EVENTS.c.workspace_id == workspace_id, func.lower(EVENTS.c.organizer_email) == address)
+        .values(organizer_email=None)
+    )
+    texts = 0
+    for name in FREE_TEXT:
+        column = EVENTS.c[name]
+        found = session.execute(
+            update(EVENTS)
+            .where(EVENTS.c.workspace_id == workspace_id, func.lower(column).like(like_pattern(address)))
+            .values({name: func.regexp_replace(column, text_pattern(address), "[removed]", "gi")})
+        )
+        texts += int(getattr(found, "rowcount", 0) or 0)
+    return {
+        "event_attendees": int(getattr(attendees, "rowcount", 0) or 0),
+        "event_organizers": int(getattr(organizers, "rowcount", 0) or 0),
+        "event_texts": texts,
+    }
+
+
 def event_views(session: Session, query: RecordQuery, rows: Sequence[Any]) -> list[dict[str, Any]]:
     """Each source row as the change feed shows it: the event with its own attendees."""
     people = _attendees(session, query, [row[0] for row in rows])
@@ -656,5 +718,6 @@ KIND = RecordKind(
     query=events_query,
     view=event_view,
     lister=events_page,
+    forget=forget_person,
     views=event_views,
 )

@@ -436,6 +436,7 @@ class SyncEngine:
             run.records_created += counts.created
             run.records_updated += counts.updated
             run.records_deleted += counts.deleted
+            run.records_suppressed += counts.suppressed
             run.records_seen += items
             total = page.total if page.total is not None else run.progress_total
             run.progress_done, run.progress_total = done, pass_size(done, total, page.last)

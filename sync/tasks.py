@@ -19,11 +19,13 @@ from core.settings import get_settings
 from sync import channels, retry
 from sync.celery_app import make_celery
 from sync.dispatch import RUN_TASK, hand_over, leave_to_tick
-from sync.retention import enforce_retention, expire_tombstones
+from sync.erasure import retry_owed
+from sync.retention import enforce_retention, expire_tombstones, purge_cancelled_workspaces
 from sync.runtime import runtime
 from sync.schedule import tick
 from sync.wiring import engine
 from token_vault.keeper import renew_due
+from token_vault.vault import key_ring
 
 log = logging.getLogger(__name__)
 app = make_celery(get_settings())
@@ -130,3 +132,16 @@ def enforce_retention_task() -> dict[str, int]:
         "connections_erased": enforce_retention(rt.sessions, rt.settings.retention_days),
         "tombstones_expired": expire_tombstones(rt.sessions, rt.settings.retention_days),
     }
+
+
+@app.task(name="synchub.maintenance.purge_cancelled_workspaces")
+def purge_cancelled_workspaces_task() -> dict[str, int]:
+    """Delete the data of the workspaces cancelled longer ago than the retention period."""
+    rt = runtime()
+    return purge_cancelled_workspaces(engine(), key_ring(rt.settings.vault), rt.settings.retention_days)
+
+
+@app.task(name="synchub.maintenance.retry_provider_undos")
+def retry_provider_undos_task() -> dict[str, int]:
+    """Try again the revokes, unsubscribes and channel stops erases still owe, as each is due."""
+    return retry_owed(engine(), key_ring(runtime().settings.vault))
