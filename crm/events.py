@@ -73,6 +73,9 @@ class CalendarEvent(msgspec.Struct, frozen=True, gc=False):
     organizer_email: str | None = None
     sequence: int | None = None
     attendees: tuple[Attendee, ...] = ()
+    whole_series: bool = False
+    """A master that arrives with all its exceptions in the same page (a CalDAV object holds them together):
+    its exceptions the page does not bring are gone."""
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -312,6 +315,7 @@ class EventSink:
                 if attendee.email.strip()
             }
             bulk_insert(self.session, ATTENDEES, ATTENDEE_COLUMNS, list(attendees.values()))
+            counts.deleted += self._drop_stale_exceptions(latest)
         gone = set(deleted_ids) - set(latest)
         if gone:
             result = self.session.execute(
@@ -321,8 +325,24 @@ class EventSink:
                     or_(EVENTS.c.external_id.in_(gone), EVENTS.c.master_id.in_(gone)),
                 )
             )
-            counts.deleted = int(getattr(result, "rowcount", 0) or 0)
+            counts.deleted += int(getattr(result, "rowcount", 0) or 0)
         return counts
+
+    def _drop_stale_exceptions(self, latest: dict[str, CalendarEvent]) -> int:
+        """Exceptions of a `whole_series` master that its page no longer brings (an override turned into an
+        EXDATE, say) are deleted."""
+        masters = [external_id for external_id, record in latest.items() if record.whole_series]
+        if not masters:
+            return 0
+        result = self.session.execute(
+            delete(EVENTS).where(
+                EVENTS.c.connection_id == self.owner.connection_id,
+                EVENTS.c.resource == self.owner.resource,
+                EVENTS.c.master_id.in_(masters),
+                EVENTS.c.external_id.not_in(list(latest)),
+            )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def _upsert(self, rows: list[dict[str, Any]]) -> list[tuple[uuid.UUID, str, bool]]:
         """COPY the page into a temporary table, then one INSERT ... SELECT ... ON CONFLICT: statements with a
