@@ -63,12 +63,14 @@ from core.db import make_engine, session_factory, transaction  # noqa: E402
 from core.identity import issue_token  # noqa: E402
 from core.models import Connection, utcnow  # noqa: E402
 from core.settings import load_settings  # noqa: E402
+from crm.events import EVENT_COLUMNS  # noqa: E402
 from crm.models import EventRow  # noqa: E402
 from hub.app import create_app  # noqa: E402
 from sandbox.admin_client import SandboxAdmin  # noqa: E402
 from sandbox.process import running_sandbox  # noqa: E402
 from sync.models import SyncRun  # noqa: E402
 from token_vault.vault import Vault, key_ring  # noqa: E402
+from webhooks.models import WebhookDelivery  # noqa: E402
 
 AUTH = "https://www.googleapis.com/auth/"
 SCOPES = [AUTH + "calendar.calendarlist.readonly", AUTH + "calendar.events.readonly"]
@@ -149,6 +151,7 @@ class Hub:
     api: httpx.Client
     vault: Vault
     client_id: str
+    engine: Any
     errors: list[str] = field(default_factory=list)
 
     def check(self, ok: bool, what: str) -> None:
@@ -156,13 +159,13 @@ class Hub:
             self.errors.append(what)
             print(f"COUNT OFF: {what}", file=sys.stderr)
 
-    def connect(self, account: str) -> tuple[uuid.UUID, str]:
+    def connect(self, account: str, user: str = "bench") -> tuple[uuid.UUID, str]:
         """A connection to the account with calendar access, made directly (tokens minted by the sandbox)."""
         tokens = self.admin.mint_tokens(account, self.client_id, ["openid", "email", *SCOPES])
         with transaction(self.sessions) as session:
             connection = Connection(
                 workspace_id="bench",
-                user_id="bench",
+                user_id=user,
                 auth_provider="google",
                 provider_account_id=account,
                 granted_scopes=SCOPES,
@@ -200,6 +203,37 @@ class Hub:
         return run
 
 
+def write_floor(hub: Hub, synced: uuid.UUID, account: str) -> float:
+    """The rows the sync wrote, written again under another connection of the same account with psycopg alone:
+    one COPY (text, as PostgreSQL prints it) and one commit per page of 2,500, into the same table with its indexes
+    and foreign key; nothing read, looked up or built in Python while timed. What writing them costs PostgreSQL."""
+    target, _ = hub.connect(account, user="write-floor")
+    columns = [c for c in EVENT_COLUMNS if c not in ("id", "connection_id")]
+    chosen = ", ".join(columns)
+    raw = hub.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        lines: list[bytes] = []
+        query = (
+            f"COPY (SELECT gen_random_uuid(), '{target}'::uuid, {chosen} FROM crm_events "
+            f"WHERE connection_id = '{synced}' ORDER BY start_at) TO STDOUT"
+        )
+        with cursor.copy(query) as copy:
+            lines.extend(bytes(line) for line in copy)
+        raw.commit()
+        data = b"".join(lines).splitlines(keepends=True)
+        started = time.perf_counter()
+        for first in range(0, len(data), PAGE):
+            with cursor.copy(f"COPY crm_events (id, connection_id, {chosen}) FROM STDIN") as copy:
+                copy.write(b"".join(data[first : first + PAGE]))
+            raw.commit()
+        took = time.perf_counter() - started
+    finally:
+        raw.close()
+    hub.check(hub.stored(target) == hub.stored(synced), "the write floor wrote another number of rows")
+    return took
+
+
 def seconds(later: datetime | None, earlier: datetime | None) -> float:
     assert later is not None and earlier is not None
     return (later - earlier).total_seconds()
@@ -208,7 +242,7 @@ def seconds(later: datetime | None, earlier: datetime | None) -> float:
 def full_syncs(hub: Hub, args: argparse.Namespace, accounts: list[str]) -> tuple[dict[str, Any], uuid.UUID, str]:
     """Per repeat: a new connection's first run (listing the calendars selects the primary and starts it), then the
     two floors over the same calendar."""
-    sync_times, typed_times, raw_times, ratios, raw_ratios = [], [], [], [], []
+    sync_times, typed_times, raw_times, ratios, raw_ratios, writes = [], [], [], [], [], []
     connection_id, account, calls = uuid.uuid4(), "", 0
     bound = math.ceil(args.events / PAGE) + 1
     for index, account in enumerate(accounts):
@@ -227,6 +261,7 @@ def full_syncs(hub: Hub, args: argparse.Namespace, accounts: list[str]) -> tuple
         typed, typed_items, typed_calls = floor(hub.sandbox, token, account, window, typed=True)
         raw, raw_items, _ = floor(hub.sandbox, token, account, window, typed=False)
         hub.check(typed_items == raw_items == args.events, f"floor read {typed_items}/{raw_items} events")
+        writes.append(write_floor(hub, connection_id, account))
         sync_times.append(took)
         typed_times.append(typed)
         raw_times.append(raw)
@@ -234,10 +269,11 @@ def full_syncs(hub: Hub, args: argparse.Namespace, accounts: list[str]) -> tuple
         raw_ratios.append(raw / took)
         print(
             f"full sync {index + 1}: {run.api_calls} calls, {took:.3f} s; floors {typed:.3f} s / {raw:.3f} s "
-            f"({typed_calls} calls)",
+            f"({typed_calls} calls); write floor {writes[-1]:.3f} s",
             file=sys.stderr,
         )
     n = args.events
+    read, write = statistics.median(typed_times), statistics.median(writes)
     figures = {
         "full sync (s)": spread(sync_times, digits=3),
         "full sync events/s": f"{n / statistics.median(sync_times):,.0f}",
@@ -246,6 +282,10 @@ def full_syncs(hub: Hub, args: argparse.Namespace, accounts: list[str]) -> tuple
         "sync / typed floor, per run": spread(ratios),
         "sync / typed floor, of medians": f"{statistics.median(typed_times) / statistics.median(sync_times):.2f}",
         "sync / raw floor, per run": spread(raw_ratios),
+        "write floor: COPY per page, psycopg (s)": spread(writes, digits=3),
+        "bound from the floors, serial / overlapped": f"{read / (read + write):.2f} / {read / max(read, write):.2f}"
+        " (typed floor over read + write floors: a page read, then written; reading overlapped with writing, all "
+        "else free)",
         "full sync calls": f"{calls} (bound {bound}: ceil(N/{PAGE}) pages + the calendar list)",
     }
     return figures, connection_id, account
@@ -306,6 +346,18 @@ def pushes(hub: Hub, args: argparse.Namespace, connection_id: uuid.UUID, account
 
         visible = wait(shown, timeout=60, interval=0.02)
         hub.check(bool(visible), f"push {n + 1} never became visible")
+        if not visible:  # what the sandbox sent, and the runs since, to tell a lost delivery from a lost run
+            for sent in hub.admin.calendar.notifications(account=account)[-2:]:
+                print(f"  notification {sent['message_number']}: {sent['state']} {sent['attempts']}", file=sys.stderr)
+            for late in hub.runs(connection_id)[-3:]:
+                print(f"  run {late.trigger} {late.status} {late.created_at} {late.started_at}", file=sys.stderr)
+            with hub.sessions() as session:
+                for d in session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(3)):
+                    print(
+                        f"  delivery {d.id} {d.dedupe_key[-6:]} {d.status} got {d.received_at} nb {d.not_before} "
+                        f"done {d.finished_at} routed {d.routed} {d.error}",
+                        file=sys.stderr,
+                    )
         latencies.append(time.perf_counter() - started)
     pushed = wait(lambda: (r := hub.runs(connection_id)[before:]) and all(x.status in TERMINAL for x in r) and r, 60)
     runs = list(pushed or [])
@@ -346,12 +398,16 @@ def run(args: argparse.Namespace) -> int:
         engine = make_engine(settings.database_url)
         sessions = session_factory(engine)
         server = serve(create_app(settings, engine), port)
+        logged = os.environ.get("BENCH_WORKER_LOG")  # a file for the worker's log (INFO), else none
+        if logged:
+            env["SYNCHUB_LOG_LEVEL"] = "INFO"
+        log = open(logged, "w") if logged else subprocess.DEVNULL  # noqa: SIM115 (closed with the worker)
         worker = subprocess.Popen(
             [sys.executable, "-m", "hub", "worker", "--queues", "webhooks,sync,maintenance", "--concurrency", "2"],
             env={**os.environ, **env},
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         assert settings.identity.jwt_secret is not None
@@ -359,7 +415,7 @@ def run(args: argparse.Namespace) -> int:
         api = httpx.Client(
             base_url=f"http://127.0.0.1:{port}/api/v1", headers={"authorization": f"Bearer {bearer}"}, timeout=120
         )
-        hub = Hub(admin, sandbox, sessions, api, Vault(key_ring(settings.vault)), client_id)
+        hub = Hub(admin, sandbox, sessions, api, Vault(key_ring(settings.vault)), client_id, engine)
         hub.check(seeded == [args.events] * args.repeats, f"seeded {seeded}")
         try:
             figures, connection_id, account = full_syncs(hub, args, accounts)

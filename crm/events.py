@@ -36,7 +36,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
@@ -260,6 +259,15 @@ EVENT_COLUMNS = (
 )
 ATTENDEE_COLUMNS = ("event_id", "email", "workspace_id", "display_name", "response_status", "organizer", "optional")
 STAGE_TABLE = Table(STAGE, MetaData())
+ALL_COLUMNS = ", ".join(EVENT_COLUMNS)
+UPSERT = (  # an event listed again keeps its row (and id); a pass's stamp stays unless a new pass stamps it
+    "ON CONFLICT (connection_id, resource, external_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in UPDATED_COLUMNS if c != "full_pass_id")
+    + ", full_pass_id = coalesce(excluded.full_pass_id, crm_events.full_pass_id) "
+    "RETURNING id::text, external_id, (xmax = 0)"
+)
+FEW_ROWS = 50
+"""Pages up to this many events are upserted from one VALUES list, larger ones through COPY and a staging table."""
 
 
 @dataclass(frozen=True)
@@ -383,24 +391,27 @@ class EventSink:
         return True
 
     def _upsert(self, rows: list[tuple[Any, ...]]) -> list[tuple[str, str, bool]]:
-        """COPY the page into a temporary table, then one INSERT ... SELECT ... ON CONFLICT: statements with a
-        page of bound rows spent most of their time in the driver splitting the SQL text."""
-        self.session.execute(
-            text(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE crm_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        )
-        bulk_insert(self.session, STAGE_TABLE, EVENT_COLUMNS, rows)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in UPDATED_COLUMNS if c != "full_pass_id")
-        columns = ", ".join(EVENT_COLUMNS)
-        found = self.session.execute(
-            text(
-                f"INSERT INTO crm_events ({columns}) SELECT {columns} FROM {STAGE} "  # noqa: S608 (our own names)
-                "ON CONFLICT (connection_id, resource, external_id) DO UPDATE SET "
-                f"{updates}, full_pass_id = coalesce(excluded.full_pass_id, crm_events.full_pass_id) "
-                "RETURNING id::text, external_id, (xmax = 0)"
+        """One INSERT ... ON CONFLICT for the page: a few rows as one VALUES list (an incremental sync's change),
+        more through COPY into a temporary table first (a statement with a page of bound rows spent most of its
+        time in the driver splitting the SQL text)."""
+        raw = self.session.connection().connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            if len(rows) <= FEW_ROWS:
+                one = f"({', '.join(['%s'] * len(EVENT_COLUMNS))})"
+                cursor.execute(
+                    f"INSERT INTO crm_events ({ALL_COLUMNS}) VALUES {', '.join([one] * len(rows))} {UPSERT}",  # noqa: S608
+                    [value for row in rows for value in row],
+                )
+                return [(row[0], row[1], bool(row[2])) for row in cursor.fetchall()]
+            cursor.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE crm_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
-        ).all()
-        self.session.execute(text(f"TRUNCATE {STAGE}"))
-        return [(row[0], row[1], bool(row[2])) for row in found]
+            bulk_insert(self.session, STAGE_TABLE, EVENT_COLUMNS, rows)
+            cursor.execute(f"INSERT INTO crm_events ({ALL_COLUMNS}) SELECT {ALL_COLUMNS} FROM {STAGE} {UPSERT}")  # noqa: S608
+            found = [(row[0], row[1], bool(row[2])) for row in cursor.fetchall()]
+            cursor.execute(f"TRUNCATE {STAGE}")
+        return found
 
     def delete_unseen(self, full_pass_id: str, window: tuple[datetime, datetime] | None = None) -> int:
         """After a complete full pass: remove this calendar's events it did not see; a pass over a time window
