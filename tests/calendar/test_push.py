@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import func, select, update
 
+from connectors.registry import capabilities_of
 from core.models import utcnow
 from sync.models import PushChannel, Schedule
+from sync.schedule import interval_seconds
 from tests.calendar.conftest import CalendarHub
 from tests.calendar.test_calendar_sync import at
 from tests.conftest import wait_for
@@ -177,6 +179,12 @@ def test_a_dropped_notification_arrives_through_the_poll(cal: CalendarHub) -> No
         )
     runs = cal.settled(connection_id, primary, 2)
     assert [run.trigger for run in runs] == ["selected", "schedule"]
+    # The poll stays on as a backstop, four times less often while the channel is live (jitter adds at most half).
+    with cal.hub.sessions() as session:
+        row = session.get_one(Schedule, (connection_id, "calendar", primary))
+        spec, capability = capabilities_of(cal.hub.settings, "google")["calendar"]
+        plain = interval_seconds(cal.hub.settings, spec, capability, row)
+    assert (row.next_run_at - utcnow()).total_seconds() > plain * 2, "polled less often while a channel is live"
     assert added["id"] in {
         s["external_id"] for e in cal.events(browser, connection_id=str(connection_id)) for s in e["sources"]
     }
