@@ -24,7 +24,7 @@ Needs PostgreSQL (SYNCHUB_TEST_PG_ADMIN_URL) and Redis (SYNCHUB_TEST_REDIS_URL, 
 database SYNCHUB_TEST_REDIS_DB, default 14, is used and flushed).
 
     python bench/bench_calendar.py           # 10,000 events, 3 repeats, 20 notifications
-    python bench/bench_calendar.py --small   # 1,000 events, 3 repeats, 5 notifications
+    python bench/bench_calendar.py --small   # 1,000 events, 3 repeats, 3 notifications
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ AUTH = "https://www.googleapis.com/auth/"
 SCOPES = [AUTH + "calendar.calendarlist.readonly", AUTH + "calendar.events.readonly"]
 PAGE = 2500
 TERMINAL = ("succeeded", "failed", "cancelled")
+BEGUN = time.perf_counter()
 
 
 class RawPage(msgspec.Struct):
@@ -372,6 +373,7 @@ def pushes(hub: Hub, args: argparse.Namespace, connection_id: uuid.UUID, account
 
 
 def run(args: argparse.Namespace) -> int:
+    print(f"{time.perf_counter() - BEGUN:.1f} s: seeding", file=sys.stderr)
     base = os.environ.get("SYNCHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
     redis_url = f"{base}/{REDIS_DB}"
     redis.Redis.from_url(redis_url).flushdb()
@@ -418,15 +420,17 @@ def run(args: argparse.Namespace) -> int:
         hub = Hub(admin, sandbox, sessions, api, Vault(key_ring(settings.vault)), client_id, engine)
         hub.check(seeded == [args.events] * args.repeats, f"seeded {seeded}")
         try:
+            print(f"{time.perf_counter() - BEGUN:.1f} s: full syncs", file=sys.stderr)
             figures, connection_id, account = full_syncs(hub, args, accounts)
-            print("incremental", file=sys.stderr)
+            print(f"{time.perf_counter() - BEGUN:.1f} s: incremental", file=sys.stderr)
             figures.update(incremental_syncs(hub, args, connection_id, account))
-            print("push", file=sys.stderr)
+            print(f"{time.perf_counter() - BEGUN:.1f} s: push", file=sys.stderr)
             figures.update(pushes(hub, args, connection_id, account))
         finally:
             os.killpg(worker.pid, signal.SIGKILL)
             server.should_exit = True
             engine.dispose()
+        print(f"{time.perf_counter() - BEGUN:.1f} s: done", file=sys.stderr)
         print(
             f"bench_calendar {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.events:,} events, {args.repeats} repeats, "
             f"{args.notifications} notifications; medians (min, max; each value)"
@@ -444,10 +448,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--notifications", type=int, default=20)
-    parser.add_argument("--small", action="store_true", help="1,000 events, 3 repeats, 5 notifications")
+    parser.add_argument("--small", action="store_true", help="1,000 events, 3 repeats, 3 notifications")
     args = parser.parse_args()
     if args.small:
-        args.events, args.notifications = 1000, 5
+        args.events, args.notifications = 1000, 3
     sys.exit(run(args))
 
 
