@@ -68,6 +68,7 @@ from crm.models import EventRow  # noqa: E402
 from hub.app import create_app  # noqa: E402
 from sandbox.admin_client import SandboxAdmin  # noqa: E402
 from sandbox.process import running_sandbox  # noqa: E402
+from sync.celery_app import make_celery  # noqa: E402
 from sync.models import SyncRun  # noqa: E402
 from token_vault.vault import Vault, key_ring  # noqa: E402
 from webhooks.models import WebhookDelivery  # noqa: E402
@@ -390,11 +391,6 @@ def run(args: argparse.Namespace) -> int:
             "SYNCHUB_GOOGLE_CALENDAR__APP_REQUESTS_PER_MINUTE": "1000000",
             "SYNCHUB_GOOGLE_CALENDAR__CONNECTION_REQUESTS_PER_MINUTE": "1000000",
         }
-        accounts = [f"cal-{uuid.uuid4().hex[:6]}@sandbox.test" for _ in range(args.repeats)]
-        seeded = []
-        for account in accounts:  # each repeat its own account: a change notifies only that calendar's channel
-            admin.seed_account(account)
-            seeded.append(admin.calendar.seed_events(account, account, args.events, days=365)["seeded"])
         os.environ.update(env)
         settings = load_settings()
         engine = make_engine(settings.database_url)
@@ -412,14 +408,21 @@ def run(args: argparse.Namespace) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        assert settings.identity.jwt_secret is not None
-        bearer = issue_token(settings.identity.jwt_secret.get_secret_value(), "bench", "bench", 3600)
-        api = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}/api/v1", headers={"authorization": f"Bearer {bearer}"}, timeout=120
-        )
-        hub = Hub(admin, sandbox, sessions, api, Vault(key_ring(settings.vault)), client_id, engine)
-        hub.check(seeded == [args.events] * args.repeats, f"seeded {seeded}")
         try:
+            accounts = [f"cal-{uuid.uuid4().hex[:6]}@sandbox.test" for _ in range(args.repeats)]
+            seeded = []
+            for account in accounts:  # each repeat its own account: a change notifies only that calendar's channel
+                admin.seed_account(account)
+                seeded.append(admin.calendar.seed_events(account, account, args.events, days=365)["seeded"])
+            # The worker started while the calendars were seeded; the first full sync waits for nothing but its run.
+            make_celery(settings).send_task("synchub.maintenance.ping", queue="maintenance").get(timeout=120)
+            assert settings.identity.jwt_secret is not None
+            bearer = issue_token(settings.identity.jwt_secret.get_secret_value(), "bench", "bench", 3600)
+            api = httpx.Client(
+                base_url=f"http://127.0.0.1:{port}/api/v1", headers={"authorization": f"Bearer {bearer}"}, timeout=120
+            )
+            hub = Hub(admin, sandbox, sessions, api, Vault(key_ring(settings.vault)), client_id, engine)
+            hub.check(seeded == [args.events] * args.repeats, f"seeded {seeded}")
             print(f"{time.perf_counter() - BEGUN:.1f} s: full syncs", file=sys.stderr)
             figures, connection_id, account = full_syncs(hub, args, accounts)
             print(f"{time.perf_counter() - BEGUN:.1f} s: incremental", file=sys.stderr)
