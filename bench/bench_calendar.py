@@ -325,6 +325,8 @@ def incremental_syncs(hub: Hub, args: argparse.Namespace, connection_id: uuid.UU
     return {
         "incremental calls": "1 per run (checked)",
         "incremental end to end (ms)": spread(ends, digits=1),
+        "  (end to end spans)": "POST /sync leaving the bench to the run's finished_at, stamped in the transaction "
+        "that commits the change; API + hand-over + worker",
         "  API: request to run row (ms)": spread(apis, digits=1),
         "  hand-over: row to worker start (ms)": spread(handovers, digits=1),
         "  worker: start to end (ms)": spread(workers, digits=1),
