@@ -159,6 +159,8 @@ class StreamContext:
     `attempt` wraps each provider call in the hub's retry policy (the sync package supplies it). `sent` is called
     just before each request leaves for the provider, retries included: the run counts these as its API calls.
     `resource` is the resource the stream reads (or a lifecycle call is about), None for a capability without any.
+    `base_url` is where the provider answers: the OAuth client's API base (a sandbox in tests), or for a connector
+    without an OAuth client the account's own address, its provider account id (a CalDAV principal URL).
     `app_id` and `app_secret` are the auth provider's OAuth client, for a provider that wants each API call signed
     with it (Meta's `appsecret_proof`); None where the connector has no OAuth client.
     """

@@ -731,6 +731,12 @@ def occurrences_page(session: Session, query: RecordQuery, low: datetime, high: 
     return {"events": events, "next_cursor": _encode(list(chosen[-1])) if more and chosen else None}
 
 
+def event_views(session: Session, query: RecordQuery, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Each source row as the change feed shows it: the event with its own attendees."""
+    people = _attendees(session, query, [row[0] for row in rows])
+    return [{**event_view(row[0]), "attendees": people.get(row[0].id, [])} for row in rows]
+
+
 KIND = RecordKind(
     name="calendar_event",
     segment="events",
@@ -740,4 +746,5 @@ KIND = RecordKind(
     query=events_query,
     view=event_view,
     lister=events_page,
+    views=event_views,
 )

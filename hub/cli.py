@@ -1,4 +1,5 @@
-"""The `synchub` command: api, worker, beat, sync, connections, db, vault, webhooks, dev. Settings are validated first.
+"""The `synchub` command: api, worker, beat, sync, connections, db, vault, webhooks, privacy, dev. Settings are
+validated first.
 
 Every command but `dev` takes the variables a running dev hub wrote to .synchub/env (in this folder or one above)
 when the environment names no database of its own, so a second shell reaches the dev hub as it is."""
@@ -31,6 +32,8 @@ vault_app = typer.Typer(no_args_is_help=True, help="The vault's key ring: re-sea
 app.add_typer(vault_app, name="vault")
 webhooks_app = typer.Typer(no_args_is_help=True, help="The webhook inbox: list deliveries, send a failed one again.")
 app.add_typer(webhooks_app, name="webhooks")
+privacy_app = typer.Typer(no_args_is_help=True, help="The privacy controls: a user's export.")
+app.add_typer(privacy_app, name="privacy")
 
 
 @app.callback()
@@ -416,6 +419,30 @@ def webhooks_retry(delivery_id: Annotated[int, typer.Argument(help="The failed d
         fail(f"delivery {delivery_id} is not a failed delivery with its payload", code=1)
     sent = send(make_celery(settings), [delivery_id])
     print(f"delivery {delivery_id} is pending again; " + ("sent to the workers" if sent else "the sweeper sends it"))
+
+
+@privacy_app.command("export")
+def privacy_export(
+    user: Annotated[str, typer.Argument(help="The user (the CRM's user id) whose integration data to export.")],
+    workspace: Annotated[str, typer.Option(help="The user's workspace (the CRM's workspace id).")],
+    output: Annotated[
+        Path | None, typer.Option(help="Write the JSON document to this file (standard output when not given).")
+    ] = None,
+) -> None:
+    """Export a user's integration data as one JSON document, streamed: connections (no secrets), resources,
+    synced records of every kind, runs and the audit log. The audit log records it."""
+    from core.db import session_factory
+    from hub.export import Export
+
+    engine = migrated_engine(settings_or_exit())
+    found = Export(engine, session_factory(engine), workspace, user, actor="cli")
+    try:
+        found.check()
+        with output.open("wb") if output is not None else open(sys.stdout.fileno(), "wb", closefd=False) as out:
+            for chunk in found.chunks():
+                out.write(chunk)
+    finally:
+        engine.dispose()
 
 
 def connector_command(slug: str, command: Command) -> Callable[[], None]:

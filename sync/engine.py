@@ -26,7 +26,7 @@ from core import logs
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
 from core.logsafe import safe_exception
-from core.models import Connection, ConnectionStatus, audit, utcnow
+from core.models import Connection, ConnectionStatus, audit, audit_grant_change, utcnow
 from core.scopes import after_refusal, allows
 from core.settings import Settings
 from crm.kinds import holds_records, kind
@@ -209,7 +209,7 @@ class SyncEngine:
         bare = StreamContext(
             connection_id=str(connection.id),
             credentials=ConnectionCredentials(self.fresh, connection.id),
-            base_url=self._base_url(connection),
+            base_url=self._base_url(connection) if spec.needs_oauth_client else connection.provider_account_id,
             settings=own,
             sent=(calls or guard.Calls()).sent,
             resource=resource,
@@ -561,7 +561,9 @@ class SyncEngine:
         capability (it shows "grant access") until the user grants it again."""
         with transaction(self.sessions) as session:
             connection = session.get_one(Connection, connection_id)
+            before = set(connection.granted_scopes)
             connection.granted_scopes = after_refusal(connection.granted_scopes, capability.required, named)
+            audit_grant_change(session, connection, "system", before)
 
     def _scope_lost(
         self,

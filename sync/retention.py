@@ -1,4 +1,5 @@
-"""The privacy policy's retention promise: data of a disconnected connection is erased after the retention period.
+"""The privacy policy's retention promise: data of a disconnected connection is erased after the retention period,
+and the tombstones the change feed shows of deleted records expire after it.
 
 What is erased is read from the holdings registry: every row any table holds for the connection, then the
 connection itself; the audit entry that says so holds ids and counts only."""
@@ -7,12 +8,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import Base, transaction
 from core.holdings import Role, erase_connection
 from core.models import Connection, ConnectionStatus, audit, utcnow
+from crm.models import TombstoneRow
 
 ERASED_WITH_CONNECTION = {Role.RECORDS, Role.SECRET, Role.SCRATCH, Role.HISTORY}
 
@@ -38,3 +40,11 @@ def enforce_retention(sessions: sessionmaker[Session], retention_days: int) -> i
             )
             session.delete(connection)
         return len(expired)
+
+
+def expire_tombstones(sessions: sessionmaker[Session], retention_days: int) -> int:
+    """Delete the tombstones of records deleted longer than the retention period ago; returns how many."""
+    cutoff = utcnow() - timedelta(days=retention_days)
+    with transaction(sessions) as session:
+        result = session.execute(delete(TombstoneRow).where(TombstoneRow.deleted_at < cutoff))
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -19,7 +19,7 @@ from core.settings import get_settings
 from sync import channels, retry
 from sync.celery_app import make_celery
 from sync.dispatch import RUN_TASK, hand_over, leave_to_tick
-from sync.retention import enforce_retention
+from sync.retention import enforce_retention, expire_tombstones
 from sync.runtime import runtime
 from sync.schedule import tick
 from sync.wiring import engine
@@ -126,4 +126,7 @@ def renew_channels_task() -> dict[str, int]:
 @app.task(name="synchub.maintenance.enforce_retention")
 def enforce_retention_task() -> dict[str, int]:
     rt = runtime()
-    return {"connections_erased": enforce_retention(rt.sessions, rt.settings.retention_days)}
+    return {
+        "connections_erased": enforce_retention(rt.sessions, rt.settings.retention_days),
+        "tombstones_expired": expire_tombstones(rt.sessions, rt.settings.retention_days),
+    }
