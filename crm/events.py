@@ -293,10 +293,6 @@ class NewEventRows:
     attendees: list[list[tuple[Any, ...]]]
 
     @property
-    def ids(self) -> list[str]:
-        return [row[0] for row in self.events]
-
-    @property
     def external_ids(self) -> list[str]:
         return [row[5] for row in self.events]
 
