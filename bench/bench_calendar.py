@@ -8,7 +8,9 @@ each value) and the date:
   decode" decodes each page into the connector's own msgspec structs (`connectors/google_calendar/wire.py`), the
   decoding the hub must do; "floor, no event decoded" leaves each event as raw bytes. Ratios are the sync's events/s
   over the floor's; the goal (>= 0.7) is against the typed-decode floor. The sync's time is its run's start to end
-  as the worker stamps them: the calendar list, every page written and committed, the window's reconciliation;
+  as the worker stamps them: the calendar list, every page written and committed, the window's reconciliation.
+  Beside them a write floor: the rows that sync wrote, COPYed again by psycopg alone (PostgreSQL's own text, one
+  COPY and one commit per page, under another connection), and the bounds the floors set;
 - incremental: one event changed with notifications dropped, then `POST /connections/{id}/sync` through the API.
   "End to end" spans from the request leaving the bench to the worker stamping the run's end (`finished_at`, in the
   transaction that commits the change): API (request to the run's row), hand-over (the row to the worker starting
@@ -21,7 +23,8 @@ or doubled), more calls than ceil(N/2500) + 1 (the calendar list) for a full syn
 incremental or pushed one, a change not stored, or a push that never became visible.
 
 Needs PostgreSQL (SYNCHUB_TEST_PG_ADMIN_URL) and Redis (SYNCHUB_TEST_REDIS_URL, default redis://127.0.0.1:6379;
-database SYNCHUB_TEST_REDIS_DB, default 14, is used and flushed).
+database SYNCHUB_TEST_REDIS_DB, default 14, is used and flushed): give it a Redis of its own, since two benches on
+one database take each other's tasks. BENCH_WORKER_LOG=file keeps the worker's log.
 
     python bench/bench_calendar.py           # 10,000 events, 3 repeats, 20 notifications
     python bench/bench_calendar.py --small   # 1,000 events, 3 repeats, 3 notifications
