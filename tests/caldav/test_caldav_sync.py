@@ -196,12 +196,12 @@ def test_an_invalid_sync_token_runs_a_full_pass_without_duplicates(
     assert again["status"] == "succeeded" and not again["full_sync"] and again["api_calls"] == 1
 
 
-def test_a_password_changed_on_the_server_needs_reauth_and_stops(
+def test_a_password_changed_on_the_server_needs_reauth_and_the_new_one_resumes_incrementally(
     caldav_server: CalDAVServer, caldav_hub: CalendarHub
 ) -> None:
     cal = caldav_hub
     name = f"Reauth {uuid.uuid4().hex[:6]}"
-    new_calendar(caldav_server, name, timed("one-1", "One"))
+    url = new_calendar(caldav_server, name, timed("one-1", "One"))
     old = caldav_server.password
     with recording(caldav_server.url) as recorder:
         browser, connection_id, resource_id = connect(cal, caldav_server, name, base=recorder.url)
@@ -216,9 +216,25 @@ def test_a_password_changed_on_the_server_needs_reauth_and_stops(
             answer = browser.post(f"{cal.hub.url}/api/v1/connections/{connection_id}/sync")
             assert answer.status_code == 200 and not any(answer.json()["runs"].values())
             assert recorder.since(mark) == ["REPORT"]
+            assert summaries(cal, browser, connection_id) == ["One"], "what was synced stays"
+
+            # The user types the new app password: the same connection, active again, and its next sync goes on
+            # from its sync token (a sync-collection REPORT and a multiget), not a full pass.
+            on_server(caldav_server, url).save_event(timed("two-1", "Two", hour=14))
+            before = len(cal.settled(connection_id, resource_id, 1))
+            mark = recorder.mark()
+            assert connected_by_api(browser, cal.hub.url, caldav_server, recorder.url) == connection_id
+            assert cal.hub.connection(browser, connection_id)["status"] == "active"
+            resumed = sync(cal, browser, connection_id, resource_id)
+            assert resumed["status"] == "succeeded", resumed
+            after = cal.settled(connection_id, resource_id, before + 1)[before:]
+            assert after and all(run.status == "succeeded" and not run.full_sync for run in after), after
+            sent = recorder.since(mark)  # the connect's discovery (PROPFINDs), then each run's sync-collection
+            # REPORT and one multiget for the one change (the reconnect may start a run before "sync now" does)
+            assert set(sent) <= {"PROPFIND", "REPORT"} and sent.count("REPORT") == len(after) + 1, sent
+            assert summaries(cal, browser, connection_id) == ["One", "Two"]
         finally:
             caldav_server.set_password(old)
-    assert summaries(cal, browser, connection_id) == ["One"], "what was synced stays"
 
 
 def test_the_same_meeting_at_google_and_at_a_caldav_server_is_one_meeting_with_two_sources(
