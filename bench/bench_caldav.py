@@ -312,11 +312,13 @@ def run(args: argparse.Namespace) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--small", action="store_true", help="300 events")
+    parser.add_argument("--repeats", type=int, default=None, help="default 3; 1 with --small")
+    parser.add_argument("--small", action="store_true", help="300 events, one repeat (CI's check that it runs)")
     args = parser.parse_args()
     if args.small:
         args.events = 300
+    if args.repeats is None:
+        args.repeats = 1 if args.small else 3
     sys.exit(run(args))
 
 
