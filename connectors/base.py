@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -267,8 +267,24 @@ class Webhook(Protocol):
         ...
 
     def process(self, delivery: Delivery, ctx: StreamContext) -> Page | None:
-        """The records a delivery brings, as a page to upsert; None asks for a sync of the routed resource
-        instead. Raises the taxonomy's errors (core.errors) as a stream does."""
+        """The records a delivery brings, as a page to upsert (an empty one: nothing for this connection, say a
+        form it did not choose); None asks for a sync of the routed resource instead. Raises the taxonomy's errors
+        (core.errors) as a stream does."""
+        ...
+
+
+@runtime_checkable
+class BatchWebhook(Webhook, Protocol):
+    """A webhook whose deliveries for one resource are fetched together (Graph's `?ids=`): a worker claims
+    what is pending of this connector beside what its task names, and hands each resource's deliveries over in
+    groups of at most `batch_size`."""
+
+    batch_size: int
+
+    def process_batch(self, deliveries: Sequence[Delivery], ctx: StreamContext) -> list[Page | Exception | None]:
+        """`process` for each delivery, in order, from as few provider calls as it can; a delivery the provider
+        refuses alone gets its error (core.errors) in its place. Raises as `process` does when the provider
+        refuses them all."""
         ...
 
 

@@ -78,19 +78,30 @@ def _claimable(now: datetime) -> Any:
     )
 
 
-def claim(session: Session, ids: Sequence[int], settings: WebhookSettings) -> list[Claimed]:
+def claim(
+    session: Session, ids: Sequence[int], settings: WebhookSettings, also: Sequence[str] = (), up_to: int = 0
+) -> list[Claimed]:
     """Lease the deliveries among `ids` that are pending, due and held by no other worker (rows another
-    transaction holds are skipped, not waited for); each claim counts as an attempt."""
+    transaction holds are skipped, not waited for); each claim counts as an attempt. With `also`, other such
+    deliveries of those connectors are leased beside them, oldest first, up to `up_to` in all: under a burst a
+    worker takes what the tasks queued behind its own name, and those tasks then find nothing to claim."""
     now = utcnow()
     model = WebhookDelivery
-    free = (
-        select(model.id)
-        .where(model.id.in_(list(ids)), _claimable(now), model.attempts < settings.max_attempts)
-        .with_for_update(skip_locked=True)
-    )
+    due = (_claimable(now), model.attempts < settings.max_attempts)
+    free = select(model.id).where(model.id.in_(list(ids)), *due).with_for_update(skip_locked=True)
+    chosen: Any = model.id.in_(free.scalar_subquery())
+    if also and up_to > len(ids):
+        more = (
+            select(model.id)
+            .where(model.connector.in_(list(also)), model.id.not_in(list(ids)), *due)
+            .order_by(model.id)
+            .limit(up_to - len(ids))
+            .with_for_update(skip_locked=True)
+        )
+        chosen = chosen | model.id.in_(more.scalar_subquery())
     rows = session.execute(
         update(model)
-        .where(model.id.in_(free.scalar_subquery()))
+        .where(chosen)
         .values(claimed_until=now + timedelta(seconds=settings.claim_seconds), attempts=model.attempts + 1)
         .returning(
             model.id,
@@ -125,6 +136,22 @@ def finish(session: Session, delivery_id: int, status: str, routed: int = 0, err
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(done, "rowcount", 0))
+
+
+def finish_many(session: Session, marks: Sequence[tuple[int, str, int]]) -> None:
+    """`finish` for many deliveries, each (id, status, routed): one statement per distinct (status, routed)."""
+    by: dict[tuple[str, int], list[int]] = {}
+    for delivery_id, status, routed in marks:
+        by.setdefault((status, routed), []).append(delivery_id)
+    now = utcnow()
+    model = WebhookDelivery
+    for (status, routed), ids in by.items():
+        session.execute(
+            update(model)
+            .where(model.id.in_(ids), model.status == PENDING)
+            .values(status=status, routed=routed, error=None, finished_at=now, claimed_until=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def release(

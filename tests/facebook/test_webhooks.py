@@ -333,25 +333,36 @@ def test_with_redis_stopped_webhooks_are_stored_and_the_sweeper_lands_every_lead
 
 
 def test_a_worker_killed_mid_batch_lands_every_lead_once(inbox: Inbox) -> None:
-    page = inbox.pages[0]["id"]
-    inbox.hub.admin.set_faults([{"path_prefix": f"/v25.0/{inbox.form}", "latency_ms": 150}])
-    sent = inbox.hub.admin.facebook.add_leads(inbox.form, 20, flush=True)
-    lead_ids = sent["leads"]
-    wait_for(lambda: len(set(lead_ids) & set(inbox.lead_ids())) >= 2, timeout=60, what="the batch to be under way")
-    inbox.worker.stop(signal.SIGKILL)
-    inbox.hub.admin.clear_faults()
-    assert "pending" in {d.status for d in inbox.deliveries(keys(page, lead_ids)).values()}
+    """One POST of 10 leads on each of two chosen Pages: the worker claims all 20 and writes them a Page at a
+    time (one Graph request and one commit each), and is killed after the first Page's commit, while it fetches
+    the second's."""
+    first, second = inbox.pages[0], inbox.pages[1]
+    leads = {
+        page["id"]: inbox.hub.admin.facebook.add_leads(str(page["forms"][0]["id"]), 10, webhook=False)["leads"]
+        for page in (first, second)
+    }
+    entries = [json.loads(body_of(page, ids))["entry"][0] for page, ids in leads.items()]
+    inbox.idle()
+    inbox.hub.admin.set_faults([{"path_prefix": "/", "latency_ms": 2000}])  # every Graph call
+    try:
+        assert inbox.post(json.dumps({"object": "page", "entry": entries}).encode()).status_code == 200
+        wait_for(lambda: set(leads[first["id"]]) <= set(inbox.lead_ids()), timeout=60, what="the first Page's leads")
+        inbox.worker.stop(signal.SIGKILL)
+    finally:
+        inbox.hub.admin.clear_faults()
+    all_keys = [key for page, ids in leads.items() for key in keys(page, ids)]
+    assert {d.status for d in inbox.deliveries(keys(second["id"], leads[second["id"]])).values()} == {"pending"}
 
     inbox.worker = Worker(inbox.hub.env, queues=QUEUES, concurrency=2).start()
 
     def swept() -> bool:
         inbox.sweep()
-        return all(d.status != "pending" for d in inbox.deliveries(keys(page, lead_ids)).values())
+        return all(d.status != "pending" for d in inbox.deliveries(all_keys).values())
 
     wait_for(swept, timeout=60, interval=1.0, what="the sweeper to hand the batch to the new worker")
-    assert {d.status for d in inbox.deliveries(keys(page, lead_ids)).values()} == {"processed"}
+    assert {d.status for d in inbox.deliveries(all_keys).values()} == {"processed"}
     found = inbox.lead_ids()
-    assert [found.count(i) for i in lead_ids] == [1] * 20
+    assert [found.count(i) for ids in leads.values() for i in ids] == [1] * 20
 
 
 def test_a_webhook_meta_drops_lands_through_the_poll(inbox: Inbox) -> None:
