@@ -347,6 +347,19 @@ def lead_counts(env: dict[str, str], ids: list[str]) -> dict[str, int]:
     return {key: count for key, count in rows}
 
 
+def set_aside(env: dict[str, str]) -> None:
+    """Mark the saturation's deliveries (changes of a Page nobody chose) ignored, as a worker would have."""
+    from sqlalchemy import update
+
+    from core.db import make_engine, session_factory, transaction
+    from webhooks.models import WebhookDelivery
+
+    engine = make_engine(env["SYNCHUB_DATABASE_URL"])
+    with transaction(session_factory(engine)) as session:
+        session.execute(update(WebhookDelivery).where(WebhookDelivery.status == "pending").values(status="ignored"))
+    engine.dispose()
+
+
 def settled(env: dict[str, str], keys: list[str], timeout: float) -> None:
     from sqlalchemy import func, select
 
@@ -465,6 +478,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 # The saturation's tasks (changes of a Page nobody chose) are not processed. Only the queue's list
                 # goes: a FLUSHDB would drop kombu's exchange bindings, and the API's later sends with them.
                 broker.delete("webhooks")
+                if early is None:  # nor are their deliveries: a worker claims what is pending beside its task's
+                    set_aside(env)
                 worker = early or spawn(worker_argv, env)  # after the saturation: it would process those changes
                 try:
                     time.sleep(args.worker_start)

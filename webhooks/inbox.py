@@ -94,7 +94,7 @@ def claim(
         more = (
             select(model.id)
             .where(model.connector.in_(list(also)), model.id.not_in(list(ids)), *due)
-            .order_by(model.id)
+            .order_by(model.received_at)  # the (status, received_at) index, which stops at the limit
             .limit(up_to - len(ids))
             .with_for_update(skip_locked=True)
         )
