@@ -292,6 +292,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def group_cpu_seconds(group: int) -> float:
+    """User + system CPU of every live process in a process group (a worker and its pool's children)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def saturation(hub: Hub, path: str, size: int, seconds: float) -> tuple[float, float]:
     """POSTs/s through the receiver (or the bare endpoint) for changes on a Page no connection chose, and the API
     process's CPU milliseconds per POST."""
@@ -387,7 +400,7 @@ def settled(env: dict[str, str], keys: list[str], timeout: float) -> None:
         print(f"steady deliveries by status (and an error): {[tuple(row) for row in statuses]}", file=sys.stderr)
 
 
-def steady_phase(hub: Hub, admin: SandboxAdmin, seconds: float) -> dict[str, Any]:
+def steady_phase(hub: Hub, admin: SandboxAdmin, seconds: float, worker: int) -> dict[str, Any]:
     count = int(STEADY_RATE * seconds)
     emails: dict[int, str] = {}
     ids: list[str] = []
@@ -399,6 +412,7 @@ def steady_phase(hub: Hub, admin: SandboxAdmin, seconds: float) -> dict[str, Any
             field_data = [{"name": "email", "values": [email]}, {"name": "full_name", "values": ["Bench"]}]
             ids += admin.facebook.add_leads(hub.form, 1, webhook=False, field_data=field_data)["leads"]
             emails[len(ids) - 1] = email
+    worker_before = group_cpu_seconds(worker)
     result = run_loadgen(
         {
             "mode": "steady",
@@ -412,10 +426,12 @@ def steady_phase(hub: Hub, admin: SandboxAdmin, seconds: float) -> dict[str, Any
     sent = {emails[i]: result["sent_at"][i] for i in emails}
     seen = visible(hub, sent, timeout=30)
     settled(hub.env, [f"{hub.page}:{lead}" for lead in ids], timeout=60)
+    worker_cpu = group_cpu_seconds(worker) - worker_before  # polling the API for visibility is in neither
     counts = lead_counts(hub.env, ids)
     latencies = sorted(result["latencies"])
     delays = sorted(seen.values())
     return {
+        "worker_cpu_ms_per_lead": 1000 * worker_cpu / count,
         "answer_p50_ms": 1000 * quantile(latencies, 0.5),
         "answer_p99_ms": 1000 * quantile(latencies, 0.99),
         "visible_p50_s": quantile(delays, 0.5) if delays else float("nan"),
@@ -483,7 +499,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 worker = early or spawn(worker_argv, env)  # after the saturation: it would process those changes
                 try:
                     time.sleep(args.worker_start)
-                    row.update(steady_phase(hub, admin, args.steady_seconds or args.seconds))
+                    row.update(steady_phase(hub, admin, args.steady_seconds or args.seconds, worker.pid))
                 finally:
                     stop(worker)
                 rows.append(row)

@@ -107,10 +107,13 @@ class Processor:
             if time.monotonic() > deadline:
                 report.rest = list(ids[start:])
                 break
-            with transaction(self.sessions) as session:
-                claimed = inbox.claim(
-                    session, ids[start : start + CLAIM_BATCH], self.settings.webhooks, also=batched, up_to=CLAIM_BATCH
-                )
+            claimed = inbox.claim(
+                self.settings.database_url,
+                ids[start : start + CLAIM_BATCH],
+                self.settings.webhooks,
+                also=batched,
+                up_to=CLAIM_BATCH,
+            )
             for group in self._groups(claimed):
                 with logs.bind(delivery_id=group[0].id, connector=group[0].connector):
                     statuses = self.group(group, report)
