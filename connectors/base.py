@@ -118,6 +118,8 @@ class Resource:
     external_id: str
     display_name: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+    parts: frozenset[str] | None = None
+    """The parts the user chose within it (a Page's forms, by id), where the capability lists parts; None: all."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,8 @@ class Capability:
     `required` is what the grant must hold for the capability to run (every group, any one scope within a group);
     `requested_scopes` is what the connect flow asks the provider for, one answer to each group at least. A
     capability with `resources` syncs one stream per resource the user selected among those it lists
-    (`ctx.resource` set); `lifecycle` reacts when one is selected or deselected. `shared_at_provider`: what selecting
+    (`ctx.resource` set), optionally narrowed to some of its `parts`; `lifecycle` reacts when one is selected or
+    deselected. `shared_at_provider`: what selecting
     sets up exists once per (app, resource) at the provider, shared by every connection to it (a Page's app
     subscription), so it is undone only when no other connection still selects the resource.
     """
@@ -207,6 +210,10 @@ class Capability:
     resource_noun: str = "resources"  # what the settings page calls them: "Choose Pages"
     lifecycle: Lifecycle | None = None
     shared_at_provider: bool = False
+    parts: Callable[[StreamContext], list[Resource]] | None = None
+    """What a chosen resource (`ctx.resource`) holds that the user may narrow it to (a Page's lead forms); the
+    stream and the webhook then read `ctx.resource.parts`."""
+    part_noun: str = "parts"
 
 
 @dataclass(frozen=True)

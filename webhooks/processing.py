@@ -15,7 +15,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from connectors.base import BatchWebhook, Capability, ConnectorSpec, Page, Resource
+from connectors.base import BatchWebhook, Capability, ConnectorSpec, Page
 from connectors.registry import enabled
 from core import logs
 from core.db import transaction
@@ -230,7 +230,7 @@ class Processor:
         if self.engine.refusal(connection, capability.name) is not None:
             return None
         row = route.resource
-        ctx = self.engine.context(connection, spec, Resource(row.external_id, row.display_name, row.detail))
+        ctx = self.engine.context(connection, spec, row.resource)
         try:
             if isinstance(webhook, BatchWebhook):
                 found: list[Page | Exception | None] = webhook.process_batch([item.delivery for item in items], ctx)

@@ -12,11 +12,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connectors.base import Delivery, Page, StreamContext, WebhookKeys
+from connectors.base import Delivery, Page, Resource, StreamContext, WebhookKeys
 from connectors.facebook_leads.errors import InvalidParameter
 from connectors.facebook_leads.leads import LEAD_FIELDS, questions_of, to_lead
 from connectors.facebook_leads.leads import identifier as graph_id
-from connectors.facebook_leads.stream import PageGraph, setting, the_page
+from connectors.facebook_leads.stream import PageGraph, chosen_form, setting, the_page
 from core.errors import ConnectorError, PayloadRejected
 
 SIGNATURE_HEADER = "x-hub-signature-256"
@@ -24,6 +24,8 @@ SIGNATURE_PREFIX = "sha256="
 LEADGEN = "leadgen"
 QUESTIONS_KEPT = 4096
 GRAPH_MAX_IDS = 50  # Graph reads at most 50 ids in one request
+NOTHING = Page([], [], {}, last=False, full=False)
+"""Nothing for this connection: the lead's form is not one it chose."""
 ID = re.compile(r"[0-9]{1,40}")
 UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
@@ -154,8 +156,17 @@ class FacebookLeadsWebhook:
         the ids, so then each is fetched alone and only that one fails. A published lead form's questions cannot
         change (Meta only lets it be archived or copied), so each form's are asked once per worker process."""
         page = the_page(ctx)
+        # A lead of a form the user did not choose is not fetched when the webhook names its form.
+        skipped = [not chosen_form(page, d.payload.get("form_id")) and "form_id" in d.payload for d in deliveries]
+        wanted = [str(d.payload["leadgen_id"]) for d, skip in zip(deliveries, skipped, strict=True) if not skip]
+        fetched = iter(self._fetch(ctx, page, wanted) if wanted else [])
+        region = setting(ctx.settings, "phone_region", None)
+        return [NOTHING if skip else self._chosen(page, next(fetched), region) for skip in skipped]
+
+    def _fetch(
+        self, ctx: StreamContext, page: Resource, wanted: list[str]
+    ) -> list[tuple[Mapping[str, Any] | Exception, dict[str, dict[str, str] | Exception]]]:
         graph = PageGraph(ctx, page)
-        wanted = [str(delivery.payload["leadgen_id"]) for delivery in deliveries]
         try:
             found = graph.call("GET", (), {"ids": ",".join(dict.fromkeys(wanted)), "fields": LEAD_FIELDS})
         except InvalidParameter:
@@ -164,9 +175,20 @@ class FacebookLeadsWebhook:
             items: list[Mapping[str, Any] | Exception] = [self._alone(graph, lead) for lead in wanted]
         else:
             items = [self._item(found, lead) for lead in wanted]
-        forms = self._forms(graph, {f for item in items if isinstance(item, Mapping) if (f := form_of(item))})
-        region = setting(ctx.settings, "phone_region", None)
-        return [self._page(item, page.external_id, forms, region) for item in items]
+        mine = {f for item in items if isinstance(item, Mapping) if (f := form_of(item)) and chosen_form(page, f)}
+        forms = self._forms(graph, mine)
+        return [(item, forms) for item in items]
+
+    def _chosen(
+        self,
+        page: Resource,
+        fetched: tuple[Mapping[str, Any] | Exception, dict[str, dict[str, str] | Exception]],
+        region: str | None,
+    ) -> Page | Exception:
+        item, forms = fetched
+        if isinstance(item, Mapping) and not chosen_form(page, form_of(item)):
+            return NOTHING  # a form the user did not choose: recorded as ignored
+        return self._page(item, page.external_id, forms, region)
 
     @staticmethod
     def _item(found: Mapping[str, Any], lead: str) -> Mapping[str, Any] | Exception:

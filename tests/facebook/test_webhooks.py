@@ -26,7 +26,7 @@ from hub.app import create_app
 from sandbox.admin_client import SandboxAdmin
 from sync.celery_app import make_celery
 from tests.conftest import ROOT, LiveServer, Worker, clean_environ, free_port, settings_from_env, wait_for
-from tests.facebook.conftest import GOOGLE_CLIENT, VERIFY_TOKEN, Facebook, FacebookHub, facebook_env
+from tests.facebook.conftest import CAPABILITY, GOOGLE_CLIENT, VERIFY_TOKEN, Facebook, FacebookHub, facebook_env, forms
 from tests.resources.test_webhooks import OwnRedis
 from webhooks.models import WebhookDelivery
 
@@ -404,3 +404,66 @@ def test_a_deselected_pages_later_webhooks_are_ignored(inbox: Inbox) -> None:
     done = inbox.settled(keys(page["id"], [late]))
     assert (done[f"{page['id']}:{late}"].status, done[f"{page['id']}:{late}"].routed) == ("ignored", 0)
     assert late not in inbox.lead_ids()
+
+
+def test_forms_chosen_within_a_page_take_their_leads_and_the_unchosen_forms_leads_are_ignored(inbox: Inbox) -> None:
+    """The chooser page lists a chosen Page's forms, a checkbox each; with one unticked, that form's leads are
+    recorded as ignored (in the inbox and `synchub webhooks list`), whether the webhook names the form or not, and
+    the poll does not read it, while the ticked form's leads land."""
+    page = inbox.pages[0]
+    browser = inbox.hub.browser(user="webhooks")  # signed in afresh: this module stops Redis, where sessions live
+    kept = str(page["forms"][0]["id"])
+    other = inbox.hub.admin.facebook.add_form(page["id"], "Unchosen form")
+    resources = inbox.hub.pages(browser, inbox.connection_id)
+    chosen = [r["id"] for r in resources.values() if r["selected"]]
+    resource = resources[page["name"]]["id"]
+    link = f"/connections/{inbox.connection_id}/capabilities/{CAPABILITY}/resources"
+    chooser = browser.get(inbox.hub.url + link)
+    assert chooser.status_code == 200, chooser.text
+    (form,) = forms(chooser)
+    assert set(form.boxes(f"part:{resource}")) == {kept, other}, chooser.text
+    assert "Unchosen form</label>" in chooser.text
+    data = {
+        "csrf_token": form.hidden()["csrf_token"],
+        "resource": chosen,
+        "parts_of": [resource],
+        f"part:{resource}": [kept],
+    }
+    try:
+        saved = browser.post(inbox.hub.url + form.action, data=data)
+        assert saved.status_code == 303, saved.text
+        assert inbox.hub.pages(browser, inbox.connection_id)[page["name"]]["parts"] == [kept]
+        again = browser.get(inbox.hub.url + link).text
+        assert f'name="part:{resource}" value="{kept}" checked>' in again
+        assert f'name="part:{resource}" value="{other}">' in again
+
+        wanted = inbox.hub.admin.facebook.add_leads(kept, 1, flush=True)["leads"]
+        unwanted = inbox.hub.admin.facebook.add_leads(other, 1, flush=True)["leads"]  # the webhook names its form
+        unnamed = inbox.hub.admin.facebook.add_leads(other, 1, webhook=False)["leads"]
+        assert inbox.post(body_of(page["id"], unnamed)).status_code == 200  # no form_id: known once fetched
+        found = inbox.settled(keys(page["id"], wanted + unwanted + unnamed))
+        statuses = {key.split(":")[1]: d.status for key, d in found.items()}
+        assert statuses == {wanted[0]: "processed", unwanted[0]: "ignored", unnamed[0]: "ignored"}
+        landed = inbox.landed(wanted)
+        assert not set(unwanted + unnamed) & set(landed)
+
+        listed = subprocess.run(
+            [sys.executable, "-m", "hub", "webhooks", "list", "--status", "ignored", "--limit", "20"],
+            env=clean_environ(inbox.hub.env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert listed.returncode == 0, listed.stderr
+        ignored_ids = {str(found[key].id) for key in keys(page["id"], unwanted + unnamed)}
+        assert ignored_ids <= set(listed.stdout.split()), listed.stdout
+
+        mark = inbox.hub.mark()
+        inbox.sync_now()
+        read = [c["path"] for c in inbox.hub.graph_calls(mark) if c["path"].endswith("/leads")]
+        assert f"/{kept}/leads" in read and f"/{other}/leads" not in read, read
+        assert not set(unwanted + unnamed) & set(inbox.lead_ids())
+    finally:
+        url = inbox.hub.resources_url(inbox.connection_id, resource) + "/parts"
+        assert browser.put(url, json={"parts": None}).status_code == 200
