@@ -137,7 +137,7 @@ def select(engine: SyncEngine, connection_id: uuid.UUID, capability: str, key: s
 
 
 def parts_of(engine: SyncEngine, connection_id: uuid.UUID, capability: str, key: str) -> list[Resource]:
-    """What the provider lists within a resource the user selected (a Page's lead forms); NotChoosable when the
+    """What the provider lists within a resource the user selected (a Page's forms); NotChoosable when the
     capability lists no parts, the resource is not selected, or the connection may not call the provider now."""
     with engine.sessions() as session:
         connection = session.get_one(Connection, connection_id)

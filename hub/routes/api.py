@@ -112,7 +112,7 @@ class ChoiceIn(BaseModel):
 
 class PartsIn(BaseModel):
     parts: list[str] | None = Field(
-        description="The parts to take within the resource (a Page's lead form ids); null or every one: all of "
+        description="The parts to take within the resource (a Page's form ids); null or every one: all of "
         "them, including those added later.",
         max_length=1000,
     )
@@ -147,7 +147,7 @@ def put_resource(
 def get_parts(
     connection_id: uuid.UUID, capability: str, resource_id: uuid.UUID, user: CurrentUser, sync_engine: SyncEngineDep
 ) -> dict[str, Any]:
-    """What a selected resource holds that it may be narrowed to (a Page's lead forms), listed by the provider,
+    """What a selected resource holds that it may be narrowed to (a Page's forms), listed by the provider,
     each with whether it is taken."""
     return list_parts(sync_engine, connection_id, capability, resource_id, (user.workspace_id, user.user_id))
 
@@ -164,7 +164,7 @@ def put_parts(
     sync_engine: SyncEngineDep,
     celery: CeleryDep,
 ) -> dict[str, Any]:
-    """Narrow a selected resource to some of its parts (a Page to some of its forms: leads of the others are
+    """Narrow a selected resource to some of its parts (a Page to some of its forms: what the others bring is
     recorded as ignored), or take all of them again with null."""
     owner = (user.workspace_id, user.user_id)
     parts = None if body.parts is None else set(body.parts)
