@@ -409,8 +409,7 @@ def test_a_deselected_pages_later_webhooks_are_ignored(inbox: Inbox) -> None:
 def test_forms_chosen_within_a_page_take_their_leads_and_the_unchosen_forms_leads_are_ignored(inbox: Inbox) -> None:
     """The chooser page lists a chosen Page's forms, a checkbox each; with one unticked, that form's leads are
     recorded as ignored in the inbox (which `synchub webhooks list --status ignored` shows), whether the webhook
-    names the form or not, and
-    the poll does not read it, while the ticked form's leads land."""
+    names the form or not, and the poll does not read it, while the ticked form's leads land."""
     page = inbox.pages[0]
     browser = inbox.hub.browser(user="webhooks")  # signed in afresh: this module stops Redis, where sessions live
     kept = str(page["forms"][0]["id"])
