@@ -535,8 +535,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 # The saturation's tasks (changes of a Page nobody chose) are not processed. Only the queue's list
                 # goes: a FLUSHDB would drop kombu's exchange bindings, and the API's later sends with them.
                 broker.delete("webhooks")
-                if early is None:  # nor are their deliveries: a worker claims what is pending beside its task's
-                    set_aside(env)
+                set_aside(env)  # nor are their deliveries: a worker claims what is pending beside its task's
                 worker = early or spawn(worker_argv, env)  # after the saturation: it would process those changes
                 try:
                     time.sleep(args.worker_start)
