@@ -267,6 +267,19 @@ def test_refused_posts_store_nothing_and_what_no_connection_chose_is_ignored(inb
     assert inbox.landed(lead_ids).count(lead_ids[0]) == 1
 
 
+def test_a_lead_graph_cannot_load_fails_alone_and_the_rest_of_its_batch_lands(inbox: Inbox) -> None:
+    """Graph refuses a whole `?ids=` read for one id it cannot load: the worker then reads each alone."""
+    page = inbox.pages[0]["id"]
+    real = inbox.hub.admin.facebook.add_leads(inbox.form, 2, webhook=False)["leads"]
+    unknown = str(10**15 + secrets.randbelow(10**12))
+    assert inbox.post(body_of(page, [real[0], unknown, real[1]])).status_code == 200
+    found = inbox.settled(keys(page, [*real, unknown]))
+    statuses = {key.split(":")[1]: d.status for key, d in found.items()}
+    assert statuses == {real[0]: "processed", unknown: "failed", real[1]: "processed"}
+    assert "code 100" in (found[f"{page}:{unknown}"].error or "")
+    assert [inbox.landed(real).count(lead) for lead in real] == [1, 1]
+
+
 def test_the_handshake_echoes_the_challenge_for_the_right_token_only(inbox: Inbox) -> None:
     good = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": VERIFY_TOKEN}
     answer = httpx.get(inbox.url, params=good)
