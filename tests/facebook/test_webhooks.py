@@ -356,7 +356,7 @@ def test_a_worker_killed_mid_batch_lands_every_lead_once(inbox: Inbox) -> None:
     }
     entries = [json.loads(body_of(page, ids))["entry"][0] for page, ids in leads.items()]
     inbox.idle()
-    inbox.hub.admin.set_faults([{"path_prefix": "/", "latency_ms": 2000}])  # every Graph call
+    inbox.hub.admin.set_faults([{"path_prefix": "/", "latency_ms": 1500}])  # every Graph call
     try:
         assert inbox.post(json.dumps({"object": "page", "entry": entries}).encode()).status_code == 200
         wait_for(lambda: set(leads[first["id"]]) <= set(inbox.lead_ids()), timeout=60, what="the first Page's leads")
