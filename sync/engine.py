@@ -367,7 +367,7 @@ class SyncEngine:
                 return None
             assert found is not None
             row = resources.find(session, connection.id, run.capability, run.resource) if run.resource else None
-            chosen = Resource(row.external_id, row.display_name, row.detail) if row is not None else None
+            chosen = row.resource if row is not None else None
             position = checkpoints.load(session, self.ring, connection, stream_key(run.capability, run.resource))
             run.move_to(RunStatus.RUNNING)
             run.attempts += 1

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from connectors.base import Resource
 from core.db import Base
 from core.holdings import Owner, Role, holding
 from core.models import UTCDateTime, utcnow
@@ -69,9 +70,17 @@ class ConnectionResource(Base):
     display_name: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     selected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    parts: Mapped[list[str] | None] = mapped_column(JSON)
+    """The parts chosen within it (a Page's forms, by id) where its capability lists parts; null: all of them."""
     gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def resource(self) -> Resource:
+        """The resource as a stream, a lifecycle call or a webhook sees it."""
+        parts = frozenset(self.parts) if self.parts is not None else None
+        return Resource(self.external_id, self.display_name, self.detail, parts)
 
     @property
     def key(self) -> str:
