@@ -66,6 +66,7 @@ from core.settings import load_settings  # noqa: E402
 from sandbox.admin_client import SandboxAdmin  # noqa: E402
 from sandbox.process import running_sandbox  # noqa: E402
 from sync.celery_app import make_celery  # noqa: E402
+from sync.models import Schedule  # noqa: E402
 from sync.throttle import Bucket  # noqa: E402
 from tests.servers import kill_group, running_redis, spawn  # noqa: E402
 from token_vault.vault import Vault, key_ring  # noqa: E402
@@ -378,7 +379,8 @@ class Fleet:
 
 
 def create_connections(env: dict[str, str], admin: SandboxAdmin, account: str, client_id: str, n: int) -> list[Any]:
-    """N Google connections of one sandbox account (each another user), sharing one minted grant."""
+    """N Google connections of one sandbox account (each another user), sharing one minted grant, each with its
+    schedule (as connecting makes it)."""
     os.environ.update(env)
     settings = load_settings()
     engine = make_engine(settings.database_url)
@@ -399,6 +401,7 @@ def create_connections(env: dict[str, str], admin: SandboxAdmin, account: str, c
             session.flush()
             vault.store(session, connection, "access_token", tokens["access_token"], utcnow() + dt.timedelta(hours=2))
             vault.store(session, connection, "refresh_token", tokens["refresh_token"])
+            session.add(Schedule(connection_id=connection.id, capability="contacts", next_run_at=utcnow()))
             ids.append(connection.id)
     engine.dispose()
     return ids
