@@ -40,13 +40,20 @@ def send_queued(
     queue: str,
     countdown: float | None = None,
     refused: Callable[[sessionmaker[Session], uuid.UUID], None] | None = None,
+    kwargs: dict[str, object] | None = None,
 ) -> bool:
     """The one way a queued row (a model with `id` and `enqueued_at`) reaches the workers: send its task
     (`task(row id)`), then note when, so the tick does not send it again. If the broker refuses, `refused` marks
     the row for the next tick, and the answer is False."""
     try:
         celery.send_task(
-            task, args=[str(row_id)], queue=queue, countdown=countdown, ignore_result=True, retry_policy=SEND_RETRY
+            task,
+            args=[str(row_id)],
+            kwargs=kwargs,
+            queue=queue,
+            countdown=countdown,
+            ignore_result=True,
+            retry_policy=SEND_RETRY,
         )
     except Exception:
         log.exception("could not enqueue; the next tick will", extra={"row_id": str(row_id), "task": task})
@@ -59,10 +66,16 @@ def send_queued(
 
 
 def hand_over(
-    sessions: sessionmaker[Session], celery: Celery, run_id: uuid.UUID, countdown: float | None = None
+    sessions: sessionmaker[Session],
+    celery: Celery,
+    run_id: uuid.UUID,
+    countdown: float | None = None,
+    prepaid: bool = False,
 ) -> bool:
-    """Send a run's task; False if Redis refused (the run is then left to the next tick)."""
-    return send_queued(sessions, celery, SyncRun, run_id, RUN_TASK, "sync", countdown, refused=leave_to_tick)
+    """Send a run's task; False if Redis refused (the run is then left to the next tick). `prepaid`: the run holds a
+    reserved token of the shared rate limit for when its countdown ends."""
+    kwargs: dict[str, object] | None = {"prepaid": True} if prepaid else None
+    return send_queued(sessions, celery, SyncRun, run_id, RUN_TASK, "sync", countdown, leave_to_tick, kwargs)
 
 
 def hand_over_unsent(sessions: sessionmaker[Session], celery: Celery, run_id: uuid.UUID) -> bool:

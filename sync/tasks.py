@@ -69,11 +69,12 @@ def ping() -> dict[str, Any]:
 
 
 @app.task(name=RUN_TASK, bind=True, max_retries=retry.START_RETRIES)
-def run_sync(self: Task, run_id: str) -> str:
-    """Work on one sync run for a time budget, then hand it to the next task (same run, from its checkpoint)."""
+def run_sync(self: Task, run_id: str, prepaid: bool = False) -> str:
+    """Work on one sync run for a time budget, then hand it to the next task (same run, from its checkpoint).
+    `prepaid`: the run comes back at the moment its reserved rate-limit token is due, and spends it."""
     sessions = runtime().sessions
     try:
-        outcome = engine().execute(uuid.UUID(run_id))
+        outcome = engine().execute(uuid.UUID(run_id), prepaid=prepaid)
     except retry.INFRASTRUCTURE_ERRORS as exc:
         return not_started(self, sessions, uuid.UUID(run_id), exc)
     return after_slice(sessions, uuid.UUID(run_id), outcome)
@@ -84,7 +85,7 @@ def after_slice(sessions: sessionmaker[Session], run_id: uuid.UUID, outcome: Out
     if outcome.action == "continue":
         hand_over(sessions, app, run_id)
     elif outcome.action == "retry":
-        hand_over(sessions, app, run_id, countdown=outcome.countdown)
+        hand_over(sessions, app, run_id, countdown=outcome.countdown, prepaid=outcome.prepaid)
     if outcome.follow_up is not None:
         hand_over(sessions, app, outcome.follow_up)
     return outcome.action
