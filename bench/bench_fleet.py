@@ -23,7 +23,7 @@ The other connectors' no-op figures (Calendar, CalDAV, Lead Ads) are not measure
     python bench/bench_fleet.py           # 500 connections x 3 rounds; tick at 300/3,000/10,000 due; idle tick
                                           # over 100,000; burst of 300 under 600/min
     python bench/bench_fleet.py --small   # 50 connections; tick at 300/1,000; idle tick over 10,000; burst of 100
-                                          # under 1,000/min
+                                          # under 600/min
 """
 
 from __future__ import annotations
@@ -588,7 +588,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.small:
         args.connections, args.rounds, args.due, args.idle, args.idle_repeats = 50, 1, [300, 1000], 10_000, 3
-        args.burst, args.quota = 100, 1000
+        args.burst, args.quota = 100, 600
     sys.exit(run(args))
 
 
