@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import Base, transaction
 from core.models import utcnow
-from sync.models import RunStatus, SyncRun
+from sync.models import RunStatus, SyncRun, queued_again
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +142,12 @@ def leave_batch_to_tick(sessions: sessionmaker[Session], run_ids: list[uuid.UUID
     """The queue did not take a batch: its runs still under its stamp become queued and unsent."""
     with transaction(sessions) as session:
         session.execute(
-            update(SyncRun)
-            .where(
+            queued_again(
                 SyncRun.id.in_(run_ids),
                 SyncRun.enqueued_at == stamp,
                 SyncRun.status.in_((RunStatus.QUEUED.value, RunStatus.RUNNING.value)),
+                enqueued_at=None,
             )
-            .values(status=RunStatus.QUEUED.value, enqueued_at=None)
         )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,7 +26,7 @@ from core.db import transaction
 from core.models import Connection, ConnectionStatus, utcnow
 from core.scopes import allows
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS, Settings
-from sync.models import NO_RESOURCE, ConnectionResource, RunStatus, Schedule, SyncRun
+from sync.models import NO_RESOURCE, ConnectionResource, RunStatus, Schedule, SyncRun, queued_again
 
 log = logging.getLogger(__name__)
 
@@ -294,28 +294,27 @@ def missing_schedules(session: Session, settings: Settings) -> None:
                     row.next_run_at = utcnow()
 
 
-UNSENT = text(
-    """
-    UPDATE sync_runs SET status = 'queued', enqueued_at = :stamp
-    WHERE id IN (
-      SELECT r.id FROM sync_runs r JOIN connections c ON c.id = r.connection_id
-      WHERE c.status = 'active' AND (
-        (r.status = 'queued' AND (r.enqueued_at IS NULL OR r.enqueued_at < :lost)
-         AND (r.not_before IS NULL OR r.not_before <= :stamp))
-        OR (r.status = 'waiting' AND r.not_before <= :stamp))
-      FOR UPDATE OF r SKIP LOCKED
-    )
-    RETURNING id
-    """
-)
-
-
 def unsent_runs(session: Session, settings: Settings, stamp: datetime) -> list[uuid.UUID]:
     """Queued runs never handed to a worker (or handed over so long ago the message is surely lost), and
     waiting runs whose time has come: queued, and claimed as sent at `stamp` in this transaction, so an
     overlapping tick does not send them too."""
     lost = stamp - timedelta(seconds=settings.schedule.heartbeat_timeout_seconds)
-    return [row[0] for row in session.execute(UNSENT, {"stamp": stamp, "lost": lost})]
+    claim = (
+        select(SyncRun.id)
+        .join(Connection, Connection.id == SyncRun.connection_id)
+        .where(
+            Connection.status == ConnectionStatus.ACTIVE.value,
+            or_(
+                (SyncRun.status == RunStatus.QUEUED.value)
+                & or_(SyncRun.enqueued_at.is_(None), SyncRun.enqueued_at < lost)
+                & or_(SyncRun.not_before.is_(None), SyncRun.not_before <= stamp),
+                (SyncRun.status == RunStatus.WAITING.value) & (SyncRun.not_before <= stamp),
+            ),
+        )
+        .with_for_update(of=SyncRun, skip_locked=True)
+    )
+    claimed = session.scalars(queued_again(SyncRun.id.in_(claim), enqueued_at=stamp).returning(SyncRun.id))
+    return list(claimed)
 
 
 SendBatches = Callable[[list[uuid.UUID], datetime], int]
