@@ -9,20 +9,22 @@ import os
 import signal
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 import redis
 from sqlalchemy import text
 
 from core.db import transaction
 from core.models import Connection, utcnow
 from sync.celery_app import make_celery
-from sync.dispatch import BATCH_SIZE, BATCH_TASK, hand_over_batches
+from sync.dispatch import BATCH_SIZE, BATCH_TASK, RUN_TASK, hand_over_batches
 from sync.models import Schedule
 from sync.runtime import Runtime
 from sync.schedule import tick
+from sync.throttle import Bucket, Throttle
 from sync.wiring import build_engine
 from tests.conftest import Worker, wait_for
 from tests.google.conftest import GoogleHub, new_account
@@ -179,16 +181,37 @@ def connected_fleet(hub: GoogleHub, workspace: str, accounts: list[str]) -> list
     return ids
 
 
+@pytest.fixture(scope="module")
+def batch_hub(google_hub_factory: Callable[..., GoogleHub]) -> GoogleHub:
+    """A hub whose run locks and heartbeats go stale within a second, under a small app quota (6 at once, then
+    about 2 a second)."""
+    return google_hub_factory(
+        SYNCHUB_CELERY__RUN_LOCK_SECONDS="0.5",
+        SYNCHUB_SCHEDULE__HEARTBEAT_TIMEOUT_SECONDS="1",
+        SYNCHUB_GOOGLE_CONTACTS__APP_REQUESTS_PER_MINUTE="120",
+    )
+
+
+@pytest.fixture(scope="module")
+def batch_worker(batch_hub: GoogleHub) -> Iterator[Worker]:
+    """One worker process with one pool child, shared by the tests below (a killed child is replaced)."""
+    worker = Worker(batch_hub.env, queues="sync,maintenance", concurrency=1).start()
+    celery = make_celery(batch_hub.settings)
+    assert celery.send_task("synchub.maintenance.ping", queue="maintenance").get(timeout=60)["database"]
+    yield worker
+    worker.stop(signal.SIGQUIT)  # nothing of theirs is left in flight: a cold shutdown
+
+
 def test_a_batch_whose_worker_is_killed_is_delivered_again_and_each_run_ends_once(
-    google_hub_factory: Callable[..., GoogleHub],
+    batch_hub: GoogleHub, batch_worker: Worker
 ) -> None:
-    hub = google_hub_factory(SYNCHUB_CELERY__RUN_LOCK_SECONDS="0.5", SYNCHUB_SCHEDULE__HEARTBEAT_TIMEOUT_SECONDS="1")
+    hub, worker = batch_hub, batch_worker
+    Throttle(redis.Redis.from_url(hub.settings.redis_url)).clear(f"google_contacts:app:{hub.client_id}")
     engine = build_engine(Runtime(hub.settings, hub.engine, hub.sessions, redis.Redis.from_url(hub.settings.redis_url)))
     celery = make_celery(hub.settings)
     workspace = f"ws-batch-{uuid.uuid4().hex[:6]}"
     accounts = [new_account(hub.admin, contacts=1) for _ in range(6)]
     connected_fleet(hub, workspace, accounts)
-    worker = Worker(hub.env, queues="sync,maintenance", concurrency=1).start()
 
     def one_batch(run_ids: list[uuid.UUID], stamp: datetime) -> int:
         celery.send_task(BATCH_TASK, args=[[str(r) for r in run_ids], stamp.isoformat()], queue="sync")
@@ -197,7 +220,6 @@ def test_a_batch_whose_worker_is_killed_is_delivered_again_and_each_run_ends_onc
     mark = hub.log_mark()
     hub.admin.set_faults([{"path_prefix": PEOPLE, "status": None, "rate": 1.0, "latency_ms": 400}])
     try:
-        assert celery.send_task("synchub.maintenance.ping", queue="maintenance").get(timeout=60)["database"]
         assert tick(hub.sessions, hub.settings, one_batch, engine.worked_on).scheduled == len(accounts)
         wait_for(
             lambda: sum(r["status"] == "succeeded" for r in runs_of(hub, workspace)) >= 2,
@@ -220,7 +242,6 @@ def test_a_batch_whose_worker_is_killed_is_delivered_again_and_each_run_ends_onc
         wait_for(all_ended, timeout=60, interval=0.3, what="every run of the batch to end")
     finally:
         hub.admin.clear_faults()
-        worker.stop()
     runs = runs_of(hub, workspace)
     assert len(runs) == len(accounts) and len({r["connection_id"] for r in runs}) == len(accounts)
     calls = Counter(e["account"] for e in hub.admin.request_log(mark) if e["path"].startswith(PEOPLE))
@@ -235,3 +256,41 @@ def test_a_batch_whose_worker_is_killed_is_delivered_again_and_each_run_ends_onc
             {"w": workspace},
         ).one()
     assert tuple(stored) == (len(accounts), len(accounts)), "each contact once"
+
+
+def test_runs_that_find_the_quota_spent_wait_their_turn_once_and_are_not_attempts(
+    batch_hub: GoogleHub, batch_worker: Worker
+) -> None:
+    hub = batch_hub
+    throttle, app = Throttle(redis.Redis.from_url(hub.settings.redis_url)), f"google_contacts:app:{hub.client_id}"
+    throttle.clear(app)
+    while throttle.take([Bucket.per_minute(app, 120)]) == 0:
+        continue  # the app's quota is spent: every run of the burst finds the bucket empty
+    engine = build_engine(Runtime(hub.settings, hub.engine, hub.sessions, redis.Redis.from_url(hub.settings.redis_url)))
+    celery = make_celery(hub.settings)
+    workspace = f"ws-burst-{uuid.uuid4().hex[:6]}"
+    accounts = [new_account(hub.admin, contacts=1) for _ in range(4)]
+    connected_fleet(hub, workspace, accounts)
+    mark = hub.log_mark()
+    sent = tick(
+        hub.sessions, hub.settings, lambda ids, at: hand_over_batches(hub.sessions, celery, ids, at), engine.worked_on
+    )
+    assert sent.scheduled == len(accounts)
+    wait_for(
+        lambda: all(r["status"] == "succeeded" for r in runs_of(hub, workspace)),
+        timeout=60,
+        what="every run of the burst to end",
+    )
+    runs = runs_of(hub, workspace)
+    assert [r["attempts"] for r in runs] == [1] * len(accounts), "waiting for the quota is not an attempt"
+    assert [r["api_calls"] for r in runs] == [1] * len(accounts)
+    calls = [e for e in hub.admin.request_log(mark) if e["path"].startswith(PEOPLE)]
+    assert len(calls) == len(accounts) and {e["status"] for e in calls} == {200}
+
+    lines = [json.loads(line) for line in batch_worker.output().splitlines() if line.startswith("{")]
+    again = Counter(
+        line.get("run_id") for line in lines if line.get("task") == RUN_TASK and "succeeded" in line["message"]
+    )
+    resent = {run_id: n for run_id, n in again.items() if run_id in {str(r["id"]) for r in runs}}
+    assert len(resent) >= 2, "runs that found the bucket empty came back for their reserved token"
+    assert set(resent.values()) == {1}, "each came back once: its batch, then one message of its own"
