@@ -35,6 +35,8 @@ class Role(enum.StrEnum):
     scratch  a sync's working notes (ids a pass has seen): erased at every disconnect; never exported
     history  bookkeeping (the connection, its runs and schedules): exported; erased with the connection
     audit    who did what, ids and counts only: exported; kept after an erase as the record that it happened
+    tombstone  that a record was deleted (its id, kind and when), for the CRM's change feed: never exported;
+             kept after an erase (the CRM must learn of it); expires after the retention window
     none     no personal data (the reason says why)
     """
 
@@ -43,6 +45,7 @@ class Role(enum.StrEnum):
     SCRATCH = "scratch"
     HISTORY = "history"
     AUDIT = "audit"
+    TOMBSTONE = "tombstone"
     NONE = "none"
 
 

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, Select, String, Text, UniqueConstraint, Uuid, or_, select
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    Select,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -119,11 +135,21 @@ def readable(workspace_id: str, user_id: str) -> Select[uuid.UUID]:
 
 
 class AuditEvent(Base):
-    """Who did what, when: ids and counts only, never secrets or record contents."""
+    """Who did what, when: ids and counts only, never secrets or record contents. A frequent routine action
+    (a token refresh) is one row per connection per day (`day`), counted in `times`."""
 
     __tablename__ = "audit_log"
     __table_args__ = (
         Index("ix_audit_log_workspace_at", "workspace_id", "at"),
+        Index("ix_audit_log_connection_at", "connection_id", "at"),
+        Index(
+            "uq_audit_log_daily",
+            "connection_id",
+            "action",
+            "day",
+            unique=True,
+            postgresql_where=text("day IS NOT NULL"),
+        ),
         holding(Owner.WORKSPACE, Role.AUDIT, key="workspace_id"),
     )
 
@@ -134,6 +160,8 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     connection_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    day: Mapped[date | None] = mapped_column(Date)
+    times: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 def audit(session: Session, connection: Connection, actor: str, action: str, **detail: Any) -> None:
@@ -149,3 +177,42 @@ def audit_workspace(
     session.add(
         AuditEvent(workspace_id=workspace_id, actor=actor, action=action, connection_id=connection_id, detail=detail)
     )
+
+
+def audit_daily(session: Session, connection: Connection, actor: str, action: str) -> None:
+    """Count a routine action (a token refresh) on the connection's one row for today (UTC), made on the first."""
+    now = utcnow()
+    table: Table = AuditEvent.__table__  # type: ignore[assignment]
+    row = {
+        "id": uuid.uuid4(),
+        "at": now,
+        "workspace_id": connection.workspace_id,
+        "actor": actor,
+        "action": action,
+        "connection_id": connection.id,
+        "detail": {},
+        "day": now.date(),
+        "times": 1,
+    }
+    upsert = pg_insert(table).values(row)
+    session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["connection_id", "action", "day"],
+            index_where=text("day IS NOT NULL"),
+            set_={"times": table.c.times + 1},
+        )
+    )
+
+
+def audit_grant_change(session: Session, connection: Connection, actor: str, before: set[str]) -> None:
+    """Record the scopes a new grant added or a provider withdrew (declined), when the granted set changed."""
+    after = set(connection.granted_scopes)
+    if after != before:
+        audit(
+            session,
+            connection,
+            actor,
+            "connection.grant_changed",
+            granted=sorted(after - before),
+            declined=sorted(before - after),
+        )

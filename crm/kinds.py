@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -58,6 +58,12 @@ class RecordKind:
     view: Callable[..., dict[str, Any]]
     lister: Callable[[Session, RecordKind, RecordQuery], dict[str, Any]] | None = None
     """A kind whose API pages are not one row each (events expanded and grouped); None: `page`."""
+    views: Callable[[Session, RecordQuery, Sequence[Any]], list[dict[str, Any]]] | None = None
+    """The change feed's views of a page of the query's rows, with what they join at read time (an event's
+    attendees); None: `view` of each row."""
+    forget: Callable[[Session, str, str], dict[str, int]] | None = None
+    """Delete a person, named by a trimmed lower-cased address, from the workspace's records of this kind (the
+    records that carry it, or the person within them); rows touched, by what."""
 
 
 @cache

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import msgspec
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, Table, func, literal_column, select, true, tuple_
+from sqlalchemy import Select, String, Table, cast, delete, func, literal_column, or_, select, true, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, aliased
 
@@ -17,6 +17,7 @@ from crm.kinds import RecordKind, RecordQuery
 from crm.models import ContactEmailRow, ContactRow, LeadRow
 from crm.records import Lead
 from crm.sink import Counts, Owner, delete_by_external_id
+from crm.suppression import like_pattern, without_suppressed
 
 LEADS: Table = LeadRow.__table__  # type: ignore[assignment]
 
@@ -57,6 +58,13 @@ def _content(lead: Lead) -> dict[str, Any]:
     }
 
 
+def addresses(lead: Lead) -> list[str]:
+    """Every address a lead carries: its email, and any answer that is one."""
+    found = [lead.email or ""]
+    found += [value for answer in lead.answers for value in answer.values if "@" in value]
+    return found
+
+
 class LeadSink:
     """Upserts a page of leads for one (connection, resource) by lead id, in the caller's transaction: a lead the
     poll and a webhook both bring is one row, rewritten only when something in it changed."""
@@ -80,6 +88,7 @@ class LeadSink:
         fresh: bool = False,
     ) -> Counts:
         counts = Counts()
+        records, counts.suppressed = without_suppressed(self.session, self.owner.workspace_id, records, addresses)
         latest = {lead.external_id: lead for lead in records}
         if latest:
             now = utcnow()
@@ -192,6 +201,20 @@ def lead_view(row: LeadRow, contact_id: Any = None, contact_name: str | None = N
     }
 
 
+def forget_person(session: Session, workspace_id: str, address: str) -> dict[str, int]:
+    """A lead that carries the address, as its email or in an answer, goes whole."""
+    found = session.execute(
+        delete(LeadRow).where(
+            LeadRow.workspace_id == workspace_id,
+            or_(
+                func.lower(func.trim(LeadRow.email)) == address,
+                func.lower(cast(LeadRow.answers, String)).like(like_pattern(address)),
+            ),
+        )
+    )
+    return {"leads": int(getattr(found, "rowcount", 0) or 0)}
+
+
 KIND = RecordKind(
     name="lead",
     segment="leads",
@@ -200,4 +223,5 @@ KIND = RecordKind(
     filters=LeadFilters,
     query=leads_query,
     view=lead_view,
+    forget=forget_person,
 )

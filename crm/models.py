@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,6 +20,7 @@ class ContactRow(Base):
     __table_args__ = (
         UniqueConstraint("connection_id", "resource", "external_id"),
         Index("ix_crm_contacts_workspace_id", "workspace_id", "id"),
+        Index("ix_crm_contacts_feed", "workspace_id", "updated_at", "id"),
         holding(Owner.CONNECTION, Role.RECORDS, key="connection_id"),
     )
 
@@ -84,6 +85,7 @@ class LeadRow(Base):
     __table_args__ = (
         UniqueConstraint("connection_id", "resource", "external_id"),
         Index("ix_crm_leads_workspace_id", "workspace_id", "id"),
+        Index("ix_crm_leads_feed", "workspace_id", "updated_at", "id"),
         Index("ix_crm_leads_workspace_external_id", "workspace_id", "external_id"),
         holding(Owner.CONNECTION, Role.RECORDS, key="connection_id"),
     )
@@ -123,6 +125,7 @@ class EventRow(Base):
     __table_args__ = (
         UniqueConstraint("connection_id", "resource", "external_id"),
         Index("ix_crm_events_workspace_id", "workspace_id", "id"),
+        Index("ix_crm_events_feed", "workspace_id", "updated_at", "id"),
         Index("ix_crm_events_group", "workspace_id", "ical_uid", "recurrence_id"),
         Index("ix_crm_events_master", "connection_id", "resource", "master_id"),
         holding(Owner.CONNECTION, Role.RECORDS, key="connection_id"),
@@ -173,3 +176,29 @@ class EventAttendeeRow(Base):
     response_status: Mapped[str | None] = mapped_column(String(16))
     organizer: Mapped[bool] = mapped_column(Boolean, default=False)
     optional: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class TombstoneRow(Base):
+    """That a record was deleted, for the CRM's change feed (`updated_since`): its id, kind (the API segment),
+    workspace and when. Written by a trigger on each record table (migration 0012), so every way a record goes
+    (a full pass's reconciliation, an incremental deletion, a disconnect or deselect with delete, an erase, a
+    forgetting) leaves one; expired by the retention sweep after `retention_days`."""
+
+    __tablename__ = "crm_tombstones"
+    __table_args__ = (
+        Index("ix_crm_tombstones_feed", "workspace_id", "kind", "deleted_at", "record_id"),
+        Index("ix_crm_tombstones_deleted_at", "deleted_at"),
+        holding(
+            Owner.WORKSPACE,
+            Role.TOMBSTONE,
+            key="workspace_id",
+            reason="no personal data: a deleted record's random id, its kind, its workspace and when, no connection "
+            "or user and nothing of its contents; it outlives an erase of the user or connection on purpose (the "
+            "CRM must learn the record is gone), goes with its workspace, and expires after the retention window",
+        ),
+    )
+
+    record_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,16 +19,19 @@ from connectors.base import Capability
 from connectors.registry import capabilities_of, default_sharing
 from core.db import transaction
 from core.identity import Principal, issue_signin_token
-from core.models import Connection, ConnectionStatus, audit, utcnow
+from core.models import Connection, ConnectionStatus, audit, audit_grant_change, utcnow
 from core.scopes import missing
+from hub.connect_form import connect_by_form, form_page
 from hub.connections import request_syncs
 from hub.deps import CurrentUser, PageAction, PageSession, SettingsDep
 from hub.pages import render
 from hub.ratelimits import admit
 from oauth.client import GrantRefused, OAuthClient, client_for, new_code_verifier
 from oauth.config import Account, TokenSet
-from oauth.providers import PROVIDERS
+from oauth.forms import CredentialsRefused
+from oauth.providers import FORM_PROVIDERS, PROVIDERS
 from oauth.state import PendingGrant, StateStore
+from sync.retention import cancelled
 from token_vault.fresh import ACCESS, REFRESH
 from token_vault.vault import Vault, key_ring
 
@@ -66,9 +69,13 @@ class ConnectPlan:
 def plan(request: Request, provider: str, user: Principal, capabilities: str, reconnect: str) -> ConnectPlan:
     """Check a connect request (provider, capabilities, the connection to reconnect) or raise ConnectRefused."""
     settings = request.app.state.settings
-    available = capabilities_of(settings, provider) if provider in PROVIDERS else {}
-    if not available:
+    by_form = provider in FORM_PROVIDERS  # needs no OAuth client: connectable before a connector on it is enabled
+    available = capabilities_of(settings, provider) if provider in PROVIDERS or by_form else {}
+    if not available and not by_form:
         raise ConnectRefused(f"{provider} is not a provider this hub connects to", 404)
+    with request.app.state.sessions() as session:
+        if cancelled(session, user.workspace_id) is not None:
+            raise ConnectRefused("this workspace is cancelled: nothing is connected unless it is reactivated", 409)
     wanted = [c.strip() for c in capabilities.split(",") if c.strip()]
     existing = None
     if reconnect:
@@ -93,6 +100,8 @@ def connect_page(
         found = plan(request, provider, session.principal, capabilities, reconnect)
     except ConnectRefused as exc:
         return refused_page(exc)
+    if provider in FORM_PROVIDERS:
+        return form_page(found, request.app.state.settings, session, dict(request.query_params))
     names = [found.available[c][1].display_name for c in found.wanted]
     page = render(
         "connect.html",
@@ -107,22 +116,36 @@ def connect_page(
     return HTMLResponse(page)
 
 
+async def submitted_form(request: Request) -> dict[str, Any]:
+    """The POSTed form's fields (parsed once; the CSRF check read the same)."""
+    return dict((await request.form()).items())
+
+
 @router.post("/connect/{provider}")
 def connect(
     request: Request,
     provider: str,
     session: PageAction,
     settings: SettingsDep,
+    submitted: dict[str, Any] = Depends(submitted_form),
     capabilities: str = Form(""),
     reconnect: str = Form(""),
 ) -> Response:
-    """The connect page's form: send the browser to the provider's consent page."""
+    """The connect page's form: send the browser to the provider's consent page, or, for a provider connected by
+    a form, check what was typed and connect (the form again, with the reason, when that fails)."""
     user = session.principal
     admit(request, "connect", user)
     try:
         found = plan(request, provider, user, capabilities, reconnect)
     except ConnectRefused as exc:
         return refused_page(exc)
+    if provider in FORM_PROVIDERS:
+        try:
+            connection_id = connect_by_form(request, found, user, submitted)
+        except CredentialsRefused as exc:
+            values = FORM_PROVIDERS[provider].values(submitted)
+            return form_page(found, settings, session, values, exc.detail, exc.status)
+        return RedirectResponse(f"/?connected={connection_id}", status_code=303)
     config = PROVIDERS[provider]
     available, wanted = found.available, found.wanted
     scopes = list(
@@ -142,15 +165,25 @@ def connect(
 class ConnectIn(BaseModel):
     capabilities: list[str] = Field(default_factory=list, description="Capabilities to grant; none: all offered.")
     reconnect: uuid.UUID | None = Field(default=None, description="The user's connection this reconnects.")
+    fields: dict[str, str] | None = Field(
+        default=None,
+        description="For a provider connected by a form (an app password): the form's fields by name (see the "
+        "connect page). Given, the hub checks them with the provider and connects at once; the password is sealed "
+        "and never returned.",
+    )
 
 
-@router.post("/api/v1/connect/{provider}", tags=["connections"])
+@router.post("/api/v1/connect/{provider}", tags=["connections"], response_model=None)
 def start_connect(
     request: Request, provider: str, user: CurrentUser, settings: SettingsDep, body: ConnectIn | None = None
-) -> dict[str, str | None]:
+) -> dict[str, str | None] | JSONResponse:
     """Where to send the user to connect: the hub's own connect page (`next`), and a sign-in link that opens it
     (`sign_in_url`; null when only the CRM can sign sign-in tokens, with RS256). Never the provider's consent URL:
-    a connect starts only from the user's POST on that page."""
+    a connect starts only from the user's POST on that page.
+
+    A provider connected by a form takes its `fields` here too: the answer is then the connection
+    (`connection_id`), or 400 (504 for a timeout, 409 for another account) with a `reason` code and a plain
+    `detail`, nothing stored."""
     admit(request, "connect", user)
     wanted = body or ConnectIn()
     reconnect = str(wanted.reconnect) if wanted.reconnect else ""
@@ -158,6 +191,13 @@ def start_connect(
         found = plan(request, provider, user, ",".join(wanted.capabilities), reconnect)
     except ConnectRefused as exc:
         raise HTTPException(exc.status, exc.detail) from exc
+    if provider in FORM_PROVIDERS and wanted.fields is not None:
+        try:
+            connection_id = connect_by_form(request, found, user, wanted.fields)
+        except CredentialsRefused as exc:
+            answer = {"error": "not connected", "reason": exc.reason, "detail": exc.detail}
+            return JSONResponse(answer, status_code=exc.status)
+        return {"connection_id": str(connection_id), "next": None, "sign_in_url": None}
     target = f"/connect/{provider}?{found.query()}"
     identity = settings.identity
     sign_in_url = None
@@ -303,6 +343,7 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
         if not offline and vault.read(session, connection, REFRESH) is None:
             raise ConnectRefused("the provider did not grant offline access (no refresh token); try again")
         connection.account_email = grant.account.email
+        before = set(connection.granted_scopes)
         connection.granted_scopes = sorted(tokens.scopes)
         connection.capabilities = sorted({*connection.capabilities, *pending.capabilities})
         if connection.status != ConnectionStatus.PAUSED.value:  # a reconnect does not undo the user's pause
@@ -312,4 +353,6 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
         if tokens.refresh_token:
             vault.store(session, connection, REFRESH, tokens.refresh_token)
         audit(session, connection, pending.user_id, action, scopes=len(connection.granted_scopes))
+        if action == "connection.reconnected":
+            audit_grant_change(session, connection, pending.user_id, before)
         return connection.id

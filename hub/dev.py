@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import secrets
@@ -213,6 +214,50 @@ def start_sandbox(supervisor: Supervisor, home: Path, public_url: str) -> list[s
     ]
 
 
+def http_answers(url: str) -> bool:
+    try:
+        return httpx.request("OPTIONS", url, timeout=1).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def stable_port(folder: Path) -> int:
+    """The port a served server had last time (its accounts' URLs name it), or a free one."""
+    path = folder / "port"
+    with contextlib.suppress(OSError, ValueError):
+        port = int(path.read_text())
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+        return port
+    port = free_port()
+    path.write_text(str(port))
+    return port
+
+
+def start_served(supervisor: Supervisor, home: Path, public_url: str) -> tuple[list[str], list[str]]:
+    """The real servers of providers connected by a form (sandbox/dev.py), seeded the first time; their settings
+    go to the hub's environment (unless set already). Returns a line each to print, and the connectors they bring."""
+    from sandbox.dev import SERVED
+
+    lines: list[str] = []
+    connectors: list[str] = []
+    for served in SERVED:
+        if not served.installed():
+            lines.append(f"{served.auth_provider} has no local server: pip install {served.name} to get one.")
+            continue
+        folder = home / served.name
+        served.seed(folder)
+        port = stable_port(folder)
+        url = f"http://127.0.0.1:{port}/"
+        supervisor.start(served.name, served.argv(folder, port), os.environ, home / f"{served.name}.log")
+        wait_until(functools.partial(http_answers, url), served.name, supervisor)
+        for name, value in served.env(url).items():
+            os.environ.setdefault(name, value)
+        connectors.extend(served.enabled())
+        lines.append(served.tell(url, public_url))
+    return lines, connectors
+
+
 def own_postgres(home: Path, password: str) -> str:
     try:
         return start_database(home, password)
@@ -252,7 +297,12 @@ def supervise(home: Path, port: int, lock: DevLock) -> int:
             env["SYNCHUB_DATABASE_URL"] = own_postgres(home, generated[DATABASE_PASSWORD])
         if not redis_answers(env.get("SYNCHUB_REDIS_URL", "")):
             env["SYNCHUB_REDIS_URL"] = start_redis(supervisor, home)
+        chose_connectors = "SYNCHUB_CONNECTORS" in env
         played = start_sandbox(supervisor, home, env["SYNCHUB_PUBLIC_URL"])
+        served, more = start_served(supervisor, home, env["SYNCHUB_PUBLIC_URL"])
+        if more and not chose_connectors:
+            listed = [slug for slug in env.get("SYNCHUB_CONNECTORS", "").split(",") if slug]
+            env["SYNCHUB_CONNECTORS"] = ",".join(dict.fromkeys([*listed, *more]))
         try:
             settings = load_settings()
         except ConfigError as exc:
@@ -268,7 +318,7 @@ def supervise(home: Path, port: int, lock: DevLock) -> int:
         lock.note(pid=os.getpid(), url=settings.public_url)
         # Each visit mints a fresh one-time sign-in token for the demo user, so the link keeps working.
         print(f"synchub is running. Open: {settings.public_url}/dev/sign-in", flush=True)
-        for line in played:
+        for line in [*played, *served]:
             print(line)
         print(f"synchub commands in another shell here use this hub (through {env_file}).")
         print(f"Logs are in {home}/. Press Ctrl-C to stop.", flush=True)

@@ -1,5 +1,6 @@
 """What the sandbox plays for `synchub dev`: each auth provider, the connectors it serves, its demo accounts, and
-how to give the hub an OAuth client at it. The dev command reads this and names no provider itself."""
+how to give the hub an OAuth client at it; and the real servers it runs for providers connected by a form (a
+Radicale for CalDAV). The dev command reads this and names no provider itself."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import importlib.util
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from sandbox import radicale
 from sandbox.admin_client import SandboxAdmin
 from sandbox.facebook.admin import TESTING_PATH
 from sandbox.facebook.state import DEMO_USERS
@@ -74,3 +77,37 @@ FACEBOOK = Played(
     try_it='then Choose Pages, tick one, Save, and press "Submit a test lead" at {sandbox}' + TESTING_PATH,
 )
 PLAYED: tuple[Played, ...] = tuple(play for play in (GOOGLE, FACEBOOK) if all(map(_installed, play.connectors)))
+
+
+@dataclass(frozen=True)
+class Served:
+    """A real server `synchub dev` runs for an auth provider connected by a form: how to seed and start it (the
+    Python package `name`, data in .synchub/<name>/), the hub's settings for it (its connect form's note says what
+    to type), and the connectors it enables when they are installed."""
+
+    name: str
+    auth_provider: str
+    connectors: tuple[str, ...]
+    seed: Callable[[Path], None]
+    argv: Callable[[Path, int], list[str]]
+    env: Callable[[str], dict[str, str]]
+
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.name) is not None
+
+    def enabled(self) -> tuple[str, ...]:
+        return tuple(c for c in self.connectors if importlib.util.find_spec(f"connectors.{c}.spec") is not None)
+
+    def tell(self, url: str, public_url: str) -> str:
+        return (
+            f"{self.auth_provider} is a local {self.name} at {url}: connect it at {public_url}/connect/"
+            f"{self.auth_provider} (its form says what to type)."
+        )
+
+
+def _radicale_env(url: str) -> dict[str, str]:
+    return {"SYNCHUB_CALDAV__ALLOW_PRIVATE_HOSTS": "true", "SYNCHUB_CALDAV__DEV_NOTE": radicale.note(url)}
+
+
+RADICALE = Served("radicale", "caldav", ("caldav",), radicale.seed, radicale.argv, _radicale_env)
+SERVED: tuple[Served, ...] = (RADICALE,)

@@ -47,6 +47,14 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
         },
         "purge-webhooks": {"task": "synchub.maintenance.purge_webhooks", "schedule": timedelta(hours=1)},
         "renew-channels": {"task": "synchub.maintenance.renew_channels", "schedule": timedelta(minutes=30)},
+        "purge-cancelled-workspaces": {
+            "task": "synchub.maintenance.purge_cancelled_workspaces",
+            "schedule": timedelta(hours=6),
+        },
+        "retry-provider-undos": {
+            "task": "synchub.maintenance.retry_provider_undos",
+            "schedule": timedelta(seconds=settings.privacy.undo_sweep_seconds),
+        },
     }
 
 

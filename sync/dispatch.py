@@ -40,11 +40,12 @@ def send_queued(
     queue: str,
     countdown: float | None = None,
     refused: Callable[[sessionmaker[Session], uuid.UUID], None] | None = None,
+    claimed: bool = False,
     kwargs: dict[str, object] | None = None,
 ) -> bool:
     """The one way a queued row (a model with `id` and `enqueued_at`) reaches the workers: send its task
-    (`task(row id)`), then note when, so the tick does not send it again. If the broker refuses, `refused` marks
-    the row for the next tick, and the answer is False."""
+    (`task(row id)`), then note when, so the tick does not send it again (`claimed`: the caller noted it before
+    sending). If the broker refuses, `refused` marks the row for the next tick, and the answer is False."""
     try:
         celery.send_task(
             task,
@@ -60,6 +61,8 @@ def send_queued(
         if refused is not None:
             refused(sessions, row_id)
         return False
+    if claimed:
+        return True
     with transaction(sessions) as session:
         session.execute(update(model).where(model.__table__.c.id == row_id).values(enqueued_at=utcnow()))
     return True
@@ -70,12 +73,15 @@ def hand_over(
     celery: Celery,
     run_id: uuid.UUID,
     countdown: float | None = None,
+    claimed: bool = False,
     prepaid: bool = False,
 ) -> bool:
     """Send a run's task; False if Redis refused (the run is then left to the next tick). `prepaid`: the run holds a
     reserved token of the shared rate limit for when its countdown ends."""
     kwargs: dict[str, object] | None = {"prepaid": True} if prepaid else None
-    return send_queued(sessions, celery, SyncRun, run_id, RUN_TASK, "sync", countdown, leave_to_tick, kwargs)
+    return send_queued(
+        sessions, celery, SyncRun, run_id, RUN_TASK, "sync", countdown, leave_to_tick, claimed=claimed, kwargs=kwargs
+    )
 
 
 def hand_over_unsent(sessions: sessionmaker[Session], celery: Celery, run_id: uuid.UUID) -> bool:
@@ -95,7 +101,9 @@ def hand_over_unsent(sessions: sessionmaker[Session], celery: Celery, run_id: uu
             )
             .values(enqueued_at=now)
         )
-    return bool(getattr(claimed, "rowcount", 0)) and hand_over(sessions, celery, run_id)
+    # Claimed with its `enqueued_at` already: no second write of the row, which the worker starting the run would
+    # wait on (it locks the row).
+    return bool(getattr(claimed, "rowcount", 0)) and hand_over(sessions, celery, run_id, claimed=True)
 
 
 def leave_to_tick(sessions: sessionmaker[Session], run_id: uuid.UUID) -> None:

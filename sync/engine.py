@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import redis
-from sqlalchemy import case, null, select, update
+from sqlalchemy import ColumnElement, case, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,7 +26,7 @@ from core import logs
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, CursorExpired, RateLimited, Retryable, ScopeMissing
 from core.logsafe import safe_exception
-from core.models import Connection, ConnectionStatus, audit, utcnow
+from core.models import Connection, ConnectionStatus, audit, audit_grant_change, utcnow
 from core.scopes import after_refusal, allows
 from core.settings import Settings
 from crm.kinds import holds_records, kind
@@ -125,11 +125,13 @@ class SyncEngine:
         trigger: str,
         resource: str = NO_RESOURCE,
         not_before: datetime | None = None,
+        changed_at: datetime | None = None,
     ) -> uuid.UUID | None:
         """Queue a run of one stream unless one is active (its id is returned); None if the scope gate, the
         connection's status or the resource says no. A run asked for `not_before` is not sent before then, and
         requests that arrive meanwhile join it (a burst of pushes becomes one run); one that wants it sooner
-        brings it forward."""
+        brings it forward. `changed_at`: when the change asked for was known (a notification's receipt); a run
+        that started at or after it reads that change, so it gets no follow-up for it."""
         with transaction(self.sessions) as session:
             connection = session.get(Connection, connection_id)
             if connection is None or connection.status != ConnectionStatus.ACTIVE.value:
@@ -163,6 +165,11 @@ class SyncEngine:
                 # still queued will read the newest data anyway, and starts no later than this request wants. If it
                 # ended meanwhile, make a new run instead.
                 wanted = null() if not_before is None else not_before
+                # Evaluated on the row as committed once its lock is free: a run whose start is committing while
+                # this request waits counts as started, with the time it started.
+                started_before: ColumnElement[bool] = SyncRun.started_at.is_not(None)
+                if changed_at is not None:
+                    started_before = started_before & (SyncRun.started_at < changed_at)
                 sooner = SyncRun.started_at.is_(None) & (
                     SyncRun.not_before.is_not(None) if not_before is None else SyncRun.not_before > not_before
                 )
@@ -170,7 +177,7 @@ class SyncEngine:
                     update(SyncRun)
                     .where(SyncRun.id == existing, SyncRun.status.in_(ACTIVE))
                     .values(
-                        follow_up=SyncRun.follow_up | SyncRun.started_at.is_not(None),
+                        follow_up=SyncRun.follow_up | started_before,
                         not_before=case((sooner, wanted), else_=SyncRun.not_before),
                     )
                 )
@@ -447,6 +454,7 @@ class SyncEngine:
             run.records_created += counts.created
             run.records_updated += counts.updated
             run.records_deleted += counts.deleted
+            run.records_suppressed += counts.suppressed
             run.records_seen += items
             total = page.total if page.total is not None else run.progress_total
             run.progress_done, run.progress_total = done, pass_size(done, total, page.last)
@@ -578,7 +586,9 @@ class SyncEngine:
         capability (it shows "grant access") until the user grants it again."""
         with transaction(self.sessions) as session:
             connection = session.get_one(Connection, connection_id)
+            before = set(connection.granted_scopes)
             connection.granted_scopes = after_refusal(connection.granted_scopes, capability.required, named)
+            audit_grant_change(session, connection, "system", before)
 
     def _scope_lost(
         self,

@@ -151,6 +151,8 @@ class SyncRun(Base):
     records_created: Mapped[int] = mapped_column(Integer, default=0)
     records_updated: Mapped[int] = mapped_column(Integer, default=0)
     records_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    records_suppressed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Records (or attendees) skipped because they carry an address the workspace asked to forget."""
     api_calls: Mapped[int] = mapped_column(Integer, default=0)
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int | None] = mapped_column(Integer)

@@ -24,11 +24,13 @@ from sync import channels, retry
 from sync.celery_app import make_celery
 from sync.dispatch import BATCH_TASK, RUN_TASK, claim_again, hand_over, hand_over_batches, leave_to_tick, still_in_batch
 from sync.engine import Outcome
-from sync.retention import enforce_retention
+from sync.erasure import retry_owed
+from sync.retention import enforce_retention, expire_tombstones, purge_cancelled_workspaces
 from sync.runtime import runtime
 from sync.schedule import missing_schedules, tick
 from sync.wiring import engine
 from token_vault.keeper import renew_due
+from token_vault.vault import key_ring
 
 log = logging.getLogger(__name__)
 app = make_celery(get_settings())
@@ -177,4 +179,20 @@ def renew_channels_task() -> dict[str, int]:
 @app.task(name="synchub.maintenance.enforce_retention")
 def enforce_retention_task() -> dict[str, int]:
     rt = runtime()
-    return {"connections_erased": enforce_retention(rt.sessions, rt.settings.retention_days)}
+    return {
+        "connections_erased": enforce_retention(rt.sessions, rt.settings.retention_days),
+        "tombstones_expired": expire_tombstones(rt.sessions, rt.settings.retention_days),
+    }
+
+
+@app.task(name="synchub.maintenance.purge_cancelled_workspaces")
+def purge_cancelled_workspaces_task() -> dict[str, int]:
+    """Delete the data of the workspaces cancelled longer ago than the retention period."""
+    rt = runtime()
+    return purge_cancelled_workspaces(engine(), key_ring(rt.settings.vault), rt.settings.retention_days)
+
+
+@app.task(name="synchub.maintenance.retry_provider_undos")
+def retry_provider_undos_task() -> dict[str, int]:
+    """Try again the revokes, unsubscribes and channel stops erases still owe, as each is due."""
+    return retry_owed(engine(), key_ring(runtime().settings.vault))

@@ -14,7 +14,7 @@ import yaml
 
 from connectors.registry import BUILT_IN
 from core.settings import ENV_PREFIX, NESTED, Settings
-from oauth.providers import PROVIDERS
+from oauth.providers import FORM_PROVIDERS, PROVIDERS
 from tests.conftest import ROOT
 
 SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
@@ -38,6 +38,7 @@ def declared_variables() -> set[str]:
             names.update(ENV_PREFIX + name.upper() + NESTED + sub.upper() for sub in model.model_fields)
     sections = [(spec.slug, spec.settings) for spec in BUILT_IN]
     sections += [(name, config.client_settings) for name, config in PROVIDERS.items()]
+    sections += [(name, form.settings) for name, form in FORM_PROVIDERS.items() if form.settings is not None]
     for prefix, section_model in sections:
         names.update(ENV_PREFIX + prefix.upper() + NESTED + sub.upper() for sub in section_model.model_fields)
     return names

@@ -185,6 +185,8 @@ def test_dev_serves_the_hub_and_stops_everything_on_ctrl_c(dev_hub: subprocess.P
     disabled = synchub(home, "sync", connection_id, SYNCHUB_CONNECTORS="")
     assert disabled.returncode == 1
     assert "no connector is enabled, so there is nothing to sync: set SYNCHUB_CONNECTORS" in disabled.stderr
+    with signed_in(link) as (browser, _):
+        demo_calendar(browser, base)
     second = synchub(home, "dev", "--port", "0")
     assert second.returncode == 2
     assert f"a dev hub is already running in {home / '.synchub'} (pid {dev_hub.pid}, at {base})" in second.stderr
@@ -192,6 +194,7 @@ def test_dev_serves_the_hub_and_stops_everything_on_ctrl_c(dev_hub: subprocess.P
 
     state = home / ".synchub"
     assert (state / "postgres" / "PG_VERSION").is_file() and (state / "sandbox.state").is_file()
+    assert (state / "radicale" / "collections").is_dir()
     assert {oct((state / name).stat().st_mode & 0o777) for name in ("dev.env", "env", "sandbox.state")} == {"0o600"}
     started, database = descendants(dev_hub.pid), postgres_pid(home)
     assert len(started) >= 5, "expected redis, the sandbox, api, worker and beat"
@@ -201,6 +204,26 @@ def test_dev_serves_the_hub_and_stops_everything_on_ctrl_c(dev_hub: subprocess.P
     wait_for(lambda: not any(alive(pid) for pid in started), timeout=15, what="every started process to exit")
     assert not alive(database), "the dev hub's PostgreSQL outlived it"
     assert not (state / "env").exists(), "a stopped hub's environment would send commands to nothing"
+
+
+def demo_calendar(browser: httpx.Client, base: str) -> None:
+    """The dev hub's Radicale, as its connect form tells a newcomer to type it: two calendars of events, and
+    the form connects it."""
+    import caldav
+
+    form = browser.get(f"{base}/connect/caldav")
+    said = re.search(r"server URL (\S+), username (\S+), app password ([^.<\s]+)", form.text)
+    assert said, form.text
+    url, username, password = said.groups()
+    url = url.rstrip(",")
+    with caldav.DAVClient(url=url, username=username, password=password, timeout=10) as client:
+        calendars = client.principal().calendars()
+        assert sorted(c.get_display_name() for c in calendars) == ["Home", "Work"]
+        assert all(len(c.events()) >= 3 for c in calendars)
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.text))
+    fields.update(server_url=url, username=username, password=password)
+    connected = browser.post(f"{base}/connect/caldav", data=fields, headers={"Origin": base}, follow_redirects=False)
+    assert connected.status_code == 303 and "connected=" in connected.headers["location"], connected.text
 
 
 def test_dev_reuses_its_secrets_stops_all_when_a_child_dies_and_starts_after_a_crash(

@@ -10,7 +10,7 @@ import pytest
 
 from connectors.registry import available
 from crm.kinds import kinds
-from oauth.providers import PROVIDERS
+from oauth.providers import FORM_PROVIDERS, PROVIDERS
 from tests.conftest import ROOT
 
 SHARED = ("core", "sync", "crm", "token_vault", "hub", "oauth", "webhooks")
@@ -28,6 +28,7 @@ OWN_MODULES = {
 def names() -> set[str]:
     """Every connector slug and auth provider, each kind's name and segment, and the providers' own words."""
     found = set(available()) | {spec.auth_provider for spec in available().values()} | set(PROVIDERS)
+    found |= set(FORM_PROVIDERS)
     found |= {name for kind in kinds().values() for name in (kind.name, kind.segment)}
     found |= {"facebook", "caldav", "icloud", "fastmail"}
     return found - {"events"}  # the calendar kind's segment is also a plain word (Celery's task events)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import transaction
 from core.errors import AuthRevoked, ConnectorError, Retryable
 from core.metrics import token_refreshed
-from core.models import Connection, ConnectionStatus, audit, utcnow
+from core.models import Connection, ConnectionStatus, audit, audit_daily, utcnow
 from token_vault.vault import Secret, Vault
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ class FreshTokens:
             if rotated and new.refresh_token:
                 self.vault.store(session, connection, REFRESH, new.refresh_token)
             connection.refreshed_at, connection.refresh_failures, connection.refresh_retry_at = utcnow(), 0, None
-            audit(session, connection, "system", "token.refreshed", refresh_token_rotated=rotated)
+            audit_daily(session, connection, "system", "token.refreshed")
         return True
 
 

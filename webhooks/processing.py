@@ -226,7 +226,12 @@ class Processor:
         if not_before is not None and received_at is not None and self._covered(route, received_at):
             return 1
         run_id = self.engine.request(
-            route.connection.id, route.capability.name, "webhook", route.resource.key, not_before=not_before
+            route.connection.id,
+            route.capability.name,
+            "webhook",
+            route.resource.key,
+            not_before=not_before,
+            changed_at=received_at,
         )
         if run_id is None:
             return 0

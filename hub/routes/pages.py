@@ -19,7 +19,7 @@ from hub.deps import CeleryDep, PageAction, PageSession, SessionDep, SettingsDep
 from hub.pages import render
 from hub.resources import choose, chooser_of, list_resources
 from hub.views import connection_view
-from oauth.providers import PROVIDERS
+from oauth.providers import FORM_PROVIDERS, PROVIDERS, display_name
 from sync import channels, resources
 from sync.engine import SyncEngine
 
@@ -56,13 +56,22 @@ def choosers(session: Session, settings: Settings, connection: Connection) -> li
 def settings_page(browser: PageSession, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     user = browser.principal
     connections = [
-        {**connection_view(session, settings, row), "choosers": choosers(session, settings, row)}
+        {
+            **connection_view(session, settings, row),
+            "choosers": choosers(session, settings, row),
+            "provider_name": display_name(row.auth_provider),
+            "reconnect_prompt": FORM_PROVIDERS[row.auth_provider].reconnect_prompt
+            if row.auth_provider in FORM_PROVIDERS
+            else None,
+        }
         for row in mine(session, user)
     ]
     providers = [
-        {"slug": name, "name": config.display_name}
+        {"slug": name, "label": f"Connect {config.display_name}"}
         for name, config in PROVIDERS.items()
         if capabilities_of(settings, name)
+    ] + [
+        {"slug": name, "label": form.title} for name, form in FORM_PROVIDERS.items() if capabilities_of(settings, name)
     ]
     return HTMLResponse(
         render("settings.html", user=user, csrf_token=browser.csrf_token, connections=connections, providers=providers)

@@ -5,10 +5,12 @@ signature as an object, not as the name of a local."""
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
+from crm.feed import feed_page
 from crm.kinds import BadCursor, RecordKind, RecordQuery, kinds, page
 from hub.deps import CurrentUser, SessionDep
 
@@ -17,8 +19,9 @@ router = APIRouter(prefix="/api/v1", tags=["records"])
 
 def lister(record_kind: RecordKind) -> Callable[..., dict[str, Any]]:
     """The endpoint for one kind: keyset pages of the records the user may read in their workspace, with the
-    kind's own filters. `connection_id` of a connection they may not read answers an empty page, as one that
-    does not exist does: a filter narrows what they may read and tells nothing of the rest."""
+    kind's own filters; with `updated_since`, the change feed (`crm.feed`). `connection_id` of a connection they
+    may not read answers an empty page, as one that does not exist does: a filter narrows what they may read and
+    tells nothing of the rest."""
     Filters = record_kind.filters
 
     def list_records(
@@ -28,9 +31,16 @@ def lister(record_kind: RecordKind) -> Callable[..., dict[str, Any]]:
         cursor: str | None = None,
         limit: int = Query(100, ge=1, le=1000),
         connection_id: uuid.UUID | None = None,
+        updated_since: datetime | None = Query(
+            None,
+            description="The change feed: records changed at or after this moment and tombstones "
+            '(`{"id", "deleted_at"}`) of records deleted since, ordered by (time, id); UTC when no zone is given.',
+        ),
     ) -> dict[str, Any]:
         query = RecordQuery(user.workspace_id, user.user_id, cursor, limit, connection_id, filters)
         try:
+            if updated_since is not None:
+                return feed_page(session, record_kind, query, updated_since)
             return (record_kind.lister or page)(session, record_kind, query)
         except BadCursor as exc:
             raise HTTPException(400, str(exc)) from exc

@@ -1,4 +1,5 @@
-"""Provider OAuth configurations by auth provider name, and the OAuth clients a deployment configured for them."""
+"""Auth providers by name: OAuth configurations and the OAuth clients a deployment configured for them, and the
+providers connected by a form (an app password). Neither depends on a connector being installed or enabled."""
 
 from __future__ import annotations
 
@@ -6,10 +7,19 @@ from connectors.base import ConnectorSpec
 from connectors.registry import enabled
 from core.settings import ConfigError, Settings, section
 from oauth.config import OAuthClientSettings, OAuthProviderConfig
+from oauth.forms import FormProviderConfig
+from oauth.providers.caldav import CALDAV
 from oauth.providers.facebook import FACEBOOK
 from oauth.providers.google import GOOGLE
 
 PROVIDERS: dict[str, OAuthProviderConfig] = {config.name: config for config in (GOOGLE, FACEBOOK)}
+FORM_PROVIDERS: dict[str, FormProviderConfig] = {config.name: config for config in (CALDAV,)}
+
+
+def display_name(provider: str) -> str:
+    """The auth provider's name as the page shows it ("Google", "CalDAV")."""
+    found = PROVIDERS.get(provider) or FORM_PROVIDERS.get(provider)
+    return found.display_name if found is not None else provider
 
 
 def client_settings(settings: Settings, provider: str) -> OAuthClientSettings | None:
