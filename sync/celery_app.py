@@ -36,6 +36,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "task": "synchub.maintenance.refresh_tokens",
             "schedule": timedelta(seconds=settings.vault.refresh_tick_seconds),
         },
+        "reconcile-schedules": {"task": "synchub.maintenance.reconcile_schedules", "schedule": timedelta(minutes=10)},
         "schedule-tick": {
             "task": "synchub.maintenance.tick",
             "schedule": timedelta(seconds=settings.schedule.tick_seconds),

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -23,8 +24,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Update,
     Uuid,
     text,
+    update,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -194,6 +197,17 @@ class SyncRun(Base):
             self.error = None
         elif error != KEEP:
             self.error = error
+
+
+def queued_again(*where: ColumnElement[bool], enqueued_at: datetime | None) -> Update:
+    """`move_to(QUEUED)` for a set of runs in one statement (the tick's claim, a batch the broker refused): only
+    active runs move, as an ended run moves nowhere, and queued stamps nothing else. Add `.returning(...)`."""
+    active = [status.value for status in ACTIVE_STATUSES]
+    return (
+        update(SyncRun)
+        .where(SyncRun.status.in_(active), *where)
+        .values(status=RunStatus.QUEUED.value, enqueued_at=enqueued_at)
+    )
 
 
 class PushChannel(Base):
