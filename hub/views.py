@@ -241,6 +241,9 @@ def connection_view(session: Session, settings: Settings, connection: Connection
     key = pill(connection.status, [(c["state"], c["current_run"] is not None) for c in capabilities])
     plans = [c["schedule"] for c in capabilities if c["schedule"]]
     urgent = next((c for c in capabilities if c["pill"]["key"] == key), None)
+    if connection.status == ConnectionStatus.NEEDS_REAUTH.value:  # the account's, whatever its capabilities
+        action = action_for(connection, ConnectionStatus.NEEDS_REAUTH.value, "", "")
+        urgent = {"pill": {"action": action}, "last_error": error_view(connection, None, action)}
     return {
         "id": str(connection.id),
         "auth_provider": connection.auth_provider,
