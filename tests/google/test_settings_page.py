@@ -8,18 +8,19 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import BrowserContext, sync_playwright
 
 from tests import signin
-from tests.conftest import Worker, wait_for
+from tests.conftest import ROOT, Worker, wait_for
 from tests.google.conftest import CONTACTS_SCOPE, GoogleHub, new_account
 from tests.test_docs_browser import CHROMIUM, CHROMIUM_ARGS
 
 PEOPLE = "/v1/people"
+SCREENSHOTS = ROOT / "test-artifacts" / "settings"
+"""Each browser step's screenshot, kept after the run (git-ignored)."""
 JARGON = ("Needs reauth", "needs_reauth", "grant access Grant access", "Authorization", "Bearer", ">synced<", "scope")
 
 
@@ -190,9 +191,7 @@ def test_paused_disconnect_keep_or_delete_and_remove(hub: GoogleHub) -> None:
     assert [c["id"] for c in browser.get(f"{hub.url}/api/v1/connections").json()["connections"]] == []
 
 
-def test_the_browser_sees_progress_move_without_reloading(
-    hub: GoogleHub, chromium: BrowserContext, tmp_path: Path
-) -> None:
+def test_the_browser_sees_progress_move_without_reloading(hub: GoogleHub, chromium: BrowserContext) -> None:
     account = new_account(hub.admin, contacts=300)
     csp_errors: list[str] = []
     page = chromium.new_page()
@@ -207,6 +206,8 @@ def test_the_browser_sees_progress_move_without_reloading(
         page.get_by_role("button", name="Continue", exact=True).click()
         page.wait_for_url(re.compile(r"/\?connected="))
         assert "Connected " + account in page.get_by_role("status").inner_text()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "1-connected-syncing.png"), full_page=True)
         page.evaluate("window.sameDocument = true")
         progress = page.locator("[data-progress]").first
         seen: list[str] = []
@@ -225,6 +226,9 @@ def test_the_browser_sees_progress_move_without_reloading(
     records = page.locator("a.records").first
     wait_for(lambda: records.inner_text() == "300 contacts", timeout=10, what="the record count to follow")
     assert page.evaluate("window.sameDocument === true"), "the page was never reloaded"
-    page.screenshot(path=str(tmp_path / "settings.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "2-up-to-date.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scroll on a phone"
+    page.screenshot(path=str(SCREENSHOTS / "3-phone.png"), full_page=True)
     page.close()
     assert csp_errors == []
