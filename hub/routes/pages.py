@@ -26,7 +26,7 @@ from oauth.providers import FORM_PROVIDERS, PROVIDERS, display_name
 from sync import channels, resources
 from sync.engine import SyncEngine
 
-router = APIRouter(tags=["pages"])
+router = APIRouter(tags=["pages"], include_in_schema=False)  # the page's own forms are not the API
 
 
 def choosers(session: Session, settings: Settings, connection: Connection) -> list[dict[str, Any]]:

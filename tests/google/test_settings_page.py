@@ -189,6 +189,9 @@ def test_paused_disconnect_keep_or_delete_and_remove(hub: GoogleHub) -> None:
     by_api = browser.post(f"{hub.url}/api/v1/connections/{deleted}/remove")
     assert by_api.status_code == 200 and by_api.json()["removed"] is True
     assert [c["id"] for c in browser.get(f"{hub.url}/api/v1/connections").json()["connections"]] == []
+    paths = httpx.get(f"{hub.url}/openapi.json").json()["paths"]
+    assert "disconnect it first" in paths["/api/v1/connections/{connection_id}/remove"]["post"]["description"]
+    assert not {"/", "/connections/{connection_id}/disconnect", "/connections/{connection_id}/remove"} & set(paths)
 
 
 def test_the_browser_sees_progress_move_without_reloading(hub: GoogleHub, chromium: BrowserContext) -> None:
