@@ -48,7 +48,8 @@ ATTENTION_STATES = ("needs_reauth", "grant_access", "failed")
 
 def pill(status: str, capabilities: Iterable[tuple[str, bool]]) -> str:
     """The status pill, derived, never stored: of one capability (one `(state, running)` pair) or of an account
-    (all of its capabilities' pairs: the most urgent of their pills). Disconnected and paused come from the
+    (its enabled capabilities' pairs: the most urgent of their pills; a capability the user never asked for is
+    offered with "grant access", and has no pill). Disconnected and paused come from the
     connection's status; needs_reauth, grant_access or failed need the user's attention; a running run is
     syncing; otherwise everything is up to date."""
     if status == ConnectionStatus.DISCONNECTED.value:
@@ -88,8 +89,8 @@ def action_for(connection: Connection, state: str, capability: str, display: str
             "kind": "grant_access",
             "label": "Grant access",
             "href": f"{base}?{urlencode({'capabilities': capability, 'reconnect': str(connection.id)})}",
-            "why": f"{provider} has not given synchub permission to read your {display.lower()} yet: granting it "
-            "asks for that permission only, and the rest keeps syncing as it does.",
+            "why": f"{provider} has not given synchub permission to read your {display.lower()}: granting access asks "
+            f"{provider} for that permission only.",
         }
     if state == "failed":
         return {
@@ -217,20 +218,27 @@ def connection_view(session: Session, settings: Settings, connection: Connection
             .order_by(Schedule.next_run_at)
             .limit(1)
         ).first()
+        enabled = name in connection.capabilities
         key = pill(connection.status, [(state, working is not None)])
         action = action_for(connection, state, name, capability.display_name) if key == "attention" else None
+        offer = (
+            action_for(connection, "grant_access", name, capability.display_name)
+            if not enabled and connection.status == ConnectionStatus.ACTIVE.value
+            else None
+        )
         capabilities.append(
             {
                 "name": name,
                 "display_name": capability.display_name,
-                "enabled": name in connection.capabilities,
+                "enabled": enabled,
                 "state": state,
                 "state_words": STATE_WORDS[state],
-                "pill": pill_view(key, action),
+                "pill": pill_view(key, action) if enabled else None,
+                "offer": offer,
                 "missing_scopes": [sorted(group) for group in lacking],
                 "last_run": run_view(run),
                 "current_run": run_view(working),
-                "last_error": error_view(connection, run, action) if key == "attention" else None,
+                "last_error": error_view(connection, run, action) if enabled and key == "attention" else None,
                 "schedule": schedule_view(settings, connection, name, plan),
                 "records": {"kind": kind(capability.record_kind).segment},
                 "chooser": chooser_view(session, connection, name, capability.resource_noun)
@@ -238,9 +246,9 @@ def connection_view(session: Session, settings: Settings, connection: Connection
                 else None,
             }
         )
-    key = pill(connection.status, [(c["state"], c["current_run"] is not None) for c in capabilities])
+    key = pill(connection.status, [(c["state"], c["current_run"] is not None) for c in capabilities if c["enabled"]])
     plans = [c["schedule"] for c in capabilities if c["schedule"]]
-    urgent = next((c for c in capabilities if c["pill"]["key"] == key), None)
+    urgent = next((c for c in capabilities if c["pill"] and c["pill"]["key"] == key), None)
     if connection.status == ConnectionStatus.NEEDS_REAUTH.value:  # the account's, whatever its capabilities
         action = action_for(connection, ConnectionStatus.NEEDS_REAUTH.value, "", "")
         urgent = {"pill": {"action": action}, "last_error": error_view(connection, None, action)}

@@ -26,7 +26,11 @@ JARGON = ("Needs reauth", "needs_reauth", "grant access Grant access", "Authoriz
 
 @pytest.fixture(scope="module")
 def hub(google_hub_factory: Callable[..., GoogleHub]) -> Iterator[GoogleHub]:
-    started = google_hub_factory(SYNCHUB_SCHEDULE__MAX_ATTEMPTS="1", SYNCHUB_RETENTION_DAYS="30")
+    started = google_hub_factory(
+        SYNCHUB_CONNECTORS="google_contacts,google_calendar",
+        SYNCHUB_SCHEDULE__MAX_ATTEMPTS="1",
+        SYNCHUB_RETENTION_DAYS="30",
+    )
     worker = Worker(started.env, queues="sync,maintenance", concurrency=1).start()
     yield started
     worker.stop()
@@ -44,11 +48,16 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContex
 
 
 def pills(hub: GoogleHub, browser: httpx.Client, connection_id: uuid.UUID) -> tuple[str, str]:
-    """The account's pill and its contacts capability's, from `GET /api/v1/connections` (the list)."""
+    """The account's pill and its contacts capability's, from `GET /api/v1/connections` (the list). The calendar,
+    never asked for, is offered and has no pill: it never makes the account need attention."""
     answer = browser.get(f"{hub.url}/api/v1/connections")
     assert answer.status_code == 200, answer.text
     view = next(c for c in answer.json()["connections"] if c["id"] == str(connection_id))
-    return view["pill"]["key"], view["capabilities"][0]["pill"]["key"]
+    found = {c["name"]: c for c in view["capabilities"]}
+    assert found["calendar"]["pill"] is None and found["calendar"]["enabled"] is False
+    if view["status"] == "active":
+        assert found["calendar"]["offer"]["kind"] == "grant_access"
+    return view["pill"]["key"], found["contacts"]["pill"]["key"]
 
 
 def card(hub: GoogleHub, browser: httpx.Client, connection_id: uuid.UUID) -> str:
@@ -124,7 +133,7 @@ def test_a_failed_sync_needs_attention_and_sync_now_from_the_page_clears_it(hub:
         hub.admin.clear_faults()
     view = hub.connection(browser, connection_id)
     assert (view["pill"]["key"], view["pill"]["words"]) == ("attention", "Needs your attention")
-    assert view["pill"]["action"]["kind"] == "sync_now" and view["capabilities"][0]["pill"]["key"] == "attention"
+    assert view["pill"]["action"]["kind"] == "sync_now" and pills(hub, browser, connection_id)[1] == "attention"
     assert "500" in view["last_error"]["words"] and "Sync now" in view["last_error"]["what_to_do"]
     shown = card(hub, browser, connection_id)
     assert ">Needs your attention<" in shown and "failed even after retrying" in shown and ">Sync now</button>" in shown
@@ -152,8 +161,11 @@ def test_reconnect_and_grant_access_need_attention_each_with_why(hub: GoogleHub)
     assert view["status"] == "active" and pills(hub, browser, narrowed) == ("attention", "attention")
     assert view["pill"]["action"]["kind"] == "grant_access"
     shown = card(hub, browser, narrowed)
-    assert len(re.findall(r">Grant access</a>", shown)) == 1 and shown.lower().count("grant access") == 1
-    assert "has not given synchub permission to read your contacts" in shown
+    contacts = shown.split(f'id="cap-{narrowed}-contacts"')[1].split("</li>")[0]
+    assert len(re.findall(r">Grant access</a>", contacts)) == 1 and contacts.lower().count("grant access") == 1
+    assert "has not given synchub permission to read your contacts" in contacts
+    calendar = shown.split(f'id="cap-{narrowed}-calendar"')[1].split("</li>")[0]
+    assert "(not synced)" in calendar and "permission to read your calendar" in calendar and "Grant access" in calendar
 
 
 def test_paused_disconnect_keep_or_delete_and_remove(hub: GoogleHub) -> None:
@@ -206,13 +218,17 @@ def test_the_browser_sees_progress_move_without_reloading(hub: GoogleHub, chromi
     try:
         page.get_by_role("button", name="Continue to Google").click()
         page.get_by_role("button", name=re.compile(re.escape(account))).click()
+        for box in page.locator('input[name="scope"]').all():  # Google's consent: a box per kind of access
+            box.check()
         page.get_by_role("button", name="Continue", exact=True).click()
         page.wait_for_url(re.compile(r"/\?connected="))
-        assert "Connected " + account in page.get_by_role("status").inner_text()
+        told = page.get_by_role("status").inner_text()
+        assert f"Connected {account} (Google). synchub will sync contacts" in told, told
+        assert "Calendars: choose what to sync below" in told, told
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "1-connected-syncing.png"), full_page=True)
         page.evaluate("window.sameDocument = true")
-        progress = page.locator("[data-progress]").first
+        progress = page.locator('[data-progress$="/contacts"]')
         seen: list[str] = []
 
         def moved() -> bool:
@@ -230,6 +246,7 @@ def test_the_browser_sees_progress_move_without_reloading(hub: GoogleHub, chromi
     wait_for(lambda: records.inner_text() == "300 contacts", timeout=10, what="the record count to follow")
     assert page.evaluate("window.sameDocument === true"), "the page was never reloaded"
     page.screenshot(path=str(SCREENSHOTS / "2-up-to-date.png"), full_page=True)
+    assert page.locator("button", has_text="Sync now").count() == 1, "none for calendars while none is chosen"
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scroll on a phone"
     page.screenshot(path=str(SCREENSHOTS / "3-phone.png"), full_page=True)
