@@ -13,10 +13,19 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from connectors.registry import capabilities_of, settings_of
-from core.models import Connection
+from core.models import Connection, Sharing
 from core.settings import Settings
-from hub.connections import disconnect, mine, owned, pause_or_resume, remove, request_syncs
-from hub.deps import CeleryDep, PageAction, PageSession, SessionDep, SettingsDep, SyncEngineDep
+from hub.connections import (
+    disconnect,
+    mine,
+    owned,
+    pause_or_resume,
+    remove,
+    request_syncs,
+    set_interval,
+    set_sharing,
+)
+from hub.deps import CeleryDep, PageAction, PageSession, SessionDep, SessionsDep, SettingsDep, SyncEngineDep
 from hub.errors import Conflict, NotFound
 from hub.pages import render
 from hub.ratelimits import admit
@@ -110,6 +119,7 @@ def settings_page(
             connections=connections,
             providers=providers,
             banner=banner(connections, connected),
+            intervals=INTERVALS,
         )
     )
 
@@ -132,6 +142,42 @@ def sync_from_page(
         raise NotFound(f"capability {capability} of connection {connection_id}")
     session.close()
     request_syncs(sync_engine, celery, connection_id, [capability], trigger="manual")
+    return RedirectResponse(f"/#connection-{connection_id}", status_code=303)
+
+
+INTERVALS = (300, 900, 3600, 21600, 86400)
+"""The page's choices of how often a capability syncs (the API takes any value in its range)."""
+
+
+@router.post("/connections/{connection_id}/capabilities/{capability}/schedule", response_class=RedirectResponse)
+def schedule_from_page(
+    connection_id: uuid.UUID,
+    capability: str,
+    browser: PageAction,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    interval: str = Form(""),
+) -> Response:
+    """How often a capability syncs: one of `INTERVALS`, or empty for the deployment's own."""
+    seconds = int(interval) if interval.isdigit() else None
+    if interval and seconds not in INTERVALS:
+        raise Conflict("choose one of the offered intervals")
+    user = browser.principal
+    set_interval(settings, sessions, connection_id, capability, seconds, (user.workspace_id, user.user_id))
+    return RedirectResponse(f"/#connection-{connection_id}", status_code=303)
+
+
+@router.post("/connections/{connection_id}/sharing", response_class=RedirectResponse)
+def sharing_from_page(
+    connection_id: uuid.UUID, browser: PageAction, sessions: SessionsDep, sharing: str = Form(...)
+) -> Response:
+    """Who reads the account's records: only its owner, or everyone in the workspace."""
+    try:
+        chosen = Sharing(sharing)
+    except ValueError as exc:
+        raise Conflict("choose who can see the records: only you, or everyone in the workspace") from exc
+    user = browser.principal
+    set_sharing(sessions, connection_id, chosen, (user.workspace_id, user.user_id))
     return RedirectResponse(f"/#connection-{connection_id}", status_code=303)
 
 

@@ -170,6 +170,15 @@ def test_reconnect_and_grant_access_need_attention_each_with_why(hub: GoogleHub)
 
 def test_paused_disconnect_keep_or_delete_and_remove(hub: GoogleHub) -> None:
     browser, _account, kept = connected(hub, "leaving", contacts=7)
+    schedule = f"{hub.url}/connections/{kept}/capabilities/contacts/schedule"
+    assert browser.post(schedule, data={"interval": "3600"}, follow_redirects=False).status_code == 303
+    assert hub.capability(browser, kept)["schedule"]["interval_seconds"] == 3600
+    assert browser.post(schedule, data={"interval": "61"}).status_code == 409
+    assert '<option value="3600" selected>every hour</option>' in card(hub, browser, kept)
+    sharing = f"{hub.url}/connections/{kept}/sharing"
+    shared = browser.post(sharing, data={"sharing": "workspace"}, follow_redirects=False)
+    assert shared.status_code == 303 and hub.connection(browser, kept)["sharing"] == "workspace"
+    assert '<option value="workspace" selected>Everyone in ws-g</option>' in card(hub, browser, kept)
     assert browser.post(f"{hub.url}/api/v1/connections/{kept}/pause").status_code == 200
     assert pills(hub, browser, kept) == ("paused", "paused") and ">Paused<" in card(hub, browser, kept)
     refused = browser.post(f"{hub.url}/api/v1/connections/{kept}/remove")
