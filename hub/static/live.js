@@ -6,6 +6,7 @@
 
   function progressText(run, kind) {
     if (!run) { return ""; }
+    if (run.status === "waiting") { return "Waiting to try again: " + (run.error || "").replace("will retry: ", ""); }
     var done = run.progress.done, total = run.progress.total;
     if (!done && !total) { return "Starting\u2026"; }
     return done + (total ? " of " + total : "") + " " + kind + " so far";

@@ -261,3 +261,22 @@ def test_the_browser_sees_progress_move_without_reloading(hub: GoogleHub, chromi
     page.screenshot(path=str(SCREENSHOTS / "3-phone.png"), full_page=True)
     page.close()
     assert csp_errors == []
+
+
+def test_a_run_waiting_out_a_rate_limit_reads_syncing_and_says_it_waits(hub: GoogleHub) -> None:
+    """Last in the module: the 429 pauses the hub's shared Google bucket for every run until its Retry-After."""
+    browser, _account, connection_id = connected(hub, "throttled")
+    hub.admin.set_faults([{"path_prefix": PEOPLE, "status": 429, "retry_after": 30}])
+    try:
+        assert sync_from_page(hub, browser, connection_id).status_code == 303
+        waiting = wait_for(
+            lambda: (run := hub.capability(browser, connection_id)["current_run"]) and run["status"] == "waiting",
+            what="the run to wait out the provider's Retry-After",
+        )
+    finally:
+        hub.admin.clear_faults()
+    assert waiting and pills(hub, browser, connection_id) == ("syncing", "syncing")
+    shown = card(hub, browser, connection_id)
+    assert ">Syncing<" in shown and "Waiting to try again: " in shown and "will retry" not in shown
+    gone = browser.post(f"{hub.url}/connections/{connection_id}/disconnect", data={"data": "delete"})
+    assert gone.status_code == 303 and hub.capability(browser, connection_id)["current_run"] is None
