@@ -259,6 +259,17 @@ def test_the_browser_sees_progress_move_without_reloading(hub: GoogleHub, chromi
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scroll on a phone"
     page.screenshot(path=str(SCREENSHOTS / "3-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.get_by_role("link", name="Disconnect…").click()
+    assert "Kept for 30 days after disconnecting" in page.locator("body").inner_text()
+    page.get_by_label("Delete the synced data now").check()
+    page.screenshot(path=str(SCREENSHOTS / "4-disconnect.png"), full_page=True)
+    page.get_by_role("button", name="Disconnect").click()
+    page.wait_for_url(re.compile(r"/#connection-"))
+    assert page.locator("section.connection [data-pill]").first.inner_text() == "Disconnected"
+    assert page.locator("a.records").first.inner_text() == "0 contacts"
+    page.screenshot(path=str(SCREENSHOTS / "5-disconnected.png"), full_page=True)
     page.close()
     assert csp_errors == []
 
