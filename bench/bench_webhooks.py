@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -292,6 +293,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def group_cpu_seconds(group: int) -> float:
+    """User + system CPU of every live process in a process group (a worker and its pool's children)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def saturation(hub: Hub, path: str, size: int, seconds: float) -> tuple[float, float]:
     """POSTs/s through the receiver (or the bare endpoint) for changes on a Page no connection chose, and the API
     process's CPU milliseconds per POST."""
@@ -315,21 +329,50 @@ def saturation(hub: Hub, path: str, size: int, seconds: float) -> tuple[float, f
     return float(result["posts"] / result["seconds"]), 1000 * used / result["posts"]
 
 
-def visible(hub: Hub, emails: dict[str, float], timeout: float) -> dict[str, float]:
-    """Poll the leads API for each sampled email until its lead shows; seconds from its POST to being seen."""
-    seen: dict[str, float] = {}
-    headers = {"authorization": f"Bearer {hub.token}"}
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=hub.url, headers=headers, timeout=30) as client:
-        while len(seen) < len(emails) and time.monotonic() < deadline:
-            for email, sent in emails.items():
-                if email in seen or sent == 0 or time.time() < sent:
-                    continue
-                answer = client.get("/api/v1/leads", params={"email": email})
-                if answer.status_code == 200 and answer.json()["leads"]:
-                    seen[email] = time.time() - sent
-            time.sleep(0.02)
-    return seen
+class Watch:
+    """Polls the leads API, while the load runs and after, for each sampled email whose POST is due (by the
+    schedule), the oldest few unseen ones at a time (leads land about in order; one seen late in the window is
+    counted late, never early), and notes when each lead first shows."""
+
+    WINDOW = 4
+    PAUSE = 0.05
+
+    def __init__(self, hub: Hub, emails: dict[int, str]) -> None:
+        self.hub, self.emails = hub, emails
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.started = time.time()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Watch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.seen) < len(self.emails) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _run(self) -> None:
+        headers = {"authorization": f"Bearer {self.hub.token}"}
+        order = sorted(self.emails)
+        with httpx.Client(base_url=self.hub.url, headers=headers, timeout=30) as client:
+            while not self.stop.is_set() and len(self.seen) < len(self.emails):
+                now = time.time()
+                due = [
+                    self.emails[i]
+                    for i in order
+                    if self.emails[i] not in self.seen and self.started + i / STEADY_RATE <= now
+                ][: self.WINDOW]
+                for email in due:
+                    answer = client.get("/api/v1/leads", params={"email": email})
+                    if answer.status_code == 200 and answer.json()["leads"]:
+                        self.seen[email] = time.time()
+                time.sleep(self.PAUSE)  # the watch's reads share the API's CPU with the POSTs they time
 
 
 def lead_counts(env: dict[str, str], ids: list[str]) -> dict[str, int]:
@@ -345,6 +388,19 @@ def lead_counts(env: dict[str, str], ids: list[str]) -> dict[str, int]:
         ).all()
     engine.dispose()
     return {key: count for key, count in rows}
+
+
+def set_aside(env: dict[str, str]) -> None:
+    """Mark the saturation's deliveries (changes of a Page nobody chose) ignored, as a worker would have."""
+    from sqlalchemy import update
+
+    from core.db import make_engine, session_factory, transaction
+    from webhooks.models import WebhookDelivery
+
+    engine = make_engine(env["SYNCHUB_DATABASE_URL"])
+    with transaction(session_factory(engine)) as session:
+        session.execute(update(WebhookDelivery).where(WebhookDelivery.status == "pending").values(status="ignored"))
+    engine.dispose()
 
 
 def settled(env: dict[str, str], keys: list[str], timeout: float) -> None:
@@ -374,7 +430,16 @@ def settled(env: dict[str, str], keys: list[str], timeout: float) -> None:
         print(f"steady deliveries by status (and an error): {[tuple(row) for row in statuses]}", file=sys.stderr)
 
 
-def steady_phase(hub: Hub, admin: SandboxAdmin, seconds: float) -> dict[str, Any]:
+def warm_up(hub: Hub, admin: SandboxAdmin, count: int = 200) -> None:
+    """A second of leads at the steady rate, landed before the measured phase: each pool process then has its
+    imports, database and Graph connections and compiled statements, as a worker in service has."""
+    ids = admin.facebook.add_leads(hub.form, count, webhook=False)["leads"]
+    spec = {"mode": "steady", "url": f"{hub.url}/webhooks/{SLUG}", "secret": hub.secret, "page": hub.page}
+    run_loadgen({**spec, "batches": [[lead] for lead in ids], "rate": STEADY_RATE})
+    settled(hub.env, [f"{hub.page}:{lead}" for lead in ids], timeout=60)
+
+
+def steady_phase(hub: Hub, admin: SandboxAdmin, seconds: float, worker: int) -> dict[str, Any]:
     count = int(STEADY_RATE * seconds)
     emails: dict[int, str] = {}
     ids: list[str] = []
@@ -386,23 +451,28 @@ def steady_phase(hub: Hub, admin: SandboxAdmin, seconds: float) -> dict[str, Any
             field_data = [{"name": "email", "values": [email]}, {"name": "full_name", "values": ["Bench"]}]
             ids += admin.facebook.add_leads(hub.form, 1, webhook=False, field_data=field_data)["leads"]
             emails[len(ids) - 1] = email
-    result = run_loadgen(
-        {
-            "mode": "steady",
-            "url": f"{hub.url}/webhooks/{SLUG}",
-            "secret": hub.secret,
-            "page": hub.page,
-            "batches": [[lead] for lead in ids],
-            "rate": STEADY_RATE,
-        }
-    )
+    worker_before = group_cpu_seconds(worker)
+    with Watch(hub, emails) as watch:
+        result = run_loadgen(
+            {
+                "mode": "steady",
+                "url": f"{hub.url}/webhooks/{SLUG}",
+                "secret": hub.secret,
+                "page": hub.page,
+                "batches": [[lead] for lead in ids],
+                "rate": STEADY_RATE,
+            }
+        )
+        watch.wait(timeout=30)
     sent = {emails[i]: result["sent_at"][i] for i in emails}
-    seen = visible(hub, sent, timeout=30)
+    seen = {email: watch.seen[email] - sent[email] for email in sent if email in watch.seen}
     settled(hub.env, [f"{hub.page}:{lead}" for lead in ids], timeout=60)
+    worker_cpu = group_cpu_seconds(worker) - worker_before  # polling the API for visibility is in neither
     counts = lead_counts(hub.env, ids)
     latencies = sorted(result["latencies"])
     delays = sorted(seen.values())
     return {
+        "worker_cpu_ms_per_lead": 1000 * worker_cpu / count,
         "answer_p50_ms": 1000 * quantile(latencies, 0.5),
         "answer_p99_ms": 1000 * quantile(latencies, 0.99),
         "visible_p50_s": quantile(delays, 0.5) if delays else float("nan"),
@@ -465,10 +535,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 # The saturation's tasks (changes of a Page nobody chose) are not processed. Only the queue's list
                 # goes: a FLUSHDB would drop kombu's exchange bindings, and the API's later sends with them.
                 broker.delete("webhooks")
+                set_aside(env)  # nor are their deliveries: a worker claims what is pending beside its task's
                 worker = early or spawn(worker_argv, env)  # after the saturation: it would process those changes
                 try:
                     time.sleep(args.worker_start)
-                    row.update(steady_phase(hub, admin, args.steady_seconds or args.seconds))
+                    if not args.small:
+                        warm_up(hub, admin)
+                    row.update(steady_phase(hub, admin, args.steady_seconds or args.seconds, worker.pid))
                 finally:
                     stop(worker)
                 rows.append(row)
@@ -485,7 +558,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
     parser.add_argument("--steady-seconds", type=float, default=None, help="length of the steady phase")
-    parser.add_argument("--workers", type=int, default=4, help="worker concurrency during the steady phase")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="worker concurrency during the steady phase (synchub worker's default)"
+    )
     parser.add_argument("--worker-start", type=float, default=3.0, help="seconds the worker is given to start")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -118,6 +118,8 @@ class Resource:
     external_id: str
     display_name: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+    parts: frozenset[str] | None = None
+    """The parts the user chose within it (a Page's forms, by id), where the capability lists parts; None: all."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,8 @@ class Capability:
     `required` is what the grant must hold for the capability to run (every group, any one scope within a group);
     `requested_scopes` is what the connect flow asks the provider for, one answer to each group at least. A
     capability with `resources` syncs one stream per resource the user selected among those it lists
-    (`ctx.resource` set); `lifecycle` reacts when one is selected or deselected. `shared_at_provider`: what selecting
+    (`ctx.resource` set), optionally narrowed to some of its `parts`; `lifecycle` reacts when one is selected or
+    deselected. `shared_at_provider`: what selecting
     sets up exists once per (app, resource) at the provider, shared by every connection to it (a Page's app
     subscription), so it is undone only when no other connection still selects the resource.
     """
@@ -209,6 +212,10 @@ class Capability:
     resource_noun: str = "resources"  # what the settings page calls them: "Choose Pages"
     lifecycle: Lifecycle | None = None
     shared_at_provider: bool = False
+    parts: Callable[[StreamContext], list[Resource]] | None = None
+    """What a chosen resource (`ctx.resource`) holds that the user may narrow it to (a Page's lead forms); the
+    stream and the webhook then read `ctx.resource.parts`."""
+    part_noun: str = "parts"
 
 
 @dataclass(frozen=True)
@@ -269,8 +276,24 @@ class Webhook(Protocol):
         ...
 
     def process(self, delivery: Delivery, ctx: StreamContext) -> Page | None:
-        """The records a delivery brings, as a page to upsert; None asks for a sync of the routed resource
-        instead. Raises the taxonomy's errors (core.errors) as a stream does."""
+        """The records a delivery brings, as a page to upsert (an empty one: nothing for this connection, say a
+        form it did not choose); None asks for a sync of the routed resource instead. Raises the taxonomy's errors
+        (core.errors) as a stream does."""
+        ...
+
+
+@runtime_checkable
+class BatchWebhook(Webhook, Protocol):
+    """A webhook whose deliveries for one resource are fetched together (Graph's `?ids=`): a worker claims
+    what is pending of this connector beside what its task names, and hands each resource's deliveries over in
+    groups of at most `batch_size`."""
+
+    batch_size: int
+
+    def process_batch(self, deliveries: Sequence[Delivery], ctx: StreamContext) -> list[Page | Exception | None]:
+        """`process` for each delivery, in order, from as few provider calls as it can; a delivery the provider
+        refuses alone gets its error (core.errors) in its place. Raises as `process` does when the provider
+        refuses them all."""
         ...
 
 

@@ -75,6 +75,19 @@ def service(api: str, version: str, endpoint: str) -> Any:
     return cache[key]
 
 
+def resource(api: str, version: str, endpoint: str, *path: str) -> Any:
+    """A service's resource object (`resource("calendar", "v3", e, "events")` is `service(...).events()`), cached
+    for this thread like the service: building one from the discovery document cost ~6 ms, more than the call."""
+    cache: dict[tuple[str, ...], Any] = _local.__dict__.setdefault("resources", {})
+    key = (api, version, endpoint, *path)
+    if key not in cache:
+        found = service(api, version, endpoint)
+        for name in path:
+            found = getattr(found, name)()
+        cache[key] = found
+    return cache[key]
+
+
 def error_body(error: HttpError) -> dict[str, Any]:
     try:
         body = json.loads(error.content or b"{}")

@@ -7,13 +7,14 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 
 from connectors.base import Capability, ConnectorSettings, ConnectorSpec
+from connectors.caldav.spec import SPEC as CALDAV
 from connectors.facebook_leads.spec import SPEC as FACEBOOK_LEADS
 from connectors.google_calendar.spec import SPEC as GOOGLE_CALENDAR
 from connectors.google_contacts.spec import SPEC as GOOGLE_CONTACTS
 from core.models import Sharing
 from core.settings import ConfigError, Settings, section
 
-BUILT_IN: tuple[ConnectorSpec, ...] = (GOOGLE_CONTACTS, FACEBOOK_LEADS, GOOGLE_CALENDAR)
+BUILT_IN: tuple[ConnectorSpec, ...] = (GOOGLE_CONTACTS, FACEBOOK_LEADS, GOOGLE_CALENDAR, CALDAV)
 
 ENTRY_POINT_GROUP = "synchub.connectors"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -11,14 +11,24 @@ class Scopes:
     """Every group is needed, and any one scope within a group suffices.
 
     An API that lists, per method, the scopes any one of which lets it run gives one group per method a capability
-    calls; permissions that are all needed together give one group each.
+    calls; permissions that are all needed together give one group each. A credential without scopes (an app
+    password opens the whole account) is declared with `Scopes.none()`, which every grant allows; an empty
+    requirement is refused otherwise, so none is ever declared by mistake.
     """
 
     groups: tuple[frozenset[str], ...]
+    unscoped: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.groups or not all(self.groups):
+        if self.unscoped and self.groups:
+            raise ValueError("an unscoped requirement has no groups")
+        if (not self.groups and not self.unscoped) or not all(self.groups):
             raise ValueError("a requirement needs at least one group, and no group may be empty")
+
+    @classmethod
+    def none(cls) -> Scopes:
+        """What a capability whose credential grants everything requires: nothing."""
+        return cls((), unscoped=True)
 
     @classmethod
     def any_of(cls, scopes: Iterable[str]) -> Scopes:

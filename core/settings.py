@@ -225,6 +225,22 @@ class PrivacySettings(BaseModel):
         description="Bearer token the CRM's backend sends for workspace-wide privacy calls; unset, they answer 404. "
         "Never a user's token.",
     )
+    hash_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Key of the keyed hashes (HMAC-SHA256) kept instead of a forgotten person's address and an "
+        "erased user's id; unset, derived from each key of SYNCHUB_VAULT__KEYS (a hash made under a key that later "
+        "leaves the ring then no longer matches: set this to keep suppressions across vault key retirements).",
+    )
+    undo_sweep_seconds: float = Field(
+        default=60.0, gt=0, description="Beat period of the retry of provider undo's an erase still owes."
+    )
+    undo_retry_base_seconds: float = Field(
+        default=30.0, gt=0, description="First wait before an owed revoke or unsubscribe is tried again; doubles."
+    )
+    undo_retry_max_seconds: float = Field(
+        default=6 * 3600.0, gt=0, description="Longest wait between two tries of an owed provider undo."
+    )
 
 
 MIN_POLL_SECONDS, MAX_POLL_SECONDS = 300, 86400
@@ -263,7 +279,11 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     http: HttpSettings = HttpSettings()
     connectors: CsvList = Field(default_factory=list, description="Enabled connector slugs, comma-separated.")
-    retention_days: int = Field(default=90, ge=1, description="Days data is kept after a disconnect.")
+    retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="Days data is kept after a disconnect, and after a workspace is cancelled.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = Field(
         default="json", description="`json`: one object a line on stderr; `text`: the same fields for a person reading."

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import msgspec
 from psycopg.errors import UniqueViolation
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, Table, bindparam, delete, select
+from sqlalchemy import Select, String, Table, bindparam, cast, delete, func, or_, select
 from sqlalchemy import update as update_statement
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,7 @@ from crm.sink import (
     random_uuids,
     rows_by_external_id,
 )
+from crm.suppression import like_pattern, without_suppressed
 
 CONTACTS: Table = ContactRow.__table__  # type: ignore[assignment]
 EMAILS: Table = ContactEmailRow.__table__  # type: ignore[assignment]
@@ -156,6 +157,21 @@ class ContactSink:
         """Upsert a page and delete `deleted_ids`; `ready` is `prepare(records)` if it was built ahead. `fresh`: this
         (connection, resource) held no record when the pass began, so the page is first tried as all new."""
         deleted_ids = list(deleted_ids)
+        records, suppressed = without_suppressed(self.session, self.owner.workspace_id, records, addresses)
+        if suppressed:
+            ready = None  # built for the page as read; the kept records are rebuilt
+        counts = self._apply(records, deleted_ids, full_pass_id, ready, fresh)
+        counts.suppressed = suppressed
+        return counts
+
+    def _apply(
+        self,
+        records: Sequence[Contact],
+        deleted_ids: list[str],
+        full_pass_id: str | None,
+        ready: NewRows | None,
+        fresh: bool,
+    ) -> Counts:
         # A contact the page lists twice is written once, as its later listing says.
         last = {record.external_id: index for index, record in enumerate(records)}
         if ready is None:
@@ -294,6 +310,23 @@ def contact_view(row: ContactRow) -> dict[str, Any]:
     }
 
 
+def forget_person(session: Session, workspace_id: str, address: str) -> dict[str, int]:
+    """A contact that carries the address goes whole (its email index rows with it)."""
+    found = session.execute(
+        delete(ContactRow).where(
+            ContactRow.workspace_id == workspace_id,
+            or_(
+                ContactRow.id.in_(
+                    select(EMAILS.c.contact_id).where(EMAILS.c.workspace_id == workspace_id, EMAILS.c.email == address)
+                ),
+                func.lower(cast(ContactRow.emails, String)).like(like_pattern(address)),
+                func.lower(ContactRow.primary_email) == address,
+            ),
+        )
+    )
+    return {"contacts": int(getattr(found, "rowcount", 0) or 0)}
+
+
 KIND = RecordKind(
     name="contact",
     segment="contacts",
@@ -302,4 +335,5 @@ KIND = RecordKind(
     filters=ContactFilters,
     query=contacts_query,
     view=contact_view,
+    forget=forget_person,
 )

@@ -61,6 +61,9 @@ class RecordKind:
     views: Callable[[Session, RecordQuery, Sequence[Any]], list[dict[str, Any]]] | None = None
     """The change feed's views of a page of the query's rows, with what they join at read time (an event's
     attendees); None: `view` of each row."""
+    forget: Callable[[Session, str, str], dict[str, int]] | None = None
+    """Delete a person, named by a trimmed lower-cased address, from the workspace's records of this kind (the
+    records that carry it, or the person within them); rows touched, by what."""
 
 
 @cache

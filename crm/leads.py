@@ -8,15 +8,31 @@ from typing import Any, ClassVar
 
 import msgspec
 from pydantic import BaseModel, Field
-from sqlalchemy import Select, Table, func, literal_column, select, true, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    Select,
+    String,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    column,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session, aliased
 
 from core.models import utcnow
 from crm.kinds import RecordKind, RecordQuery
 from crm.models import ContactEmailRow, ContactRow, LeadRow
 from crm.records import Lead
-from crm.sink import Counts, Owner, delete_by_external_id
+from crm.sink import Counts, Owner, delete_by_external_id, encode_json, random_uuids
+from crm.suppression import like_pattern, without_suppressed
 
 LEADS: Table = LeadRow.__table__  # type: ignore[assignment]
 
@@ -57,6 +73,50 @@ def _content(lead: Lead) -> dict[str, Any]:
     }
 
 
+def addresses(lead: Lead) -> list[str]:
+    """Every address a lead carries: its email, and any answer that is one."""
+    found = [lead.email or ""]
+    found += [value for answer in lead.answers for value in answer.values if "@" in value]
+    return found
+
+
+def _upsert() -> Any:
+    """One statement for a page of leads, whatever its size: the rows travel as one JSON document (`lead_rows`)
+    read with `jsonb_to_recordset`, so the statement is compiled once and cached; rendered as a multi-row VALUES,
+    a batch of 50 leads cost 1,000 bound parameters to compile and send on every call. A lead already stored is
+    rewritten only when something in it changed."""
+    incoming = (
+        func.jsonb_to_recordset(cast(bindparam("lead_rows", type_=Text), JSONB))
+        .table_valued(*(column(name, LEADS.c[name].type) for name in ROW_FIELDS))
+        .render_derived(name="incoming", with_types=True)
+    )
+    statement = insert(LEADS).from_select(list(ROW_FIELDS), select(*(incoming.c[name] for name in ROW_FIELDS)))
+    new = statement.excluded
+    changed = tuple_(*(LEADS.c[name] for name in CONTENT_FIELDS)).is_distinct_from(
+        tuple_(*(new[name] for name in CONTENT_FIELDS))
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["connection_id", "resource", "external_id"],
+        set_={**{name: new[name] for name in CONTENT_FIELDS}, "updated_at": new["updated_at"]},
+        where=changed,
+    ).returning(literal_column("xmax") == 0)
+
+
+ROW_FIELDS = (
+    "id",
+    "workspace_id",
+    "connection_id",
+    "provider",
+    "resource",
+    "external_id",
+    "full_pass_id",
+    "created_at",
+    "updated_at",
+    *CONTENT_FIELDS,
+)
+UPSERT = _upsert()
+
+
 class LeadSink:
     """Upserts a page of leads for one (connection, resource) by lead id, in the caller's transaction: a lead the
     poll and a webhook both bring is one row, rewritten only when something in it changed."""
@@ -80,12 +140,14 @@ class LeadSink:
         fresh: bool = False,
     ) -> Counts:
         counts = Counts()
+        records, counts.suppressed = without_suppressed(self.session, self.owner.workspace_id, records, addresses)
         latest = {lead.external_id: lead for lead in records}
         if latest:
             now = utcnow()
             owner = self.owner
             rows = [
                 {
+                    "id": key,
                     "workspace_id": owner.workspace_id,
                     "connection_id": owner.connection_id,
                     "provider": owner.provider,
@@ -96,19 +158,9 @@ class LeadSink:
                     "updated_at": now,
                     **_content(lead),
                 }
-                for lead in latest.values()
+                for key, lead in zip(random_uuids(len(latest)), latest.values(), strict=True)
             ]
-            statement = insert(LEADS).values(rows)
-            new = statement.excluded
-            changed = tuple_(*(LEADS.c[name] for name in CONTENT_FIELDS)).is_distinct_from(
-                tuple_(*(new[name] for name in CONTENT_FIELDS))
-            )
-            upsert = statement.on_conflict_do_update(
-                index_elements=["connection_id", "resource", "external_id"],
-                set_={**{name: new[name] for name in CONTENT_FIELDS}, "updated_at": now},
-                where=changed,
-            ).returning(literal_column("xmax") == 0)
-            for (inserted,) in self.session.execute(upsert):
+            for (inserted,) in self.session.execute(UPSERT, {"lead_rows": encode_json(rows).decode()}):
                 if inserted:
                     counts.created += 1
                 else:
@@ -192,6 +244,20 @@ def lead_view(row: LeadRow, contact_id: Any = None, contact_name: str | None = N
     }
 
 
+def forget_person(session: Session, workspace_id: str, address: str) -> dict[str, int]:
+    """A lead that carries the address, as its email or in an answer, goes whole."""
+    found = session.execute(
+        delete(LeadRow).where(
+            LeadRow.workspace_id == workspace_id,
+            or_(
+                func.lower(func.trim(LeadRow.email)) == address,
+                func.lower(cast(LeadRow.answers, String)).like(like_pattern(address)),
+            ),
+        )
+    )
+    return {"leads": int(getattr(found, "rowcount", 0) or 0)}
+
+
 KIND = RecordKind(
     name="lead",
     segment="leads",
@@ -200,4 +266,5 @@ KIND = RecordKind(
     filters=LeadFilters,
     query=leads_query,
     view=lead_view,
+    forget=forget_person,
 )

@@ -29,11 +29,14 @@ class Counts:
     created: int = 0
     updated: int = 0
     deleted: int = 0
+    suppressed: int = 0
+    """Records skipped because they carry an address on the workspace's suppression list (crm.suppression)."""
 
     def add(self, other: Counts) -> None:
         self.created += other.created
         self.updated += other.updated
         self.deleted += other.deleted
+        self.suppressed += other.suppressed
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from core.db import make_engine, session_factory
 from core.redis import redis_client
 from core.settings import Settings
 from hub import connect, docs, errors, limits, security
-from hub.routes import api, health, identity, metrics, pages, privacy_export, records
+from hub.routes import api, erasure, health, identity, metrics, pages, privacy_export, records
 from oauth.providers import client_settings
 from sync.celery_app import make_celery
 from sync.runtime import Runtime
@@ -40,6 +40,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         records.router,
         privacy_export.router,
         metrics.router,
+        erasure.router,
     ):
         app.include_router(router)
     receiver.install(app, receiver.endpoints(settings, client_secret(settings)), app.state.sessions, app.state.celery)

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from sqlalchemy.engine import Engine
@@ -23,6 +23,7 @@ from core.settings import ConfigError, Settings, load_settings
 if TYPE_CHECKING:
     from connectors.base import Command
     from core.models import Connection
+    from sync.engine import SyncEngine
     from token_vault.sealing import KeyRing
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="synchub, the integration sync hub.")
@@ -32,7 +33,11 @@ vault_app = typer.Typer(no_args_is_help=True, help="The vault's key ring: re-sea
 app.add_typer(vault_app, name="vault")
 webhooks_app = typer.Typer(no_args_is_help=True, help="The webhook inbox: list deliveries, send a failed one again.")
 app.add_typer(webhooks_app, name="webhooks")
-privacy_app = typer.Typer(no_args_is_help=True, help="The privacy controls: a user's export.")
+privacy_app = typer.Typer(
+    no_args_is_help=True,
+    help="The privacy controls: export a user's data, erase a user or connection, forget a person, cancel or "
+    "reactivate a workspace.",
+)
 app.add_typer(privacy_app, name="privacy")
 
 
@@ -443,6 +448,120 @@ def privacy_export(
                 out.write(chunk)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def privacy_engine() -> Iterator[SyncEngine]:
+    """The sync engine on a ready database, for the privacy commands."""
+    from sync.runtime import Runtime
+    from sync.wiring import build_engine
+
+    rt = Runtime.build(ready_settings())
+    try:
+        yield build_engine(rt)
+    finally:
+        rt.engine.dispose()
+
+
+def print_erased(answer: dict[str, Any]) -> None:
+    for erased in answer["connections"]:
+        revoked = "revoked at the provider" if erased["revoked_at_provider"] else "not revoked"
+        if erased["grant_in_use_elsewhere"]:
+            revoked = "grant kept (another connection uses it)"
+        print(
+            f"connection {erased['connection_id']}: {erased['rows_deleted']} rows deleted; {revoked}; "
+            f"{erased['resources_undone']} subscriptions undone; provider undo {erased['provider_undo']}"
+        )
+    print(f"{answer['rows_deleted']} rows deleted in all; {answer['provider_undo_note']}")
+
+
+@privacy_app.command("erase")
+def privacy_erase(
+    user: Annotated[str, typer.Argument(help="The user id (the CRM's `sub`) to erase.")],
+    workspace: Annotated[
+        str | None, typer.Option(help="Only in this workspace (default: every workspace the user has connections in).")
+    ] = None,
+    connection: Annotated[str | None, typer.Option(help="Only this connection of the user.")] = None,
+) -> None:
+    """Erase a user's integration data (or one connection's): revoke, unsubscribe, stop channels, delete every row."""
+    import uuid
+
+    from sqlalchemy import select
+
+    from core.models import Connection
+    from hub.erasure import erase_connection, erase_user
+    from hub.errors import Conflict, NotFound
+
+    with privacy_engine() as engine:
+        query = select(Connection.workspace_id, Connection.id).where(Connection.user_id == user)
+        if workspace is not None:
+            query = query.where(Connection.workspace_id == workspace)
+        with engine.sessions() as session:
+            found = session.execute(query).all()
+        try:
+            if connection is not None:
+                try:
+                    parsed = uuid.UUID(connection)
+                except ValueError:
+                    fail(f"{connection} is not a connection id")
+                owner = next((w for w, c in found if c == parsed), None)
+                if owner is None:
+                    fail(f"connection {connection} is not {user}'s" + (f" in {workspace}" if workspace else ""), 1)
+                print_erased(erase_connection(engine, owner, user, parsed))
+                return
+            workspaces = sorted({w for w, _ in found} | ({workspace} if workspace else set()))
+            if not workspaces:
+                fail(f"{user} has no connections: name the workspace with --workspace to erase the rest", 1)
+            for each in workspaces:
+                print(f"workspace {each}:")
+                print_erased(erase_user(engine, each, user))
+        except (Conflict, NotFound) as exc:
+            fail(str(exc), 1)
+
+
+@privacy_app.command("forget")
+def privacy_forget(
+    email: Annotated[str, typer.Argument(help="The address of the person to forget.")],
+    workspace: Annotated[str, typer.Option(help="The workspace that forgets them.")],
+) -> None:
+    """Delete a person from every synced record of a workspace and keep their address (as a keyed hash) from
+    coming back with later syncs."""
+    from hub.erasure import forget
+
+    with privacy_engine() as engine:
+        try:
+            answer = forget(engine, workspace, email)
+        except ValueError as exc:
+            fail(str(exc))
+    deleted = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in answer["deleted"].items())
+    listed = "was already on" if answer["already_listed"] else "is now on"
+    print(f"deleted {deleted}; the address {listed} the workspace's suppression list")
+
+
+@privacy_app.command("cancel")
+def privacy_cancel(workspace: Annotated[str, typer.Argument(help="The workspace to cancel.")]) -> None:
+    """Cancel a workspace: its connections pause, and its data is deleted when the retention period ends."""
+    from sync.retention import cancel_workspace
+
+    with privacy_engine() as engine:
+        answer = cancel_workspace(engine.sessions, workspace, engine.settings.retention_days)
+    print(
+        f"workspace {workspace} cancelled at {answer['cancelled_at']}; {answer['connections_paused']} connections "
+        f"paused; its data is deleted after {answer['data_deleted_after']} unless it is reactivated"
+    )
+
+
+@privacy_app.command("reactivate")
+def privacy_reactivate(workspace: Annotated[str, typer.Argument(help="The cancelled workspace.")]) -> None:
+    """Reverse a workspace's cancellation inside the retention period; its paused connections resume."""
+    from sync.retention import WindowEnded, reactivate_workspace
+
+    with privacy_engine() as engine:
+        try:
+            answer = reactivate_workspace(engine.sessions, workspace, engine.settings.retention_days)
+        except (LookupError, WindowEnded) as exc:
+            fail(str(exc), 1)
+    print(f"workspace {workspace} reactivated; {answer['connections_resumed']} connections resumed")
 
 
 def connector_command(slug: str, command: Command) -> Callable[[], None]:

@@ -31,6 +31,7 @@ from oauth.config import Account, TokenSet
 from oauth.forms import CredentialsRefused
 from oauth.providers import FORM_PROVIDERS, PROVIDERS
 from oauth.state import PendingGrant, StateStore
+from sync.retention import cancelled
 from token_vault.fresh import ACCESS, REFRESH
 from token_vault.vault import Vault, key_ring
 
@@ -72,6 +73,9 @@ def plan(request: Request, provider: str, user: Principal, capabilities: str, re
     available = capabilities_of(settings, provider) if provider in PROVIDERS or by_form else {}
     if not available and not by_form:
         raise ConnectRefused(f"{provider} is not a provider this hub connects to", 404)
+    with request.app.state.sessions() as session:
+        if cancelled(session, user.workspace_id) is not None:
+            raise ConnectRefused("this workspace is cancelled: nothing is connected unless it is reactivated", 409)
     wanted = [c.strip() for c in capabilities.split(",") if c.strip()]
     existing = None
     if reconnect:

@@ -27,7 +27,7 @@ from sync.chooser import undo_all
 from sync.dispatch import hand_over_unsent
 from sync.engine import SyncEngine
 from sync.models import ACTIVE_STATUSES, NO_RESOURCE, RunStatus, SyncRun
-from sync.retention import ERASED_WITH_CONNECTION
+from sync.retention import ERASED_WITH_CONNECTION, cancelled
 from token_vault.fresh import ACCESS, REFRESH
 from token_vault.models import SealedCredential
 from token_vault.vault import Vault, key_ring
@@ -239,6 +239,8 @@ def set_paused(
         if connection.status == wanted.value:
             session.expunge(connection)
             return connection, False
+        if not paused and cancelled(session, connection.workspace_id) is not None:
+            raise Conflict("the workspace is cancelled: its connections stay paused unless it is reactivated")
         if connection.status != source.value:
             raise Conflict(
                 f"the connection is {connection.status.replace('_', ' ')}; "

@@ -40,6 +40,7 @@ def resource_view(
         "id": row.key,
         "name": row.display_name,
         "selected": row.selected,
+        "parts": row.parts,
         "gone": row.gone_at is not None,
         "last_run": run_view(last_run(session, connection.id, row.capability, row.key)),
         "schedule": schedule_view(settings, connection, row.capability, plan) if syncing else None,
@@ -97,4 +98,62 @@ def choose(
             "records_deleted": done.records_deleted,
             "undone_at_provider": done.undone,
         }
+    return answer
+
+
+def _chosen_resource(
+    sync_engine: SyncEngine, connection_id: uuid.UUID, capability: str, resource_id: uuid.UUID, owner: tuple[str, str]
+) -> tuple[Connection, ConnectionResource]:
+    connection = chooser_of(sync_engine, connection_id, capability, owner)
+    with sync_engine.sessions() as session:
+        row = resources.find(session, connection.id, capability, str(resource_id))
+        if row is None:
+            raise NotFound(f"resource {resource_id} of capability {capability} of connection {connection_id}")
+        session.expunge(row)
+    return connection, row
+
+
+def list_parts(
+    sync_engine: SyncEngine, connection_id: uuid.UUID, capability: str, resource_id: uuid.UUID, owner: tuple[str, str]
+) -> dict[str, Any]:
+    """What a selected resource holds that it may be narrowed to (a Page's forms), each with whether it is taken."""
+    connection, row = _chosen_resource(sync_engine, connection_id, capability, resource_id, owner)
+    try:
+        listed = chooser.parts_of(sync_engine, connection.id, capability, row.key)
+    except chooser.NotChoosable as exc:
+        raise Conflict(f"resource {resource_id} cannot be narrowed: {exc}") from exc
+    taken = None if row.parts is None else set(row.parts)
+    return {
+        "id": row.key,
+        "all": taken is None,
+        "parts": [
+            {"id": part.external_id, "name": part.display_name, "chosen": taken is None or part.external_id in taken}
+            for part in listed
+        ],
+    }
+
+
+def choose_parts(
+    sync_engine: SyncEngine,
+    celery: Celery,
+    connection_id: uuid.UUID,
+    capability: str,
+    resource_id: uuid.UUID,
+    parts: set[str] | None,
+    owner: tuple[str, str],
+) -> dict[str, Any]:
+    """Narrow a selected resource to some of its parts (None: all), and sync it at once, so that a part now
+    taken is read from as far back as a new resource would be."""
+    connection, row = _chosen_resource(sync_engine, connection_id, capability, resource_id, owner)
+    try:
+        changed = chooser.choose_parts(sync_engine, connection.id, capability, row.key, parts, owner[1])
+    except chooser.NotChoosable as exc:
+        raise Conflict(f"resource {resource_id} cannot be narrowed so: {exc}") from exc
+    answer: dict[str, Any] = {"id": row.key, "changed": changed}
+    if changed:
+        runs = request_syncs(sync_engine, celery, connection.id, [capability], trigger="selected", resource=row.key)
+        answer["run"] = next(iter(runs.values()), None)
+    with sync_engine.sessions() as session:
+        current = resources.find(session, connection.id, capability, row.key)
+        answer["parts"] = current.parts if current is not None else None
     return answer

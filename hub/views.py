@@ -122,6 +122,7 @@ def run_view(run: SyncRun | None) -> dict[str, Any] | None:
         "trigger": run.trigger,
         "full_sync": run.full_sync,
         "counts": {"created": run.records_created, "updated": run.records_updated, "deleted": run.records_deleted},
+        "suppressed": run.records_suppressed,  # records skipped: they carry an address the workspace had forgotten
         "api_calls": run.api_calls,
         "progress": {"done": run.progress_done, "total": run.progress_total},
         "error": run.error,

@@ -36,6 +36,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "task": "synchub.maintenance.refresh_tokens",
             "schedule": timedelta(seconds=settings.vault.refresh_tick_seconds),
         },
+        "reconcile-schedules": {"task": "synchub.maintenance.reconcile_schedules", "schedule": timedelta(minutes=10)},
         "schedule-tick": {
             "task": "synchub.maintenance.tick",
             "schedule": timedelta(seconds=settings.schedule.tick_seconds),
@@ -46,6 +47,14 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, object]]:
         },
         "purge-webhooks": {"task": "synchub.maintenance.purge_webhooks", "schedule": timedelta(hours=1)},
         "renew-channels": {"task": "synchub.maintenance.renew_channels", "schedule": timedelta(minutes=30)},
+        "purge-cancelled-workspaces": {
+            "task": "synchub.maintenance.purge_cancelled_workspaces",
+            "schedule": timedelta(hours=6),
+        },
+        "retry-provider-undos": {
+            "task": "synchub.maintenance.retry_provider_undos",
+            "schedule": timedelta(seconds=settings.privacy.undo_sweep_seconds),
+        },
     }
 
 

@@ -54,7 +54,7 @@ class Deselected:
 
 
 def chosen(row: ConnectionResource) -> Resource:
-    return Resource(row.external_id, row.display_name, row.detail)
+    return row.resource
 
 
 def _found(engine: SyncEngine, connection: Connection, capability: str) -> tuple[ConnectorSpec, Capability]:
@@ -133,6 +133,50 @@ def select(engine: SyncEngine, connection_id: uuid.UUID, capability: str, key: s
         connection = session.get_one(Connection, connection_id)
         schedule.ensure(session, engine.settings, connection, capability, key)
         audit(session, connection, actor, "resource.selected", capability=capability, resource=key)
+    return True
+
+
+def parts_of(engine: SyncEngine, connection_id: uuid.UUID, capability: str, key: str) -> list[Resource]:
+    """What the provider lists within a resource the user selected (a Page's forms); NotChoosable when the
+    capability lists no parts, the resource is not selected, or the connection may not call the provider now."""
+    with engine.sessions() as session:
+        connection = session.get_one(Connection, connection_id)
+        row = resources.find(session, connection_id, capability, key)
+        assert row is not None, "the caller checks the resource is the connection's"
+        session.expunge_all()
+    spec, found = _found(engine, connection, capability)
+    if found.parts is None:
+        raise NotChoosable(f"{found.display_name} has nothing to choose within its {found.resource_noun}")
+    if not row.selected or row.gone_at is not None:
+        raise NotChoosable("it is not selected")
+    refusal = engine.refusal(connection, capability)
+    if refusal is not None:
+        raise NotChoosable(f"it cannot sync now: {refusal}")
+    try:
+        return found.parts(engine.context(connection, spec, chosen(row)))
+    except PROVIDER_ERRORS as exc:
+        raise NotChoosable(f"the provider did not list them: {exc}") from exc
+
+
+def choose_parts(
+    engine: SyncEngine, connection_id: uuid.UUID, capability: str, key: str, parts: set[str] | None, actor: str
+) -> bool:
+    """Narrow a selected resource to some of its parts (`None`, none or every listed one: all of them, so parts
+    the provider adds later are included). False if that was the choice already; NotChoosable for a part the
+    provider does not list."""
+    listed = {part.external_id for part in parts_of(engine, connection_id, capability, key)}
+    if parts is not None and parts - listed:
+        raise NotChoosable("the provider does not list some of the chosen parts")
+    kept = None if not parts or parts >= listed else sorted(parts)
+    with transaction(engine.sessions) as session:
+        row = resources.find(session, connection_id, capability, key)
+        assert row is not None
+        session.refresh(row, with_for_update=True)
+        if row.parts == kept:
+            return False
+        row.parts = kept
+        connection = session.get_one(Connection, connection_id)
+        audit(session, connection, actor, "resource.parts_chosen", capability=capability, resource=key)
     return True
 
 

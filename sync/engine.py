@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import redis
-from sqlalchemy import case, null, select, update
+from sqlalchemy import ColumnElement, case, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,6 +54,8 @@ class Outcome:
     action: Literal["done", "continue", "retry", "waiting", "skipped"]
     countdown: float = 0.0
     follow_up: uuid.UUID | None = None
+    prepaid: bool = False
+    """A `retry` holding a reserved token of the shared rate limit: its next slice's first call spends it."""
 
 
 def locked(session: Session, run_id: uuid.UUID) -> SyncRun:
@@ -123,11 +125,13 @@ class SyncEngine:
         trigger: str,
         resource: str = NO_RESOURCE,
         not_before: datetime | None = None,
+        changed_at: datetime | None = None,
     ) -> uuid.UUID | None:
         """Queue a run of one stream unless one is active (its id is returned); None if the scope gate, the
         connection's status or the resource says no. A run asked for `not_before` is not sent before then, and
         requests that arrive meanwhile join it (a burst of pushes becomes one run); one that wants it sooner
-        brings it forward."""
+        brings it forward. `changed_at`: when the change asked for was known (a notification's receipt); a run
+        that started at or after it reads that change, so it gets no follow-up for it."""
         with transaction(self.sessions) as session:
             connection = session.get(Connection, connection_id)
             if connection is None or connection.status != ConnectionStatus.ACTIVE.value:
@@ -161,6 +165,11 @@ class SyncEngine:
                 # still queued will read the newest data anyway, and starts no later than this request wants. If it
                 # ended meanwhile, make a new run instead.
                 wanted = null() if not_before is None else not_before
+                # Evaluated on the row as committed once its lock is free: a run whose start is committing while
+                # this request waits counts as started, with the time it started.
+                started_before: ColumnElement[bool] = SyncRun.started_at.is_not(None)
+                if changed_at is not None:
+                    started_before = started_before & (SyncRun.started_at < changed_at)
                 sooner = SyncRun.started_at.is_(None) & (
                     SyncRun.not_before.is_not(None) if not_before is None else SyncRun.not_before > not_before
                 )
@@ -168,7 +177,7 @@ class SyncEngine:
                     update(SyncRun)
                     .where(SyncRun.id == existing, SyncRun.status.in_(ACTIVE))
                     .values(
-                        follow_up=SyncRun.follow_up | SyncRun.started_at.is_not(None),
+                        follow_up=SyncRun.follow_up | started_before,
                         not_before=case((sooner, wanted), else_=SyncRun.not_before),
                     )
                 )
@@ -201,6 +210,8 @@ class SyncEngine:
         spec: ConnectorSpec,
         resource: Resource | None = None,
         calls: guard.Calls | None = None,
+        reserve_within: float = 0.0,
+        prepaid: bool = False,
     ) -> StreamContext:
         """What a stream, a listing or a lifecycle call runs with: the connection's fresh tokens, the connector's
         settings, and every provider call through the shared rate buckets and the retry policy."""
@@ -217,7 +228,8 @@ class SyncEngine:
             app_secret=client.client_secret.get_secret_value() if client is not None else None,
             channels=self._channels(connection, spec, resource, own),
         )
-        attempt = guard.Guard(self.throttle, guard.buckets(self.settings, spec, bare)).attempt
+        buckets = guard.buckets(self.settings, spec, bare)
+        attempt = guard.Guard(self.throttle, buckets, reserve_within, guard.Prepaid(prepaid)).attempt
         return dataclasses.replace(bare, attempt=attempt)
 
     def _channels(
@@ -236,20 +248,23 @@ class SyncEngine:
         """Whether some worker holds this run's lock right now."""
         return run_lock.held(self.redis, run_id)
 
-    def execute(self, run_id: uuid.UUID, budget_seconds: float | None = None) -> Outcome:
+    def execute(self, run_id: uuid.UUID, budget_seconds: float | None = None, prepaid: bool = False) -> Outcome:
         """Work on a run until it ends or the budget is spent; a run already being worked on is skipped. Every line
-        logged meanwhile carries the run's id (and, once it has started, its connection and capability)."""
+        logged meanwhile carries the run's id (and, once it has started, its connection and capability).
+        `prepaid`: the run holds a reserved token, which its first provider call spends."""
         with logs.bind(run_id=str(run_id)):
             with run_lock.hold(self.redis, run_id, self.settings.celery.run_lock_seconds) as lock:
                 if lock is None:
                     log.info("run skipped: another worker is on it", extra={"action": "skipped"})
                     return Outcome("skipped")
                 deadline = time.monotonic() + (budget_seconds or self.settings.celery.sync_time_budget)
-                outcome = self._execute(run_id, deadline, lock.check)
+                outcome = self._execute(run_id, deadline, lock.check, prepaid)
             log.info("run slice ended", extra={"action": outcome.action})
             return outcome
 
-    def _execute(self, run_id: uuid.UUID, deadline: float, keep_lock: Callable[[], object]) -> Outcome:
+    def _execute(
+        self, run_id: uuid.UUID, deadline: float, keep_lock: Callable[[], object], prepaid: bool = False
+    ) -> Outcome:
         started = self._start(run_id)
         if started is None:
             return Outcome("done")
@@ -263,7 +278,8 @@ class SyncEngine:
         )
         log.info("run slice started", extra={"status": "running"})
         calls = guard.Calls()
-        stream = capability.stream(self.context(connection, started.spec, started.chosen, calls))
+        reserve = retry.longest_countdown(self.settings.celery)
+        stream = capability.stream(self.context(connection, started.spec, started.chosen, calls, reserve, prepaid))
         listing = self.context(connection, started.spec, None, calls) if capability.resources is not None else None
         sink = kind(capability.record_kind).sink
         owner = Owner.of(connection, started.key)
@@ -297,7 +313,9 @@ class SyncEngine:
                 restarted = True
                 position = self._restart_full(run_id, connection.id, capability, started.key)
             except guard.Throttled as exc:
-                return self._later(run_id, str(exc), exc.retry_after, calls, throttled=True, exact=True)
+                return self._later(
+                    run_id, str(exc), exc.retry_after, calls, throttled=True, exact=True, reserved=exc.reserved
+                )
             except RateLimited as exc:
                 return self._later(run_id, str(exc), exc.retry_after, calls, throttled=True)
             except Retryable as exc:
@@ -360,7 +378,7 @@ class SyncEngine:
                 return None
             assert found is not None
             row = resources.find(session, connection.id, run.capability, run.resource) if run.resource else None
-            chosen = Resource(row.external_id, row.display_name, row.detail) if row is not None else None
+            chosen = row.resource if row is not None else None
             position = checkpoints.load(session, self.ring, connection, stream_key(run.capability, run.resource))
             run.move_to(RunStatus.RUNNING)
             run.attempts += 1
@@ -436,6 +454,7 @@ class SyncEngine:
             run.records_created += counts.created
             run.records_updated += counts.updated
             run.records_deleted += counts.deleted
+            run.records_suppressed += counts.suppressed
             run.records_seen += items
             total = page.total if page.total is not None else run.progress_total
             run.progress_done, run.progress_total = done, pass_size(done, total, page.last)
@@ -487,10 +506,12 @@ class SyncEngine:
         calls: guard.Calls,
         throttled: bool = False,
         exact: bool = False,
+        reserved: bool = False,
     ) -> Outcome:
         """Reschedule: a countdown message when short enough, else a `waiting` run that beat picks up.
 
-        A throttled wait does not use up the retry budget; a failure does, and the last one fails the run.
+        A throttled wait does not use up the retry budget; a failure does, and the last one fails the run. A slice
+        that waits for its quota before its first call is not counted as an attempt.
         """
         limits = self.settings.celery
         with transaction(self.sessions) as session:
@@ -498,12 +519,16 @@ class SyncEngine:
             run.api_calls += calls.take()
             if not run.active:  # a disconnect cancelled it meanwhile
                 return Outcome("done")
+            if throttled and calls.total == 0:
+                run.attempts = max(0, run.attempts - 1)
             if not throttled:
                 run.retries += 1
                 if run.retries >= self.settings.schedule.max_attempts:
                     return self._fail_in(session, run, f"gave up after {run.retries} attempts: {error}")
             attempt = max(1, run.retries)
-            if exact and retry_after is not None:
+            if reserved and retry_after is not None:
+                wait = retry_after  # the token is ours at exactly that moment
+            elif exact and retry_after is not None:
                 wait = max(retry.SHORTEST_WAIT_SECONDS, retry_after)
             else:
                 wait = retry.countdown(attempt, limits.retry_base_seconds, retry.LONGEST_WAIT_SECONDS, retry_after)
@@ -513,7 +538,7 @@ class SyncEngine:
                 run.move_to(RunStatus.WAITING)
                 return Outcome("waiting", wait)
             run.move_to(RunStatus.QUEUED)
-        return Outcome("retry", wait)
+        return Outcome("retry", wait, prepaid=reserved)
 
     def _cancel(self, run_id: uuid.UUID, reason: str, calls: guard.Calls) -> Outcome:
         with transaction(self.sessions) as session:

@@ -24,7 +24,21 @@ T = TypeVar("T")
 
 
 class Throttled(RateLimited):
-    """Our own bucket says wait: the run reschedules for exactly that long instead of sleeping."""
+    """Our own bucket says wait: the run reschedules for exactly that long instead of sleeping. `reserved`: the
+    token is already taken for then, and the next slice's first call must not take another."""
+
+    reserved: bool = False
+
+
+@dataclass
+class Prepaid:
+    """A token a run reserved before it was rescheduled: its next slice's first call spends it."""
+
+    left: bool = False
+
+    def use(self) -> bool:
+        used, self.left = self.left, False
+        return used
 
 
 @dataclass
@@ -33,11 +47,14 @@ class Calls:
     (`sent`, called by the connector as each request leaves), the thread writing the run takes."""
 
     _count: int = 0
+    total: int = 0
+    """Every request sent through this counter, taken or not."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def sent(self) -> None:
         with self._lock:
             self._count += 1
+            self.total += 1
 
     def take(self) -> int:
         with self._lock:
@@ -74,8 +91,13 @@ class Buckets:
 
 @dataclass(frozen=True)
 class Guard:
+    """`reserve_within`: when the buckets are empty, reserve the next token due within that many seconds (a run's
+    slice, which can be rescheduled to the moment), instead of trying again later; 0 never reserves."""
+
     throttle: Throttle
     buckets: Buckets
+    reserve_within: float = 0.0
+    prepaid: Prepaid = field(default_factory=Prepaid)
 
     @property
     def connector(self) -> str:
@@ -86,7 +108,17 @@ class Guard:
         return retry.in_place(lambda: self._once(call))
 
     def _once(self, call: Callable[[], T]) -> T:
-        wait = self.throttle.take(self.buckets.all())
+        if self.prepaid.use():
+            wait = 0.0
+        elif self.reserve_within > 0:
+            wait, reserved = self.throttle.reserve(self.buckets.all(), self.reserve_within)
+            if reserved:
+                throttle_waited(self.connector, "bucket")
+                throttled = Throttled(f"waiting {wait:.1f}s for a reserved token of the shared rate limit", wait)
+                throttled.reserved = True
+                raise throttled
+        else:
+            wait = self.throttle.take(self.buckets.all())
         if wait > 0:
             throttle_waited(self.connector, "bucket")
             wait += self.buckets.token_interval()

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -23,11 +24,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Update,
     Uuid,
     text,
+    update,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from connectors.base import Resource
 from core.db import Base
 from core.holdings import Owner, Role, holding
 from core.models import UTCDateTime, utcnow
@@ -69,9 +73,17 @@ class ConnectionResource(Base):
     display_name: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     selected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    parts: Mapped[list[str] | None] = mapped_column(JSON)
+    """The parts chosen within it (a Page's forms, by id) where its capability lists parts; null: all of them."""
     gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def resource(self) -> Resource:
+        """The resource as a stream, a lifecycle call or a webhook sees it."""
+        parts = frozenset(self.parts) if self.parts is not None else None
+        return Resource(self.external_id, self.display_name, self.detail, parts)
 
     @property
     def key(self) -> str:
@@ -148,6 +160,8 @@ class SyncRun(Base):
     records_created: Mapped[int] = mapped_column(Integer, default=0)
     records_updated: Mapped[int] = mapped_column(Integer, default=0)
     records_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    records_suppressed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Records (or attendees) skipped because they carry an address the workspace asked to forget."""
     api_calls: Mapped[int] = mapped_column(Integer, default=0)
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int | None] = mapped_column(Integer)
@@ -183,6 +197,17 @@ class SyncRun(Base):
             self.error = None
         elif error != KEEP:
             self.error = error
+
+
+def queued_again(*where: ColumnElement[bool], enqueued_at: datetime | None) -> Update:
+    """`move_to(QUEUED)` for a set of runs in one statement (the tick's claim, a batch the broker refused): only
+    active runs move, as an ended run moves nowhere, and queued stamps nothing else. Add `.returning(...)`."""
+    active = [status.value for status in ACTIVE_STATUSES]
+    return (
+        update(SyncRun)
+        .where(SyncRun.status.in_(active), *where)
+        .values(status=RunStatus.QUEUED.value, enqueued_at=enqueued_at)
+    )
 
 
 class PushChannel(Base):

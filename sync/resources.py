@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -138,7 +138,25 @@ def stop(session: Session, connection: Connection, capability: str, key: str, re
     return len(runs)
 
 
+# A selected resource the provider lists again gets its schedule back, due now, with the interval its owner chose
+# for the capability's other resources.
+LISTED_AGAIN = text(
+    """
+    INSERT INTO schedules (connection_id, capability, resource, next_run_at, interval_seconds, failures)
+    SELECT r.connection_id, r.capability, r.id::text, :now,
+           (SELECT s.interval_seconds FROM schedules s
+            WHERE s.connection_id = r.connection_id AND s.capability = r.capability
+              AND s.interval_seconds IS NOT NULL LIMIT 1), 0
+    FROM connection_resources r
+    WHERE r.connection_id = :connection_id AND r.capability = :capability AND r.selected AND r.gone_at IS NULL
+    ON CONFLICT DO NOTHING
+    """
+)
+
+
 def refresh(session: Session, connection: Connection, capability: str, found: Sequence[Resource]) -> None:
-    """Take a fresh listing from the provider: each resource it no longer lists stops syncing at once."""
+    """Take a fresh listing from the provider: each resource it no longer lists stops syncing at once, and each
+    selected one it lists again is scheduled again."""
     for row in reconcile(session, connection.id, capability, found):
         stop(session, connection, capability, row.key, GONE)
+    session.execute(LISTED_AGAIN, {"now": utcnow(), "connection_id": connection.id, "capability": capability})

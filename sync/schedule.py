@@ -1,8 +1,9 @@
 """What is due comes from the database, never from the queue.
 
-Each stream, a (connection, capability, resource), has a `schedules` row with `next_run_at`. Beat's tick requests
-the due ones, hands to the workers runs that were never enqueued (Redis was down) or whose `waiting` time has come,
-and re-queues runs whose heartbeat stopped (the watchdog). Failures push `next_run_at` out on a doubling delay,
+Each stream, a (connection, capability, resource), has a `schedules` row with `next_run_at`. Beat's tick inserts
+runs for the due ones in one statement, hands to the workers, in batches, those and the runs that were never
+enqueued (Redis was down) or whose `waiting` time has come, and re-queues runs whose heartbeat stopped (the
+watchdog). Failures push `next_run_at` out on a doubling delay,
 never past the poll interval, so the schedule keeps going and the next success clears the error.
 """
 
@@ -13,9 +14,9 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,14 +24,11 @@ from connectors.base import Capability, ConnectorSpec
 from connectors.registry import capabilities_of, settings_of
 from core.db import transaction
 from core.models import Connection, ConnectionStatus, utcnow
+from core.scopes import allows
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS, Settings
-from sync import channels
-from sync.models import NO_RESOURCE, ConnectionResource, RunStatus, Schedule, SyncRun
+from sync.models import NO_RESOURCE, ConnectionResource, RunStatus, Schedule, SyncRun, queued_again
 
 log = logging.getLogger(__name__)
-
-Send = Callable[[uuid.UUID], bool]
-
 
 PUSHED_POLL_FACTOR = 4
 """A stream with a live push channel is still polled, this many times less often."""
@@ -38,9 +36,11 @@ PUSHED_POLL_FACTOR = 4
 
 def interval_seconds(settings: Settings, spec: ConnectorSpec, capability: Capability, schedule: Schedule | None) -> int:
     """Per connection, else per deployment, else the connector's own interval, always within 5 min..24 h."""
-    if schedule is not None and schedule.interval_seconds:
-        chosen = schedule.interval_seconds
-    else:
+    return interval_of(settings, spec, capability, schedule.interval_seconds if schedule is not None else None)
+
+
+def interval_of(settings: Settings, spec: ConnectorSpec, capability: Capability, chosen: int | None) -> int:
+    if not chosen:
         deployment = settings_of(settings, spec).poll_interval_seconds
         chosen = int(deployment or capability.poll_interval.total_seconds())
     return max(MIN_POLL_SECONDS, min(MAX_POLL_SECONDS, chosen))
@@ -148,31 +148,124 @@ def watchdog(session: Session, settings: Settings, alive: Callable[[uuid.UUID], 
     return [run.id for run in dead if run.status == RunStatus.QUEUED.value]
 
 
-def due_schedules(session: Session, settings: Settings) -> list[tuple[uuid.UUID, str, str]]:
-    """Ask for the runs that are due, and move each schedule on by its interval with jitter."""
-    now = utcnow()
-    rows = session.execute(
-        select(Schedule, Connection)
-        .join(Connection, Connection.id == Schedule.connection_id)
-        .where(Schedule.next_run_at <= now, Connection.status == ConnectionStatus.ACTIVE.value)
-        .with_for_update(of=Schedule, skip_locked=True)
-    ).all()
-    due = []
-    for schedule, connection in rows:
-        found = capabilities_of(settings, connection.auth_provider).get(schedule.capability)
+DUE = text(
+    """
+    SELECT s.connection_id, s.capability, s.resource, s.interval_seconds, c.auth_provider, c.granted_scopes,
+           c.capabilities, r.selected, r.gone_at IS NOT NULL AS gone,
+           EXISTS (
+             SELECT 1 FROM push_channels p
+             WHERE p.connection_id = s.connection_id AND p.capability = s.capability AND p.resource = s.resource
+               AND p.stopped_at IS NULL AND p.expires_at > :now
+           ) AS pushed
+    FROM schedules s
+    JOIN connections c ON c.id = s.connection_id
+    LEFT JOIN connection_resources r
+      ON r.connection_id = s.connection_id AND r.capability = s.capability AND r.id::text = s.resource
+    WHERE s.next_run_at <= :now AND c.status = 'active'
+    FOR UPDATE OF s SKIP LOCKED
+    """
+)
+
+MOVE_ON = text(
+    """
+    UPDATE schedules s SET next_run_at = v.next_run_at
+    FROM unnest(CAST(:connection_ids AS uuid[]), CAST(:capabilities AS text[]), CAST(:resources AS text[]),
+                CAST(:next_run_at AS timestamptz[])) AS v(connection_id, capability, resource, next_run_at)
+    WHERE s.connection_id = v.connection_id AND s.capability = v.capability AND s.resource = v.resource
+    """
+)
+
+# One statement: a run for each due stream that has no active run (the one-active-run index decides), already
+# marked as sent at `stamp`, the time its message names.
+INSERT_RUNS = text(
+    """
+    INSERT INTO sync_runs (id, connection_id, capability, resource, status, trigger, full_sync, records_seen,
+        records_created, records_updated, records_deleted, api_calls, progress_done, attempts, retries, follow_up,
+        created_at, enqueued_at)
+    SELECT gen_random_uuid(), v.connection_id, v.capability, v.resource, 'queued', 'schedule', false, 0, 0, 0, 0, 0,
+        0, 0, 0, false, :stamp, :stamp
+    FROM unnest(CAST(:connection_ids AS uuid[]), CAST(:capabilities AS text[]), CAST(:resources AS text[]))
+        AS v(connection_id, capability, resource)
+    ON CONFLICT (connection_id, capability, resource) WHERE status IN ('queued', 'running', 'waiting') DO NOTHING
+    RETURNING id
+    """
+)
+
+
+@dataclass(frozen=True)
+class Due:
+    """A due stream as the tick reads it, with what the gate needs."""
+
+    connection_id: uuid.UUID
+    capability: str
+    resource: str
+    chosen_interval: int | None
+    auth_provider: str
+    granted_scopes: list[str]
+    capabilities: list[str]
+    selected: bool | None
+    gone: bool
+    pushed: bool
+
+
+def may_run(due: Due, capability: Capability) -> bool:
+    """The scope gate and the resource rules of `SyncEngine.request`, on a row the tick read (the connection is
+    active by the tick's query)."""
+    if capability.name not in due.capabilities or not allows(due.granted_scopes, capability.required):
+        return False
+    if capability.resources is None:
+        return not due.resource
+    return bool(due.resource) and bool(due.selected) and not due.gone
+
+
+def schedule_due(session: Session, settings: Settings, stamp: datetime) -> list[uuid.UUID]:
+    """Move every due schedule on by its interval with jitter, and insert a run for each due stream that may run
+    and has none active, in one statement. O(due): nothing is read for a stream that is not due."""
+    rows = [Due(*row) for row in session.execute(DUE, {"now": stamp})]
+    offered: dict[str, dict[str, tuple[ConnectorSpec, Capability]]] = {}
+    moved: list[tuple[uuid.UUID, str, str, datetime]] = []
+    wanted: list[Due] = []
+    for due in rows:
+        if due.auth_provider not in offered:
+            offered[due.auth_provider] = capabilities_of(settings, due.auth_provider)
+        found = offered[due.auth_provider].get(due.capability)
         if found is None:
             continue
-        seconds = interval_seconds(settings, found[0], found[1], schedule)
-        if channels.live_channel(session, connection.id, schedule.capability, schedule.resource):
+        seconds = interval_of(settings, found[0], found[1], due.chosen_interval)
+        if due.pushed:
             seconds = min(MAX_POLL_SECONDS, seconds * PUSHED_POLL_FACTOR)  # a backstop: pushes bring the changes
-        schedule.next_run_at = now + jittered(settings, seconds)
-        due.append((connection.id, schedule.capability, schedule.resource))
-    return due
+        moved.append((due.connection_id, due.capability, due.resource, stamp + jittered(settings, seconds)))
+        if may_run(due, found[1]):
+            wanted.append(due)
+    if moved:
+        columns = list(zip(*moved, strict=True))
+        session.execute(
+            MOVE_ON,
+            {
+                "connection_ids": list(columns[0]),
+                "capabilities": list(columns[1]),
+                "resources": list(columns[2]),
+                "next_run_at": list(columns[3]),
+            },
+        )
+    if not wanted:
+        return []
+    inserted = session.execute(
+        INSERT_RUNS,
+        {
+            "stamp": stamp,
+            "connection_ids": [due.connection_id for due in wanted],
+            "capabilities": [due.capability for due in wanted],
+            "resources": [due.resource for due in wanted],
+        },
+    )
+    return [row[0] for row in inserted]
 
 
 def missing_schedules(session: Session, settings: Settings) -> None:
-    """Streams without a schedule get theirs, due now: connections made before schedules existed, capabilities
-    that grew, resources the provider lists again."""
+    """Streams without a schedule get theirs, due now: connections made before schedules existed, or anything
+    else that slipped past the paths that make schedules (a request, a chosen resource, a listing). It reads
+    every active connection, so it runs on its own, slower beat entry, not in the tick."""
     connections = session.scalars(select(Connection).where(Connection.status == ConnectionStatus.ACTIVE.value)).all()
     have = {
         tuple(row) for row in session.execute(select(Schedule.connection_id, Schedule.capability, Schedule.resource))
@@ -201,51 +294,45 @@ def missing_schedules(session: Session, settings: Settings) -> None:
                     row.next_run_at = utcnow()
 
 
-def unsent_runs(session: Session, settings: Settings) -> list[uuid.UUID]:
+def unsent_runs(session: Session, settings: Settings, stamp: datetime) -> list[uuid.UUID]:
     """Queued runs never handed to a worker (or handed over so long ago the message is surely lost), and
-    waiting runs whose time has come."""
-    now = utcnow()
-    lost = now - timedelta(seconds=settings.schedule.heartbeat_timeout_seconds)
-    runs = session.scalars(
-        select(SyncRun)
+    waiting runs whose time has come: queued, and claimed as sent at `stamp` in this transaction, so an
+    overlapping tick does not send them too."""
+    lost = stamp - timedelta(seconds=settings.schedule.heartbeat_timeout_seconds)
+    claim = (
+        select(SyncRun.id)
         .join(Connection, Connection.id == SyncRun.connection_id)
         .where(
             Connection.status == ConnectionStatus.ACTIVE.value,
             or_(
                 (SyncRun.status == RunStatus.QUEUED.value)
                 & or_(SyncRun.enqueued_at.is_(None), SyncRun.enqueued_at < lost)
-                & or_(SyncRun.not_before.is_(None), SyncRun.not_before <= now),
-                (SyncRun.status == RunStatus.WAITING.value) & (SyncRun.not_before <= now),
+                & or_(SyncRun.not_before.is_(None), SyncRun.not_before <= stamp),
+                (SyncRun.status == RunStatus.WAITING.value) & (SyncRun.not_before <= stamp),
             ),
         )
         .with_for_update(of=SyncRun, skip_locked=True)
-    ).all()
-    for run in runs:
-        run.move_to(RunStatus.QUEUED)
-        run.enqueued_at = now  # claimed in this transaction, so an overlapping tick does not send it too
-    return [run.id for run in runs]
+    )
+    claimed = session.scalars(queued_again(SyncRun.id.in_(claim), enqueued_at=stamp).returning(SyncRun.id))
+    return list(claimed)
+
+
+SendBatches = Callable[[list[uuid.UUID], datetime], int]
 
 
 def tick(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    request: Callable[[uuid.UUID, str, str, str], uuid.UUID | None],
-    send: Send,
-    alive: Callable[[uuid.UUID], bool],
+    sessions: sessionmaker[Session], settings: Settings, send: SendBatches, alive: Callable[[uuid.UUID], bool]
 ) -> TickReport:
-    """One beat tick: watchdog, due schedules, then hand every unsent run to the workers."""
+    """One beat tick, in one transaction: watchdog, the due schedules' runs inserted in one statement, and every
+    unsent run claimed; then the claimed runs go to the workers in batches (`send` returns how many it sent).
+    It costs O(due): an idle tick reads only what its indexes say is due, stale or unsent."""
     report = TickReport()
+    stamp = utcnow()
     with transaction(sessions) as session:
-        missing_schedules(session, settings)
         report.requeued = len(watchdog(session, settings, alive))
-        due = due_schedules(session, settings)
-    for connection_id, capability, resource in due:
-        try:
-            if request(connection_id, capability, "schedule", resource) is not None:
-                report.scheduled += 1
-        except Exception:
-            log.exception("could not request a scheduled run", extra={"connection_id": str(connection_id)})
-    with transaction(sessions) as session:
-        unsent = unsent_runs(session, settings)
-    report.handed_over = sum(1 for run_id in unsent if send(run_id))
+        scheduled = schedule_due(session, settings, stamp)
+        unsent = unsent_runs(session, settings, stamp)
+    report.scheduled = len(scheduled)
+    if scheduled or unsent:
+        report.handed_over = send(scheduled + unsent, stamp)
     return report

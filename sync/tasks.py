@@ -6,7 +6,10 @@ import inspect
 import logging
 import os
 import socket
+import time
 import uuid
+from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from celery import Task, signals
@@ -14,16 +17,20 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import logs
+from core.db import transaction
 from core.logsafe import safe_exception
 from core.settings import get_settings
 from sync import channels, retry
 from sync.celery_app import make_celery
-from sync.dispatch import RUN_TASK, hand_over, leave_to_tick
-from sync.retention import enforce_retention, expire_tombstones
+from sync.dispatch import BATCH_TASK, RUN_TASK, claim_again, hand_over, hand_over_batches, leave_to_tick, still_in_batch
+from sync.engine import Outcome
+from sync.erasure import retry_owed
+from sync.retention import enforce_retention, expire_tombstones, purge_cancelled_workspaces
 from sync.runtime import runtime
-from sync.schedule import tick
+from sync.schedule import missing_schedules, tick
 from sync.wiring import engine
 from token_vault.keeper import renew_due
+from token_vault.vault import key_ring
 
 log = logging.getLogger(__name__)
 app = make_celery(get_settings())
@@ -64,20 +71,54 @@ def ping() -> dict[str, Any]:
 
 
 @app.task(name=RUN_TASK, bind=True, max_retries=retry.START_RETRIES)
-def run_sync(self: Task, run_id: str) -> str:
-    """Work on one sync run for a time budget, then hand it to the next task (same run, from its checkpoint)."""
+def run_sync(self: Task, run_id: str, prepaid: bool = False) -> str:
+    """Work on one sync run for a time budget, then hand it to the next task (same run, from its checkpoint).
+    `prepaid`: the run comes back at the moment its reserved rate-limit token is due, and spends it."""
     sessions = runtime().sessions
     try:
-        outcome = engine().execute(uuid.UUID(run_id))
+        outcome = engine().execute(uuid.UUID(run_id), prepaid=prepaid)
     except retry.INFRASTRUCTURE_ERRORS as exc:
         return not_started(self, sessions, uuid.UUID(run_id), exc)
+    return after_slice(sessions, uuid.UUID(run_id), outcome)
+
+
+def after_slice(sessions: sessionmaker[Session], run_id: uuid.UUID, outcome: Outcome) -> str:
+    """Send what a slice leaves to do: the run's next slice (now or after a countdown) and its follow-up run."""
     if outcome.action == "continue":
-        hand_over(sessions, app, uuid.UUID(run_id))
+        hand_over(sessions, app, run_id)
     elif outcome.action == "retry":
-        hand_over(sessions, app, uuid.UUID(run_id), countdown=outcome.countdown)
+        hand_over(sessions, app, run_id, countdown=outcome.countdown, prepaid=outcome.prepaid)
     if outcome.follow_up is not None:
         hand_over(sessions, app, outcome.follow_up)
     return outcome.action
+
+
+@app.task(name=BATCH_TASK)
+def run_batch(run_ids: list[str], sent_at: str) -> dict[str, int]:
+    """Work on the runs one tick sent together, one after another, within one task's time budget. Only runs still
+    under the batch's stamp are worked on, so a batch delivered again (its worker was killed) skips what finished
+    or moved on and resumes the run it was on from its checkpoint. Runs left when the budget is spent go on in a
+    batch of their own; a run whose start failed goes on in a message of its own, with that task's retries."""
+    rt = runtime()
+    stamp = datetime.fromisoformat(sent_at)
+    todo = still_in_batch(rt.sessions, [uuid.UUID(run_id) for run_id in run_ids], stamp)
+    deadline = time.monotonic() + rt.settings.celery.sync_time_budget
+    actions: Counter[str] = Counter()
+    for index, run_id in enumerate(todo):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            rest, again = claim_again(rt.sessions, todo[index:], stamp)
+            actions["rebatched"] += hand_over_batches(rt.sessions, app, rest, again) if rest else 0
+            break
+        try:
+            outcome = engine().execute(run_id, budget_seconds=left)
+        except retry.INFRASTRUCTURE_ERRORS as exc:
+            log.error("a sync run could not be started: %s", safe_exception(exc), extra={"run_id": str(run_id)})
+            hand_over(rt.sessions, app, run_id, countdown=retry.start_countdown(1))
+            actions["not_started"] += 1
+            continue
+        actions[after_slice(rt.sessions, run_id, outcome)] += 1
+    return dict(actions)
 
 
 def not_started(task: Task, sessions: sessionmaker[Session], run_id: uuid.UUID, failure: BaseException) -> str:
@@ -104,9 +145,21 @@ def tick_task() -> dict[str, int]:
     rt = runtime()
     sync = engine()
     report = tick(
-        rt.sessions, rt.settings, sync.request, lambda run_id: hand_over(rt.sessions, app, run_id), sync.worked_on
+        rt.sessions,
+        rt.settings,
+        lambda run_ids, stamp: hand_over_batches(rt.sessions, app, run_ids, stamp),
+        sync.worked_on,
     )
     return report.as_dict()
+
+
+@app.task(name="synchub.maintenance.reconcile_schedules")
+def reconcile_schedules_task() -> dict[str, int]:
+    """Give any stream that has none its schedule, due now (it reads every active connection, so not every tick)."""
+    rt = runtime()
+    with transaction(rt.sessions) as session:
+        missing_schedules(session, rt.settings)
+    return {}
 
 
 @app.task(name="synchub.maintenance.refresh_tokens")
@@ -130,3 +183,16 @@ def enforce_retention_task() -> dict[str, int]:
         "connections_erased": enforce_retention(rt.sessions, rt.settings.retention_days),
         "tombstones_expired": expire_tombstones(rt.sessions, rt.settings.retention_days),
     }
+
+
+@app.task(name="synchub.maintenance.purge_cancelled_workspaces")
+def purge_cancelled_workspaces_task() -> dict[str, int]:
+    """Delete the data of the workspaces cancelled longer ago than the retention period."""
+    rt = runtime()
+    return purge_cancelled_workspaces(engine(), key_ring(rt.settings.vault), rt.settings.retention_days)
+
+
+@app.task(name="synchub.maintenance.retry_provider_undos")
+def retry_provider_undos_task() -> dict[str, int]:
+    """Try again the revokes, unsubscribes and channel stops erases still owe, as each is due."""
+    return retry_owed(engine(), key_ring(runtime().settings.vault))

@@ -16,16 +16,19 @@ from typing import Any
 
 import redis
 
-# KEYS: bucket_1, pause_1, bucket_2, pause_2, ...   ARGV: capacity_1, rate_1, capacity_2, rate_2, ...
-# Returns 0 when one token was taken from every bucket, else the milliseconds to wait (and nothing was taken).
+# KEYS: bucket_1, pause_1, bucket_2, pause_2, ...   ARGV: capacity_1, rate_1, capacity_2, rate_2, ..., reserve ms
+# Returns 0 when one token was taken from every bucket. Otherwise, when no bucket is paused and the token is due
+# within `reserve` ms, it is taken all the same (the buckets go into debt, so later callers queue behind it) and
+# minus the milliseconds until it is due are returned; else the milliseconds to wait (and nothing was taken).
 TAKE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = #KEYS / 2
-local wait, left = 0, {}
+local n = math.floor(#KEYS / 2)
+local reserve = tonumber(ARGV[2 * n + 1] or '0') or 0
+local wait, paused, left = 0, 0, {}
 for i = 1, n do
-  local paused = redis.call('PTTL', KEYS[2 * i])
-  if paused > wait then wait = paused end
+  local pttl = redis.call('PTTL', KEYS[2 * i])
+  if pttl > paused then paused = pttl end
   local cap, rate = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
   local h = redis.call('HMGET', KEYS[2 * i - 1], 'tokens', 'ts')
   local tokens, ts = tonumber(h[1]), tonumber(h[2])
@@ -35,12 +38,14 @@ for i = 1, n do
   left[i] = tokens
   if tokens < 1 then wait = math.max(wait, (1 - tokens) * 1000 / rate) end
 end
-if wait > 0 then return math.ceil(wait) end
+if paused > 0 then return math.max(paused, math.ceil(wait)) end
+if wait > 0 and (reserve <= 0 or wait > reserve) then return math.ceil(wait) end
 for i = 1, n do
   local cap, rate = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
   redis.call('HSET', KEYS[2 * i - 1], 'tokens', string.format('%.17g', left[i] - 1), 'ts', string.format('%.0f', now))
-  redis.call('PEXPIRE', KEYS[2 * i - 1], string.format('%.0f', math.ceil((cap / rate + 60) * 1000)))
+  redis.call('PEXPIRE', KEYS[2 * i - 1], string.format('%.0f', math.ceil(((cap - left[i] + 1) / rate + 60) * 1000)))
 end
+if wait > 0 then return -math.ceil(wait) end
 return 0
 """
 
@@ -132,19 +137,31 @@ class Throttle:
 
         A paused bucket answers its remaining pause. Uses Redis TIME inside the script as the clock.
         """
+        return _seconds(self._run_take(buckets, 0.0))
+
+    def reserve(self, buckets: Sequence[Bucket], within: float) -> tuple[float, bool]:
+        """Take one token from every bucket, now or, when the buckets are empty, the next one due within `within`
+        seconds: (seconds until it is due, True), and the caller makes its call then without taking again. Callers
+        that find the buckets empty so queue in the order they came, each released when its own token is due,
+        instead of all coming back at once to an empty bucket. A paused bucket (a 429), or a token due later than
+        `within`, reserves nothing: (seconds to wait, False)."""
+        raw = int(self._run_take(buckets, within))
+        return (-raw / 1000, True) if raw < 0 else (_seconds(raw), False)
+
+    def _run_take(self, buckets: Sequence[Bucket], within: float) -> Any:
         unique: dict[str, Bucket] = {}
         for bucket in buckets:
             seen = unique.setdefault(bucket.key, bucket)
             if seen != bucket:
                 raise ValueError(f"bucket {bucket.key!r} named twice with different limits")
         if not unique:
-            return 0.0
+            return 0
         keys: list[str] = []
         args: list[float] = []
         for bucket in unique.values():
             keys += [self._key(bucket.key), self._key(bucket.key, ":pause")]
             args += [float(bucket.capacity), float(bucket.rate)]
-        return _seconds(self._take(keys=keys, args=args))
+        return self._take(keys=keys, args=[*args, math.floor(_finite("within", within) * 1000)])
 
     def pause(self, bucket_key: str, seconds: float) -> float:
         """Pause a bucket for every worker for `seconds` (never shortens a longer pause); returns the pause in force."""

@@ -7,6 +7,7 @@ from datetime import timedelta
 from functools import lru_cache
 
 from core.models import Connection
+from crm import suppression
 from oauth.client import client_for
 from oauth.config import TokenSet
 from sync.engine import SyncEngine
@@ -26,6 +27,7 @@ class ProviderRefresher:
 
 
 def build_engine(rt: Runtime) -> SyncEngine:
+    suppression.configure(rt.settings)  # every sink of this process checks the suppression list with these keys
     ring = key_ring(rt.settings.vault)
     vault = rt.settings.vault
     fresh = FreshTokens(

@@ -31,3 +31,9 @@ class CalDAVSettings(ConnectorSettings):
         description="Sync by sync-collection (RFC 6578) where the server supports it; off, every calendar is synced "
         "by its ctag and its events' etags.",
     )
+    page_size: int = Field(
+        default=500,
+        ge=1,
+        le=5000,
+        description="Events fetched by one calendar-multiget REPORT, and committed as one page.",
+    )

@@ -8,7 +8,7 @@ import phonenumbers
 from pydantic import Field, field_validator
 
 from connectors.base import Capability, ConnectorSpec, RateLimits, WebhookConnectorSettings
-from connectors.facebook_leads.stream import FacebookLeadsStream, PageSubscription, list_pages
+from connectors.facebook_leads.stream import FacebookLeadsStream, PageSubscription, list_forms, list_pages
 from connectors.facebook_leads.subscribe import COMMANDS
 from connectors.facebook_leads.webhook import WEBHOOK
 from core.models import Sharing
@@ -51,6 +51,8 @@ LEADS = Capability(
     resource_noun="Pages",
     lifecycle=PageSubscription(),
     shared_at_provider=True,  # one app subscription per Page, whoever chose it
+    parts=list_forms,
+    part_noun="forms",
 )
 
 # LeadGen's Business Use Case limit is 4,800 calls a day per lead generated over 90 days, per Page (providers.md

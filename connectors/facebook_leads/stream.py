@@ -40,6 +40,22 @@ def list_pages(ctx: StreamContext) -> list[Resource]:
     ]
 
 
+def list_forms(ctx: StreamContext) -> list[Resource]:
+    """The chosen Page's lead forms (`/{page}/leadgen_forms`), which the user may narrow the Page to."""
+    page = the_page(ctx)
+    found = PageGraph(ctx, page).pages((page.external_id, "leadgen_forms"), {"fields": "id,name,status"})
+    return [
+        Resource(str(form["id"]), str(form.get("name") or form["id"]), {"status": form.get("status")})
+        for form in found
+        if form.get("id")
+    ]
+
+
+def chosen_form(page: Resource, form: str | None) -> bool:
+    """Whether the user takes this form's leads: every form unless they chose some (providers.md 4.7)."""
+    return page.parts is None or (form is not None and form in page.parts)
+
+
 def page_token(ctx: StreamContext, page: Resource, renew: bool = False) -> str:
     """The Page's token from the vault; fetched from `/me/accounts` and sealed when the vault holds none."""
     if not renew:
@@ -120,6 +136,7 @@ class FacebookLeadsStream:
         state = dict((cursor or {}).get("pass") or {})
         if not state:
             listed = graph.pages((page.external_id, "leadgen_forms"), {"fields": FORM_FIELDS})
+            listed = [form for form in listed if chosen_form(page, str(form.get("id")))]  # only the forms chosen
             state = {
                 "full": cursor is None,
                 "forms": [str(f["id"]) for f in sorted(listed, key=lambda f: str(f.get("id"))) if f.get("id")],
@@ -225,4 +242,13 @@ def process(delivery: Any, ctx: StreamContext) -> Page:
     return Page([fetch_lead(ctx, str(leadgen_id))], [], {}, last=False, full=False)
 
 
-__all__ = ["FacebookLeadsStream", "PageSubscription", "created", "fetch_lead", "list_pages", "process"]
+__all__ = [
+    "FacebookLeadsStream",
+    "PageSubscription",
+    "chosen_form",
+    "created",
+    "fetch_lead",
+    "list_forms",
+    "list_pages",
+    "process",
+]

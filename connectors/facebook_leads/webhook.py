@@ -9,19 +9,23 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connectors.base import Delivery, Page, StreamContext, WebhookKeys
+from connectors.base import Delivery, Page, Resource, StreamContext, WebhookKeys
+from connectors.facebook_leads.errors import InvalidParameter
 from connectors.facebook_leads.leads import LEAD_FIELDS, questions_of, to_lead
 from connectors.facebook_leads.leads import identifier as graph_id
-from connectors.facebook_leads.stream import PageGraph, setting, the_page
-from core.errors import PayloadRejected
+from connectors.facebook_leads.stream import PageGraph, chosen_form, setting, the_page
+from core.errors import ConnectorError, PayloadRejected
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 SIGNATURE_PREFIX = "sha256="
 LEADGEN = "leadgen"
 QUESTIONS_KEPT = 4096
+GRAPH_MAX_IDS = 50  # Graph reads at most 50 ids in one request
+NOTHING = Page([], [], {}, last=False, full=False)
+"""Nothing for this connection: the lead's form is not one it chose."""
 ID = re.compile(r"[0-9]{1,40}")
 UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
@@ -134,32 +138,119 @@ class FacebookLeadsWebhook:
     def split(self, body: bytes) -> list[Delivery]:
         return split_body(body)
 
+    batch_size = GRAPH_MAX_IDS
+
     def __init__(self) -> None:
         self.questions: dict[str, dict[str, str]] = {}
 
     def process(self, delivery: Delivery, ctx: StreamContext) -> Page | None:
-        """The lead fetched with the routed Page's token and `appsecret_proof`, as a page of one lead (upserted by
-        its id, so the backfill and a redelivery never double it); its empty checkpoint leaves the poll's alone.
-        A published lead form's questions cannot change (Meta only lets it be archived or copied), so each form's
-        are asked once per worker process: one Graph call per lead instead of two."""
+        result = self.process_batch([delivery], ctx)[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def process_batch(self, deliveries: Sequence[Delivery], ctx: StreamContext) -> list[Page | Exception | None]:
+        """The leads fetched with the routed Page's token and `appsecret_proof`, all in one Graph request
+        (`?ids=`), each as a page of one lead (upserted by its id, so the backfill and a redelivery never double it;
+        its empty checkpoint leaves the poll's alone). Graph refuses the whole request when it cannot load one of
+        the ids, so then each is fetched alone and only that one fails. A published lead form's questions cannot
+        change (Meta only lets it be archived or copied), so each form's are asked once per worker process."""
         page = the_page(ctx)
+        # A lead of a form the user did not choose is not fetched when the webhook names its form.
+        skipped = [not chosen_form(page, d.payload.get("form_id")) and "form_id" in d.payload for d in deliveries]
+        wanted = [str(d.payload["leadgen_id"]) for d, skip in zip(deliveries, skipped, strict=True) if not skip]
+        fetched = iter(self._fetch(ctx, page, wanted) if wanted else [])
+        region = setting(ctx.settings, "phone_region", None)
+        return [NOTHING if skip else self._chosen(page, next(fetched), region) for skip in skipped]
+
+    def _fetch(
+        self, ctx: StreamContext, page: Resource, wanted: list[str]
+    ) -> list[tuple[Mapping[str, Any] | Exception, dict[str, dict[str, str] | Exception]]]:
         graph = PageGraph(ctx, page)
-        item = graph.call("GET", (str(delivery.payload["leadgen_id"]),), {"fields": LEAD_FIELDS})
-        form = graph_id(item.get("form_id"))
-        questions: dict[str, str] = {}
-        if form is not None:
-            known = self.questions.get(form)
-            if known is None:
-                known = questions_of(graph.call("GET", (form,), {"fields": "questions"}))
-                if len(self.questions) >= QUESTIONS_KEPT:
-                    self.questions.clear()
-                self.questions[form] = known
-            questions = known
         try:
-            lead = to_lead(item, page.external_id, questions, setting(ctx.settings, "phone_region", None))
+            found = graph.call("GET", (), {"ids": ",".join(dict.fromkeys(wanted)), "fields": LEAD_FIELDS})
+        except InvalidParameter:
+            if len(set(wanted)) == 1:
+                raise
+            items: list[Mapping[str, Any] | Exception] = [self._alone(graph, lead) for lead in wanted]
+        else:
+            items = [self._item(found, lead) for lead in wanted]
+        mine = {f for item in items if isinstance(item, Mapping) if (f := form_of(item)) and chosen_form(page, f)}
+        forms = self._forms(graph, mine)
+        return [(item, forms) for item in items]
+
+    def _chosen(
+        self,
+        page: Resource,
+        fetched: tuple[Mapping[str, Any] | Exception, dict[str, dict[str, str] | Exception]],
+        region: str | None,
+    ) -> Page | Exception:
+        item, forms = fetched
+        if isinstance(item, Mapping) and not chosen_form(page, form_of(item)):
+            return NOTHING  # a form the user did not choose: recorded as ignored
+        return self._page(item, page.external_id, forms, region)
+
+    @staticmethod
+    def _item(found: Mapping[str, Any], lead: str) -> Mapping[str, Any] | Exception:
+        item = found.get(lead)
+        if not isinstance(item, Mapping):
+            return PayloadRejected("Facebook's answer left out a lead it was asked for")
+        return item
+
+    @staticmethod
+    def _alone(graph: PageGraph, lead: str) -> Mapping[str, Any] | Exception:
+        try:
+            return graph.call("GET", (lead,), {"fields": LEAD_FIELDS})
+        except ConnectorError as exc:
+            return exc
+
+    def _forms(self, graph: PageGraph, forms: set[str]) -> dict[str, dict[str, str] | Exception]:
+        """Each form's questions, from this process's memory or one Graph request for those it has not seen."""
+        unknown = sorted(form for form in forms if form not in self.questions)
+        fetched: dict[str, dict[str, str] | Exception] = {}
+        if len(unknown) == 1:
+            fetched[unknown[0]] = self._form_alone(graph, unknown[0])
+        elif unknown:
+            try:
+                answer = graph.call("GET", (), {"ids": ",".join(unknown), "fields": "questions"})
+            except InvalidParameter:
+                fetched = {form: self._form_alone(graph, form) for form in unknown}
+            else:
+                fetched = {form: questions_of(answer.get(form) or {}) for form in unknown}
+        if len(self.questions) + len(fetched) > QUESTIONS_KEPT:
+            self.questions.clear()
+        self.questions.update({form: known for form, known in fetched.items() if isinstance(known, dict)})
+        return {form: fetched.get(form) or self.questions.get(form) or {} for form in forms}
+
+    @staticmethod
+    def _form_alone(graph: PageGraph, form: str) -> dict[str, str] | Exception:
+        try:
+            return questions_of(graph.call("GET", (form,), {"fields": "questions"}))
+        except ConnectorError as exc:
+            return exc
+
+    @staticmethod
+    def _page(
+        item: Mapping[str, Any] | Exception,
+        page_id: str,
+        forms: Mapping[str, dict[str, str] | Exception],
+        region: str | None,
+    ) -> Page | Exception:
+        if isinstance(item, Exception):
+            return item
+        form = form_of(item)
+        questions = forms.get(form, {}) if form is not None else {}
+        if isinstance(questions, Exception):
+            return questions
+        try:
+            lead = to_lead(item, page_id, questions, region)
         except ValueError as exc:
-            raise PayloadRejected(f"Facebook answered a lead this hub cannot read ({exc})") from exc
+            return PayloadRejected(f"Facebook answered a lead this hub cannot read ({exc})")
         return Page([lead], [], {}, last=False, full=False)
+
+
+def form_of(item: Mapping[str, Any]) -> str | None:
+    return graph_id(item.get("form_id"))
 
 
 WEBHOOK = FacebookLeadsWebhook()

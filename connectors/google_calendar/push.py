@@ -58,7 +58,7 @@ def open_channel(ctx: StreamContext) -> str:
         "token": token,
         "params": {"ttl": str(ttl)},
     }
-    events = api(ctx).events()
+    events = api(ctx, "events")
     calendar = ctx.resource.external_id
     answer = call(ctx, lambda: events.watch(calendarId=calendar, body=body), CHANNEL_DECODER)
     expires = (
@@ -73,7 +73,7 @@ def open_channel(ctx: StreamContext) -> str:
 def stop_channel(ctx: StreamContext, channel_id: str, provider_resource_id: str | None) -> None:
     """channels.stop; a channel Google no longer knows (404) is stopped as far as the hub cares."""
     assert ctx.channels is not None
-    channels = api(ctx).channels()
+    channels = api(ctx, "channels")
     body = {"id": channel_id, "resourceId": provider_resource_id or ""}
     try:
         call(ctx, lambda: channels.stop(body=body), EMPTY_DECODER)

@@ -105,15 +105,16 @@ def call(ctx: StreamContext, make_request: Any, decoder: msgspec.json.Decoder[T]
     return result
 
 
-def api(ctx: StreamContext) -> Any:
-    """The Calendar service; `api_endpoint` replaces the discovery's rootUrl and servicePath both."""
+def api(ctx: StreamContext, name: str) -> Any:
+    """A Calendar resource (`events`, `calendarList`, `channels`), cached per thread; `api_endpoint` replaces the
+    discovery's rootUrl and servicePath both."""
     root = ctx.base_url.rstrip("/") if ctx.base_url else DEFAULT_ROOT
-    return google_api.service("calendar", "v3", f"{root}/calendar/v3/")
+    return google_api.resource("calendar", "v3", f"{root}/calendar/v3/", name)
 
 
 def calendars(ctx: StreamContext) -> list[Resource]:
     """The account's calendar list, every page; the primary calendar is selected when first listed."""
-    listing = api(ctx).calendarList()
+    listing = api(ctx, "calendarList")
     found: list[Resource] = []
     page_token: str | None = None
     while True:
@@ -141,7 +142,7 @@ class GoogleCalendarStream:
         assert context.resource is not None, "a calendar's stream reads one chosen calendar"
         self.context = context
         self.calendar = context.resource.external_id
-        self.events = api(context).events()
+        self.events = api(context, "events")
         settings = context.settings
         self.page_size = int(getattr(settings, "page_size", 250))
         self.days_back = int(getattr(settings, "window_days_back", 365))

@@ -14,7 +14,7 @@ from hub.connections import disconnect, mine, owned, pause_or_resume, remove, re
 from hub.deps import CeleryDep, CurrentUser, SessionDep, SessionsDep, SettingsDep, SyncEngineDep
 from hub.errors import NotFound
 from hub.ratelimits import SyncLimit
-from hub.resources import choose, list_resources
+from hub.resources import choose, choose_parts, list_parts, list_resources
 from hub.views import connection_view
 
 router = APIRouter(prefix="/api/v1")
@@ -117,6 +117,14 @@ class ChoiceIn(BaseModel):
     )
 
 
+class PartsIn(BaseModel):
+    parts: list[str] | None = Field(
+        description="The parts to take within the resource (a Page's form ids); null or every one: all of "
+        "them, including those added later.",
+        max_length=1000,
+    )
+
+
 @router.get("/connections/{connection_id}/capabilities/{capability}/resources", tags=["connections"])
 def get_resources(
     connection_id: uuid.UUID, capability: str, user: CurrentUser, sync_engine: SyncEngineDep, celery: CeleryDep
@@ -138,3 +146,33 @@ def put_resource(
 ) -> dict[str, Any]:
     owner = (user.workspace_id, user.user_id)
     return choose(sync_engine, celery, connection_id, capability, resource_id, body.selected, body.delete_data, owner)
+
+
+@router.get(
+    "/connections/{connection_id}/capabilities/{capability}/resources/{resource_id}/parts", tags=["connections"]
+)
+def get_parts(
+    connection_id: uuid.UUID, capability: str, resource_id: uuid.UUID, user: CurrentUser, sync_engine: SyncEngineDep
+) -> dict[str, Any]:
+    """What a selected resource holds that it may be narrowed to (a Page's forms), listed by the provider,
+    each with whether it is taken."""
+    return list_parts(sync_engine, connection_id, capability, resource_id, (user.workspace_id, user.user_id))
+
+
+@router.put(
+    "/connections/{connection_id}/capabilities/{capability}/resources/{resource_id}/parts", tags=["connections"]
+)
+def put_parts(
+    connection_id: uuid.UUID,
+    capability: str,
+    resource_id: uuid.UUID,
+    body: PartsIn,
+    user: CurrentUser,
+    sync_engine: SyncEngineDep,
+    celery: CeleryDep,
+) -> dict[str, Any]:
+    """Narrow a selected resource to some of its parts (a Page to some of its forms: what the others bring is
+    recorded as ignored), or take all of them again with null."""
+    owner = (user.workspace_id, user.user_id)
+    parts = None if body.parts is None else set(body.parts)
+    return choose_parts(sync_engine, celery, connection_id, capability, resource_id, parts, owner)

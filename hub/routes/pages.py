@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from connectors.registry import capabilities_of, settings_of
+from core.identity import Principal
 from core.models import Connection, Sharing
 from core.settings import Settings
 from hub.connections import (
@@ -29,7 +30,7 @@ from hub.deps import CeleryDep, PageAction, PageSession, SessionDep, SessionsDep
 from hub.errors import Conflict, NotFound
 from hub.pages import render
 from hub.ratelimits import admit
-from hub.resources import choose, chooser_of, list_resources
+from hub.resources import choose, choose_parts, chooser_of, list_parts, list_resources
 from hub.views import connection_view
 from oauth.providers import FORM_PROVIDERS, PROVIDERS, display_name
 from sync import channels, resources
@@ -228,6 +229,11 @@ def resources_page(
     connection = chooser_of(sync_engine, connection_id, capability, (user.workspace_id, user.user_id))
     found = sync_engine.capability(connection, capability)
     noun = found[1].resource_noun if found else "resources"
+    parts: dict[str, list[dict[str, Any]] | str] = {}
+    if found is not None and found[1].parts is not None:
+        for view in listing["resources"]:
+            if view["selected"] and not view["gone"]:
+                parts[view["id"]] = listed_parts(sync_engine, connection_id, capability, view["id"], user)
     return HTMLResponse(
         render(
             "resources.html",
@@ -235,9 +241,23 @@ def resources_page(
             connection=connection,
             listing=listing,
             noun=noun,
+            parts=parts,
+            part_noun=found[1].part_noun if found else "parts",
             display_name=found[1].display_name if found else capability,
         )
     )
+
+
+def listed_parts(
+    sync_engine: SyncEngine, connection_id: uuid.UUID, capability: str, key: str, user: Principal
+) -> list[dict[str, Any]] | str:
+    """A selected resource's parts for the chooser, or why they could not be listed."""
+    try:
+        found = list_parts(sync_engine, connection_id, capability, uuid.UUID(key), (user.workspace_id, user.user_id))
+    except Conflict as exc:
+        return str(exc)
+    listed: list[dict[str, Any]] = found["parts"]
+    return listed
 
 
 @router.post("/connections/{connection_id}/capabilities/{capability}/resources", response_class=RedirectResponse)
@@ -254,8 +274,10 @@ async def choose_from_page(
     (keeping its records)."""
     user = browser.principal
     owner = (user.workspace_id, user.user_id)
-    ticked = set((await request.form()).getlist("resource"))
-    await run_in_threadpool(save_choice, sync_engine, celery, connection_id, capability, ticked, owner)
+    form = await request.form()
+    ticked = {str(value) for value in form.getlist("resource")}
+    narrowed = {str(key): {str(v) for v in form.getlist(f"part:{key}")} for key in form.getlist("parts_of")}
+    await run_in_threadpool(save_choice, sync_engine, celery, connection_id, capability, ticked, owner, narrowed)
     return RedirectResponse("/", status_code=303)
 
 
@@ -266,13 +288,19 @@ def save_choice(
     capability: str,
     ticked: set[str],
     owner: tuple[str, str],
+    narrowed: dict[str, set[str]] | None = None,
 ) -> None:
+    """Select and deselect as ticked; then each selected resource whose parts the page listed takes the parts
+    ticked (all of them when none or every one is)."""
     connection = chooser_of(sync_engine, connection_id, capability, owner)
     with sync_engine.sessions() as session:
         rows = [(row.key, row.selected) for row in resources.listed(session, connection.id, capability)]
     for key, selected in rows:
         if (key in ticked) != selected:
             choose(sync_engine, celery, connection.id, capability, uuid.UUID(key), key in ticked, False, owner)
+    for key, _ in rows:
+        if key in ticked and narrowed is not None and key in narrowed:
+            choose_parts(sync_engine, celery, connection.id, capability, uuid.UUID(key), narrowed[key], owner)
 
 
 @router.post("/connections/{connection_id}/{action}", response_class=RedirectResponse)

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from sandbox.facebook.data import FORM_KINDS, question_body
-from sandbox.facebook.errors import graph_error, invalid_parameter, missing_permission, unknown_object
+from sandbox.facebook.errors import GraphError, graph_error, invalid_parameter, missing_permission, unknown_object
 from sandbox.facebook.graph import Call, CallDep
 from sandbox.facebook.state import DAY, Form, Lead, Page, Subscription, User
 from sandbox.facebook.webhooks import verify_callback
@@ -65,6 +65,7 @@ FORM_FIELDS = frozenset(
         "questions",
     }
 )
+MAX_IDS = 50
 USER_FIELDS = frozenset({"id", "name", "email", "first_name", "last_name"})
 PAGE_FIELDS = frozenset({"id", "name", "category", "link"})
 
@@ -162,29 +163,62 @@ def resolve_node(call: Call, node: str) -> tuple[str, Any]:
     raise unknown_object(node)
 
 
-@router.get("/{node}")
-async def get_node(node: str, call: CallDep) -> Response:
+def node_body(call: Call, node: str) -> dict[str, Any]:
     kind, obj = resolve_node(call, node)
     if kind == "user":
         if obj.id != call.token.user_id:
             raise unknown_object(node)
-        return call.respond(pick(user_values(obj), call.fields(("id", "name"), USER_FIELDS, "User")))
+        return pick(user_values(obj), call.fields(("id", "name"), USER_FIELDS, "User"))
     if kind == "page":
         page_access(call, obj.id)
-        return call.respond(pick(page_values(obj), call.fields(("id", "name"), PAGE_FIELDS, "Page")))
+        return pick(page_values(obj), call.fields(("id", "name"), PAGE_FIELDS, "Page"))
     if kind == "form":
         page_access(call, obj.page_id)
         require(call, "leads_retrieval", 10)
         fields = call.fields(("id", "name", "status", "locale"), FORM_FIELDS, "LeadgenForm")
-        return call.respond(pick(form_values(call, obj), fields))
+        return pick(form_values(call, obj), fields)
     if kind == "lead":
         page_access(call, obj.page_id)
         require(call, "leads_retrieval", 10)
         if obj.created_time < time.time() - call.facebook.settings.lead_retention_days * DAY:
             raise unknown_object(node)
         fields = call.fields(("created_time", "id", "field_data"), LEAD_FIELDS, "Lead")
-        return call.respond(pick(lead_values(obj), fields))
+        return pick(lead_values(obj), fields)
     raise unknown_object(node)
+
+
+def unknown(error: GraphError) -> bool:
+    """Whether a node's error is Graph's "does not exist, or cannot be loaded" (100/33)."""
+    found = json.loads(bytes(error.response.body)).get("error", {})
+    return bool(found.get("code") == 100 and found.get("error_subcode") == 33)
+
+
+@router.get("/")
+async def get_nodes(call: CallDep) -> Response:
+    """Several nodes in one request (`?ids=a,b`), keyed by id; one id Graph cannot load fails the whole request,
+    naming it (https://developers.facebook.com/docs/graph-api/overview#reading, "Multiple ID Read Requests")."""
+    ids = list(dict.fromkeys(parse_list(call.params.get("ids", ""))))
+    if not ids:
+        raise graph_error(100, "(#100) Missing ids or node id", type_="GraphMethodException")
+    if len(ids) > MAX_IDS:
+        raise invalid_parameter(f"Too many IDs. Maximum: {MAX_IDS}. Provided: {len(ids)}.")
+    found: dict[str, Any] = {}
+    missing: list[str] = []
+    for node in ids:
+        try:
+            found[node] = node_body(call, node)
+        except GraphError as error:
+            if not unknown(error):
+                raise
+            missing.append(node)
+    if missing:
+        raise invalid_parameter(f"Some of the aliases you requested do not exist: {','.join(missing)}")
+    return call.respond(found)
+
+
+@router.get("/{node}")
+async def get_node(node: str, call: CallDep) -> Response:
+    return call.respond(node_body(call, node))
 
 
 @router.api_route("/{node}", methods=["POST", "DELETE"])

@@ -60,6 +60,11 @@ class GoogleSettings(BaseModel):
     calendar_short_pages: bool = Field(
         default=False, description="Sandbox-only: Calendar pages hold half of maxResults, as Google may."
     )
+    calendar_omit_sync_token: bool = Field(
+        default=False,
+        description="UNVERIFIED, reported: a full listing's last page carries no nextSyncToken (some parameter "
+        "combinations were said to do this); incremental listings keep theirs.",
+    )
     calendar_channel_default_ttl: float = Field(default=604800, gt=0, description="Seconds a channel lives by default.")
     calendar_channel_max_ttl: float = Field(
         default=604800, gt=0, description="UNVERIFIED: a longer requested channel lifetime is capped to this."

@@ -209,3 +209,35 @@ def test_a_410_runs_a_full_pass_of_that_calendar_only(cal: CalendarHub) -> None:
     finally:
         cal.admin.clear_faults()
     assert throttled["status"] == "succeeded" and throttled["api_calls"] == 2, throttled
+
+
+def test_a_full_pass_without_a_sync_token_fails_and_deletes_nothing(cal: CalendarHub) -> None:
+    account = cal.account()
+    today = datetime.now(UTC).date()
+    for day in (1, 2):
+        cal.admin.calendar.add_event(
+            account,
+            account,
+            {
+                "summary": f"Kept {day}",
+                "start": at(today + timedelta(days=day), 9),
+                "end": at(today + timedelta(days=day), 10),
+            },
+        )
+    browser, connection_id = cal.connect(account)
+    primary = next(r for r in cal.calendars(browser, connection_id).values() if r["selected"])["id"]
+    cal.settled(connection_id, primary, 1)
+    # The reported quirk: Google ends a full listing without a nextSyncToken. The pass cannot follow changes after
+    # it, so it fails instead of keeping a checkpoint it could never use, and reconciles nothing.
+    cal.admin.calendar.expire_sync_tokens(account, account)
+    cal.admin.calendar.settings(calendar_omit_sync_token=True)
+    try:
+        failed = cal.sync(browser, connection_id)[primary]
+    finally:
+        cal.admin.calendar.settings(calendar_omit_sync_token=False)
+    assert (failed["status"], failed["full_sync"], failed["counts"]["deleted"]) == ("failed", True, 0), failed
+    assert "sync token" in failed["error"]
+    assert len(cal.events(browser, connection_id=str(connection_id))) == 2
+    again = cal.sync(browser, connection_id)[primary]
+    assert (again["status"], again["full_sync"]) == ("succeeded", True), again
+    assert len(cal.events(browser, connection_id=str(connection_id))) == 2

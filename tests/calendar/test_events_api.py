@@ -18,6 +18,7 @@ from core.db import transaction
 from core.models import Connection, Sharing
 from crm.events import EVENTS, Attendee, CalendarEvent, EventSink
 from crm.kinds import kind
+from crm.models import EventAttendeeRow, EventRow
 from crm.records import Contact, EmailAddress
 from crm.sink import Owner
 
@@ -183,3 +184,39 @@ def test_a_windowed_full_pass_deletes_only_inside_its_window_and_calendar(sessio
             select(EVENTS.c.resource, EVENTS.c.external_id).where(EVENTS.c.connection_id == mine.id)
         ).all()
     assert sorted(left) == sorted([(first.resource, "old"), (first.resource, "kept"), (other.resource, "inside")])
+
+
+def test_a_first_pass_that_lists_an_event_twice_falls_back_to_the_upsert(sessions: sessionmaker[Session]) -> None:
+    """A fresh calendar's pages are written as new rows without a lookup; an event a later page of the same pass
+    lists again (Google may, when it changes mid-pass) makes that page an upsert: one row, its latest listing,
+    its attendees replaced, nothing doubled."""
+    first = CalendarEvent(
+        "a",
+        summary="Before",
+        start="2026-02-10T10:00:00Z",
+        end="2026-02-10T11:00:00Z",
+        attendees=(Attendee("x@e.com"),),
+    )
+    again = CalendarEvent(
+        "a", summary="After", start="2026-02-10T12:00:00Z", end="2026-02-10T13:00:00Z", attendees=(Attendee("y@e.com"),)
+    )
+    other = CalendarEvent(
+        "b", summary="Other", start="2026-02-11T10:00:00", end="2026-02-11T11:00:00", time_zone="Asia/Tokyo"
+    )
+    with transaction(sessions) as session:
+        owner = Owner.of(connection(session, f"ws-{uuid.uuid4().hex[:8]}", "ada"), str(uuid.uuid4()))
+        written = EventSink(session, owner).apply([first], [], "pass-1", fresh=True)
+        assert (written.created, written.updated) == (1, 0)
+    with transaction(sessions) as session:
+        written = EventSink(session, owner).apply([again, other], [], "pass-1", fresh=True)
+        assert (written.created, written.updated) == (1, 1)
+    with sessions() as session:
+        rows = {
+            row.external_id: row for row in session.scalars(select(EventRow).where(EventRow.resource == owner.resource))
+        }
+        people = session.scalars(select(EventAttendeeRow.email).where(EventAttendeeRow.event_id == rows["a"].id)).all()
+    assert sorted(rows) == ["a", "b"] and rows["a"].summary == "After" and list(people) == ["y@e.com"]
+    assert rows["a"].start_at == datetime(2026, 2, 10, 12, tzinfo=UTC)
+    assert rows["b"].start_at == datetime(2026, 2, 11, 1, tzinfo=UTC), "a time without an offset is read in its zone"
+    assert rows["b"].span_start == rows["b"].start_at and rows["a"].full_pass_id == "pass-1"
+    assert uuid.UUID(str(rows["b"].id)).version == 7

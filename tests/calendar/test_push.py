@@ -10,11 +10,15 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import func, select, update
 
+from connectors.registry import capabilities_of
+from core.identity import issue_token
 from core.models import utcnow
+from hub.app import create_app
 from sync.models import PushChannel, Schedule
+from sync.schedule import interval_seconds
 from tests.calendar.conftest import CalendarHub
 from tests.calendar.test_calendar_sync import at
-from tests.conftest import wait_for
+from tests.conftest import LiveServer, settings_from_env, wait_for
 from tests.signin import csrf_of
 from webhooks.models import WebhookDelivery
 
@@ -177,6 +181,12 @@ def test_a_dropped_notification_arrives_through_the_poll(cal: CalendarHub) -> No
         )
     runs = cal.settled(connection_id, primary, 2)
     assert [run.trigger for run in runs] == ["selected", "schedule"]
+    # The poll stays on as a backstop, four times less often while the channel is live (jitter adds at most half).
+    with cal.hub.sessions() as session:
+        row = session.get_one(Schedule, (connection_id, "calendar", primary))
+        spec, capability = capabilities_of(cal.hub.settings, "google")["calendar"]
+        plain = interval_seconds(cal.hub.settings, spec, capability, row)
+    assert (row.next_run_at - utcnow()).total_seconds() > plain * 2, "polled less often while a channel is live"
     assert added["id"] in {
         s["external_id"] for e in cal.events(browser, connection_id=str(connection_id)) for s in e["sources"]
     }
@@ -197,3 +207,25 @@ def test_the_page_lists_calendars_with_checkboxes(cal: CalendarHub) -> None:
     assert chosen == {primary: False, team: True}
     team_id = next(c["id"] for c in cal.admin.calendar.calendars(account) if c["summary"] == "Team")
     assert [c["calendar_id"] for c in live(cal, account)] == [team_id], "a channel for the ticked one only"
+
+
+def test_an_http_public_url_opens_no_channel_and_the_page_says_polled_only(cal: CalendarHub) -> None:
+    """Channels only to https (Google refuses other addresses): the same hub, its dev setting off, opens none when a
+    calendar is selected, and its settings page says the calendars are polled only. The poll still syncs it."""
+    user = f"strict-{uuid.uuid4().hex[:6]}"
+    account = cal.account()
+    browser, connection_id = cal.connect(account, cal.hub.browser(user=user, workspace="ws-cal"))
+    primary = next(r for r in cal.calendars(browser, connection_id).values() if r["selected"])
+    cal.settled(connection_id, primary["id"], 1)
+    cal.admin.calendar.add_calendar(account, "Team")
+    bearer = {"authorization": f"Bearer {issue_token(cal.hub.jwt_secret, user, 'ws-cal', 600)}"}
+    env = {**cal.hub.env, "SYNCHUB_GOOGLE_CALENDAR__PUSH_ALLOW_HTTP": "false"}
+    with LiveServer(create_app(settings_from_env(env), cal.hub.engine)) as strict:
+        resources = f"{strict.url}/api/v1/connections/{connection_id}/capabilities/calendar/resources"
+        team = next(r["id"] for r in browser.get(resources, headers=bearer).json()["resources"] if r["name"] == "Team")
+        chosen = browser.put(f"{resources}/{team}", json={"selected": True}, headers=bearer)
+        assert chosen.status_code == 200, chosen.text
+        assert [c["calendar_id"] for c in live(cal, account)] == [account], "no channel for the calendar chosen here"
+        assert "polled only" in browser.get(f"{strict.url}/").text
+    assert "polled only" not in browser.get(f"{cal.hub.url}/").text, "the sandbox's http is allowed on the other"
+    assert cal.settled(connection_id, team, 1)[-1].status == "succeeded", "selected and synced, by polling"

@@ -6,6 +6,7 @@ import re
 
 import httpx
 
+from core.identity import issue_token
 from tests.facebook.conftest import CAPABILITY, FacebookHub, forms
 
 
@@ -58,3 +59,23 @@ def test_the_settings_page_chooses_pages_with_checkboxes_and_a_csrf_checked_post
     assert [c["path"] for c in hub.graph_calls(mark) if c["method"] == "DELETE"] == [
         f"/{fb_user['pages'][0]['id']}/subscribed_apps"
     ]
+
+
+def test_erasing_the_user_unsubscribes_their_page_and_revokes_the_grant(facebook_hub: FacebookHub) -> None:
+    hub = facebook_hub
+    fb_user = hub.facebook.user(forms_per_page=1, leads=2, pages=1)
+    page = fb_user["pages"][0]
+    browser = hub.browser(user="page-eraser", workspace="ws-erase-f")
+    connection_id = hub.connect(browser, fb_user["id"])
+    assert hub.backfill(browser, connection_id, page["name"])["status"] == "succeeded"
+    assert len(hub.leads(browser)) == 2
+
+    mark = hub.mark()
+    token = issue_token(hub.jwt_secret, "page-eraser", "ws-erase-f", 600)
+    answer = httpx.delete(f"{hub.url}/api/v1/privacy/me", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["provider_undo"] == "done" and answer.json()["connections"][0]["revoked_at_provider"]
+    deleted = [c["path"] for c in hub.graph_calls(mark) if c["method"] == "DELETE"]
+    assert f"/{page['id']}/subscribed_apps" in deleted, "the Page was unsubscribed"
+    assert any(path.endswith("/me/permissions") for path in deleted), "the grant was revoked"
+    assert hub.leads(browser) == [] and browser.get(f"{hub.url}/api/v1/connections").json()["connections"] == []

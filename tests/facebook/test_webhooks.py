@@ -26,7 +26,7 @@ from hub.app import create_app
 from sandbox.admin_client import SandboxAdmin
 from sync.celery_app import make_celery
 from tests.conftest import ROOT, LiveServer, Worker, clean_environ, free_port, settings_from_env, wait_for
-from tests.facebook.conftest import GOOGLE_CLIENT, VERIFY_TOKEN, Facebook, FacebookHub, facebook_env
+from tests.facebook.conftest import CAPABILITY, GOOGLE_CLIENT, VERIFY_TOKEN, Facebook, FacebookHub, facebook_env, forms
 from tests.resources.test_webhooks import OwnRedis
 from webhooks.models import WebhookDelivery
 
@@ -267,6 +267,19 @@ def test_refused_posts_store_nothing_and_what_no_connection_chose_is_ignored(inb
     assert inbox.landed(lead_ids).count(lead_ids[0]) == 1
 
 
+def test_a_lead_graph_cannot_load_fails_alone_and_the_rest_of_its_batch_lands(inbox: Inbox) -> None:
+    """Graph refuses a whole `?ids=` read for one id it cannot load: the worker then reads each alone."""
+    page = inbox.pages[0]["id"]
+    real = inbox.hub.admin.facebook.add_leads(inbox.form, 2, webhook=False)["leads"]
+    unknown = str(10**15 + secrets.randbelow(10**12))
+    assert inbox.post(body_of(page, [real[0], unknown, real[1]])).status_code == 200
+    found = inbox.settled(keys(page, [*real, unknown]))
+    statuses = {key.split(":")[1]: d.status for key, d in found.items()}
+    assert statuses == {real[0]: "processed", unknown: "failed", real[1]: "processed"}
+    assert "code 100" in (found[f"{page}:{unknown}"].error or "")
+    assert [inbox.landed(real).count(lead) for lead in real] == [1, 1]
+
+
 def test_the_handshake_echoes_the_challenge_for_the_right_token_only(inbox: Inbox) -> None:
     good = {"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": VERIFY_TOKEN}
     answer = httpx.get(inbox.url, params=good)
@@ -333,25 +346,36 @@ def test_with_redis_stopped_webhooks_are_stored_and_the_sweeper_lands_every_lead
 
 
 def test_a_worker_killed_mid_batch_lands_every_lead_once(inbox: Inbox) -> None:
-    page = inbox.pages[0]["id"]
-    inbox.hub.admin.set_faults([{"path_prefix": f"/v25.0/{inbox.form}", "latency_ms": 150}])
-    sent = inbox.hub.admin.facebook.add_leads(inbox.form, 20, flush=True)
-    lead_ids = sent["leads"]
-    wait_for(lambda: len(set(lead_ids) & set(inbox.lead_ids())) >= 2, timeout=60, what="the batch to be under way")
-    inbox.worker.stop(signal.SIGKILL)
-    inbox.hub.admin.clear_faults()
-    assert "pending" in {d.status for d in inbox.deliveries(keys(page, lead_ids)).values()}
+    """One POST of 10 leads on each of two chosen Pages: the worker claims all 20 and writes them a Page at a
+    time (one Graph request and one commit each), and is killed after the first Page's commit, while it fetches
+    the second's."""
+    first, second = inbox.pages[0], inbox.pages[1]
+    leads = {
+        page["id"]: inbox.hub.admin.facebook.add_leads(str(page["forms"][0]["id"]), 10, webhook=False)["leads"]
+        for page in (first, second)
+    }
+    entries = [json.loads(body_of(page, ids))["entry"][0] for page, ids in leads.items()]
+    inbox.idle()
+    inbox.hub.admin.set_faults([{"path_prefix": "/", "latency_ms": 1500}])  # every Graph call
+    try:
+        assert inbox.post(json.dumps({"object": "page", "entry": entries}).encode()).status_code == 200
+        wait_for(lambda: set(leads[first["id"]]) <= set(inbox.lead_ids()), timeout=60, what="the first Page's leads")
+        inbox.worker.stop(signal.SIGKILL)
+    finally:
+        inbox.hub.admin.clear_faults()
+    all_keys = [key for page, ids in leads.items() for key in keys(page, ids)]
+    assert {d.status for d in inbox.deliveries(keys(second["id"], leads[second["id"]])).values()} == {"pending"}
 
     inbox.worker = Worker(inbox.hub.env, queues=QUEUES, concurrency=2).start()
 
     def swept() -> bool:
         inbox.sweep()
-        return all(d.status != "pending" for d in inbox.deliveries(keys(page, lead_ids)).values())
+        return all(d.status != "pending" for d in inbox.deliveries(all_keys).values())
 
     wait_for(swept, timeout=60, interval=1.0, what="the sweeper to hand the batch to the new worker")
-    assert {d.status for d in inbox.deliveries(keys(page, lead_ids)).values()} == {"processed"}
+    assert {d.status for d in inbox.deliveries(all_keys).values()} == {"processed"}
     found = inbox.lead_ids()
-    assert [found.count(i) for i in lead_ids] == [1] * 20
+    assert [found.count(i) for ids in leads.values() for i in ids] == [1] * 20
 
 
 def test_a_webhook_meta_drops_lands_through_the_poll(inbox: Inbox) -> None:
@@ -393,3 +417,54 @@ def test_a_deselected_pages_later_webhooks_are_ignored(inbox: Inbox) -> None:
     done = inbox.settled(keys(page["id"], [late]))
     assert (done[f"{page['id']}:{late}"].status, done[f"{page['id']}:{late}"].routed) == ("ignored", 0)
     assert late not in inbox.lead_ids()
+
+
+def test_forms_chosen_within_a_page_take_their_leads_and_the_unchosen_forms_leads_are_ignored(inbox: Inbox) -> None:
+    """The chooser page lists a chosen Page's forms, a checkbox each; with one unticked, that form's leads are
+    recorded as ignored in the inbox (which `synchub webhooks list --status ignored` shows), whether the webhook
+    names the form or not, and the poll does not read it, while the ticked form's leads land."""
+    page = inbox.pages[0]
+    browser = inbox.hub.browser(user="webhooks")  # signed in afresh: this module stops Redis, where sessions live
+    kept = str(page["forms"][0]["id"])
+    other = inbox.hub.admin.facebook.add_form(page["id"], "Unchosen form")
+    resources = inbox.hub.pages(browser, inbox.connection_id)
+    chosen = [r["id"] for r in resources.values() if r["selected"]]
+    resource = resources[page["name"]]["id"]
+    link = f"/connections/{inbox.connection_id}/capabilities/{CAPABILITY}/resources"
+    chooser = browser.get(inbox.hub.url + link)
+    assert chooser.status_code == 200, chooser.text
+    (form,) = forms(chooser)
+    assert {kept, other} <= set(form.boxes(f"part:{resource}")), chooser.text  # and any other test's form
+    assert "Unchosen form</label>" in chooser.text
+    data = {
+        "csrf_token": form.hidden()["csrf_token"],
+        "resource": chosen,
+        "parts_of": [resource],
+        f"part:{resource}": [kept],
+    }
+    try:
+        saved = browser.post(inbox.hub.url + form.action, data=data)
+        assert saved.status_code == 303, saved.text
+        assert inbox.hub.pages(browser, inbox.connection_id)[page["name"]]["parts"] == [kept]
+        again = browser.get(inbox.hub.url + link).text
+        assert f'name="part:{resource}" value="{kept}" checked>' in again
+        assert f'name="part:{resource}" value="{other}">' in again
+
+        wanted = inbox.hub.admin.facebook.add_leads(kept, 1, flush=True)["leads"]
+        unwanted = inbox.hub.admin.facebook.add_leads(other, 1, flush=True)["leads"]  # the webhook names its form
+        unnamed = inbox.hub.admin.facebook.add_leads(other, 1, webhook=False)["leads"]
+        assert inbox.post(body_of(page["id"], unnamed)).status_code == 200  # no form_id: known once fetched
+        found = inbox.settled(keys(page["id"], wanted + unwanted + unnamed))
+        statuses = {key.split(":")[1]: d.status for key, d in found.items()}
+        assert statuses == {wanted[0]: "processed", unwanted[0]: "ignored", unnamed[0]: "ignored"}
+        landed = inbox.landed(wanted)
+        assert not set(unwanted + unnamed) & set(landed)
+
+        mark = inbox.hub.mark()
+        inbox.sync_now()
+        read = [c["path"] for c in inbox.hub.graph_calls(mark) if c["path"].endswith("/leads")]
+        assert f"/{kept}/leads" in read and f"/{other}/leads" not in read, read
+        assert not set(unwanted + unnamed) & set(inbox.lead_ids())
+    finally:
+        url = inbox.hub.resources_url(inbox.connection_id, resource) + "/parts"
+        assert browser.put(url, json={"parts": None}).status_code == 200

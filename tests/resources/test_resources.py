@@ -17,7 +17,7 @@ from sqlalchemy import select
 from connectors.registry import available
 from core.models import utcnow
 from sync.celery_app import make_celery
-from sync.dispatch import hand_over
+from sync.dispatch import hand_over, hand_over_batches
 from sync.models import Checkpoint, ConnectionResource, Schedule, SyncRun
 from sync.runtime import Runtime
 from sync.schedule import tick
@@ -195,7 +195,7 @@ def test_a_burst_of_requests_for_one_book_with_not_before_becomes_one_run(books:
 
     def ticked(run_id: uuid.UUID) -> bool:
         """Whether beat's tick hands the run to the workers now."""
-        tick(hub.sessions, hub.settings, engine.request, lambda r: hand_over(hub.sessions, celery, r), engine.worked_on)
+        tick(hub.sessions, hub.settings, lambda r, at: hand_over_batches(hub.sessions, celery, r, at), engine.worked_on)
         with hub.sessions() as session:
             return session.get_one(SyncRun, run_id).enqueued_at is not None
 

@@ -207,6 +207,26 @@ def test_a_lead_is_read_with_its_fields_and_its_messy_answers(facebook: Facebook
     assert any(not v.isascii() for v in values), "unicode"
 
 
+def test_several_leads_are_read_in_one_request_keyed_by_id_and_one_unknown_id_refuses_them_all(
+    facebook: Facebook,
+) -> None:
+    page_id, form_id = first_form(facebook)
+    token = facebook.token()["page_tokens"][page_id]
+    ids = [lead["id"] for lead in LeadgenForm(form_id, api=sdk_api(facebook.url, token)).get_leads()][:3]
+    fields = ",".join(LEAD_FIELDS)
+
+    found = facebook.graph.ok("GET", "/", token, ids=",".join(ids), fields=fields)
+    missing = error_of(facebook.graph.get("/", token, ids=",".join([*ids, "999"]), fields=fields))
+    too_many = error_of(facebook.graph.get("/", token, ids=",".join(str(10**9 + n) for n in range(51))))
+    unproved = error_of(facebook.graph.get("/", token, ids=ids[0], with_proof=False))
+
+    assert list(found) == ids and all(found[i]["id"] == i and found[i]["form_id"] == form_id for i in ids)
+    assert found[ids[0]]["field_data"], found
+    assert (missing["code"], missing["message"]) == (100, "(#100) Some of the aliases you requested do not exist: 999")
+    assert too_many["code"] == 100 and "Maximum: 50" in too_many["message"]
+    assert unproved["code"] == 100 and "appsecret_proof" in unproved["message"]
+
+
 def test_leads_need_leads_retrieval(facebook: Facebook) -> None:
     tokens = facebook.token(["pages_show_list", "pages_manage_metadata"], declined=["leads_retrieval"])
     page_id, form_id = first_form(facebook)
