@@ -27,7 +27,7 @@ from sync.chooser import undo_all
 from sync.dispatch import hand_over_unsent
 from sync.engine import SyncEngine
 from sync.models import ACTIVE_STATUSES, NO_RESOURCE, RunStatus, SyncRun
-from sync.retention import cancelled
+from sync.retention import ERASED_WITH_CONNECTION, cancelled
 from token_vault.fresh import ACCESS, REFRESH
 from token_vault.models import SealedCredential
 from token_vault.vault import Vault, key_ring
@@ -314,3 +314,16 @@ def set_sharing(
             connection.sharing = sharing.value
             audit(session, connection, owner[1], "connection.sharing_changed", sharing=sharing.value)
         return connection.sharing
+
+
+def remove(sessions: sessionmaker[Session], connection_id: uuid.UUID, owner: tuple[str, str]) -> dict[str, Any]:
+    """Take a disconnected connection off the list: erase everything it kept (records, history) and the
+    connection itself, as the retention window would at its end. A connection not disconnected refuses (409)."""
+    with transaction(sessions) as session:
+        connection = owned(session, connection_id, *owner, lock=True)
+        if connection.status != ConnectionStatus.DISCONNECTED.value:
+            raise Conflict("disconnect the account first; only a disconnected account can be removed")
+        erased = erase_connection(session, Base.metadata, connection.id, ERASED_WITH_CONNECTION)
+        audit(session, connection, owner[1], "connection.removed", records_deleted=counted(erased, Role.RECORDS))
+        session.delete(connection)
+        return {"id": str(connection_id), "removed": True, "records_deleted": counted(erased, Role.RECORDS)}

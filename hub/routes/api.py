@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from core.models import Sharing
 from core.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS
-from hub.connections import disconnect, mine, owned, pause_or_resume, request_syncs, set_interval, set_sharing
+from hub.connections import disconnect, mine, owned, pause_or_resume, remove, request_syncs, set_interval, set_sharing
 from hub.deps import CeleryDep, CurrentUser, SessionDep, SessionsDep, SettingsDep, SyncEngineDep
 from hub.errors import NotFound
 from hub.ratelimits import SyncLimit
@@ -45,6 +45,13 @@ def delete_connection(
     connection_id: uuid.UUID, user: CurrentUser, sync_engine: SyncEngineDep, delete_data: bool = False
 ) -> dict[str, Any]:
     return disconnect(sync_engine, connection_id, user.user_id, user.workspace_id, delete_data)
+
+
+@router.post("/connections/{connection_id}/remove", tags=["connections"])
+def remove_connection(connection_id: uuid.UUID, user: CurrentUser, sessions: SessionsDep) -> dict[str, Any]:
+    """Take a disconnected connection off the list, erasing whatever was kept of it (its records and sync
+    history). A connection that is not disconnected answers 409: disconnect it first."""
+    return remove(sessions, connection_id, (user.workspace_id, user.user_id))
 
 
 @router.post("/connections/{connection_id}/sync", tags=["connections"], dependencies=[SyncLimit])

@@ -3,29 +3,40 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any, Literal
 
 from celery import Celery
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from connectors.registry import capabilities_of, settings_of
 from core.identity import Principal
-from core.models import Connection
+from core.models import Connection, Sharing
 from core.settings import Settings
-from hub.connections import disconnect, mine, pause_or_resume
-from hub.deps import CeleryDep, PageAction, PageSession, SessionDep, SettingsDep, SyncEngineDep
-from hub.errors import Conflict
+from hub.connections import (
+    disconnect,
+    mine,
+    owned,
+    pause_or_resume,
+    remove,
+    request_syncs,
+    set_interval,
+    set_sharing,
+)
+from hub.deps import CeleryDep, PageAction, PageSession, SessionDep, SessionsDep, SettingsDep, SyncEngineDep
+from hub.errors import Conflict, NotFound
 from hub.pages import render
+from hub.ratelimits import admit
 from hub.resources import choose, choose_parts, chooser_of, list_parts, list_resources
 from hub.views import connection_view
 from oauth.providers import FORM_PROVIDERS, PROVIDERS, display_name
 from sync import channels, resources
 from sync.engine import SyncEngine
 
-router = APIRouter(tags=["pages"])
+router = APIRouter(tags=["pages"], include_in_schema=False)  # the page's own forms are not the API
 
 
 def choosers(session: Session, settings: Settings, connection: Connection) -> list[dict[str, Any]]:
@@ -54,20 +65,46 @@ def choosers(session: Session, settings: Settings, connection: Connection) -> li
     return found
 
 
+def banner(views: list[dict[str, Any]], connected: str | None) -> dict[str, Any] | None:
+    """After connecting: what was connected, and what will sync (or waits for a choice, or was not granted)."""
+    view = next((v for v in views if v["id"] == connected), None)
+    if view is None:
+        return None
+    enabled = [c for c in view["capabilities"] if c["enabled"]]
+    return {
+        "account": view["account_email"] or "the account",
+        "provider": view["provider_name"],
+        "syncing": [
+            c["display_name"].lower()
+            for c in enabled
+            if c["state"] == "ok" and (c["chooser"] is None or c["chooser"]["selected"])
+        ],
+        "waiting": [
+            c["display_name"] for c in enabled if c["state"] == "ok" and c["chooser"] and not c["chooser"]["selected"]
+        ],
+        "not_granted": [c["display_name"].lower() for c in enabled if c["state"] == "grant_access"],
+        "first": any(c["current_run"] for c in enabled),
+    }
+
+
+def page_view(session: Session, settings: Settings, row: Connection) -> dict[str, Any]:
+    view = connection_view(session, settings, row)
+    kept_until = row.disconnected_at + timedelta(days=settings.retention_days) if row.disconnected_at else None
+    return {
+        **view,
+        "choosers": choosers(session, settings, row),
+        "provider_name": display_name(row.auth_provider),
+        "records_total": sum(view["records"].values()),
+        "kept_until": kept_until,
+    }
+
+
 @router.get("/", response_class=HTMLResponse)
-def settings_page(browser: PageSession, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+def settings_page(
+    browser: PageSession, session: SessionDep, settings: SettingsDep, connected: str | None = None
+) -> HTMLResponse:
     user = browser.principal
-    connections = [
-        {
-            **connection_view(session, settings, row),
-            "choosers": choosers(session, settings, row),
-            "provider_name": display_name(row.auth_provider),
-            "reconnect_prompt": FORM_PROVIDERS[row.auth_provider].reconnect_prompt
-            if row.auth_provider in FORM_PROVIDERS
-            else None,
-        }
-        for row in mine(session, user)
-    ]
+    connections = [page_view(session, settings, row) for row in mine(session, user)]
     providers = [
         {"slug": name, "label": f"Connect {config.display_name}"}
         for name, config in PROVIDERS.items()
@@ -76,14 +113,109 @@ def settings_page(browser: PageSession, session: SessionDep, settings: SettingsD
         {"slug": name, "label": form.title} for name, form in FORM_PROVIDERS.items() if capabilities_of(settings, name)
     ]
     return HTMLResponse(
-        render("settings.html", user=user, csrf_token=browser.csrf_token, connections=connections, providers=providers)
+        render(
+            "settings.html",
+            user=user,
+            csrf_token=browser.csrf_token,
+            connections=connections,
+            providers=providers,
+            banner=banner(connections, connected),
+            intervals=INTERVALS,
+        )
+    )
+
+
+@router.post("/connections/{connection_id}/capabilities/{capability}/sync", response_class=RedirectResponse)
+def sync_from_page(
+    connection_id: uuid.UUID,
+    capability: str,
+    request: Request,
+    browser: PageAction,
+    session: SessionDep,
+    sync_engine: SyncEngineDep,
+    celery: CeleryDep,
+) -> Response:
+    """The page's "Sync now" for one capability (the API's sync now, from the page's form)."""
+    user = browser.principal
+    admit(request, "sync", user)
+    connection = owned(session, connection_id, user.workspace_id, user.user_id)
+    if capability not in connection.capabilities:
+        raise NotFound(f"capability {capability} of connection {connection_id}")
+    session.close()
+    request_syncs(sync_engine, celery, connection_id, [capability], trigger="manual")
+    return RedirectResponse(f"/#connection-{connection_id}", status_code=303)
+
+
+INTERVALS = (300, 900, 3600, 21600, 86400)
+"""The page's choices of how often a capability syncs (the API takes any value in its range)."""
+
+
+@router.post("/connections/{connection_id}/capabilities/{capability}/schedule", response_class=RedirectResponse)
+def schedule_from_page(
+    connection_id: uuid.UUID,
+    capability: str,
+    browser: PageAction,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    interval: str = Form(""),
+) -> Response:
+    """How often a capability syncs: one of `INTERVALS`, or empty for the deployment's own."""
+    seconds = int(interval) if interval.isdigit() else None
+    if interval and seconds not in INTERVALS:
+        raise Conflict("choose one of the offered intervals")
+    user = browser.principal
+    set_interval(settings, sessions, connection_id, capability, seconds, (user.workspace_id, user.user_id))
+    return RedirectResponse(f"/#connection-{connection_id}", status_code=303)
+
+
+@router.post("/connections/{connection_id}/sharing", response_class=RedirectResponse)
+def sharing_from_page(
+    connection_id: uuid.UUID, browser: PageAction, sessions: SessionsDep, sharing: str = Form(...)
+) -> Response:
+    """Who reads the account's records: only its owner, or everyone in the workspace."""
+    try:
+        chosen = Sharing(sharing)
+    except ValueError as exc:
+        raise Conflict("choose who can see the records: only you, or everyone in the workspace") from exc
+    user = browser.principal
+    set_sharing(sessions, connection_id, chosen, (user.workspace_id, user.user_id))
+    return RedirectResponse(f"/#connection-{connection_id}", status_code=303)
+
+
+@router.get("/connections/{connection_id}/disconnect", response_class=HTMLResponse)
+def disconnect_page(
+    connection_id: uuid.UUID, browser: PageSession, session: SessionDep, settings: SettingsDep
+) -> HTMLResponse:
+    """The confirmation: keep the synced data (for the retention window) or delete it now."""
+    user = browser.principal
+    row = owned(session, connection_id, user.workspace_id, user.user_id)
+    view = page_view(session, settings, row)
+    return HTMLResponse(
+        render(
+            "disconnect.html",
+            csrf_token=browser.csrf_token,
+            c=view,
+            retention_days=settings.retention_days,
+        )
     )
 
 
 @router.post("/connections/{connection_id}/disconnect", response_class=RedirectResponse)
-def disconnect_from_page(connection_id: uuid.UUID, browser: PageAction, sync_engine: SyncEngineDep) -> Response:
+def disconnect_from_page(
+    connection_id: uuid.UUID, browser: PageAction, sync_engine: SyncEngineDep, data: str = Form("keep")
+) -> Response:
+    """The confirmation's answer: `data` is `keep` or `delete`."""
+    if data not in ("keep", "delete"):
+        raise Conflict("choose whether to keep or delete the synced data")
     user = browser.principal
-    disconnect(sync_engine, connection_id, user.user_id, user.workspace_id, delete_data=False)
+    disconnect(sync_engine, connection_id, user.user_id, user.workspace_id, delete_data=data == "delete")
+    return RedirectResponse(f"/#connection-{connection_id}", status_code=303)
+
+
+@router.post("/connections/{connection_id}/remove", response_class=RedirectResponse)
+def remove_from_page(connection_id: uuid.UUID, browser: PageAction, sync_engine: SyncEngineDep) -> Response:
+    user = browser.principal
+    remove(sync_engine.sessions, connection_id, (user.workspace_id, user.user_id))
     return RedirectResponse("/", status_code=303)
 
 
