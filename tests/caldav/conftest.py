@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import secrets
-import signal
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -10,13 +7,10 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from core.db import make_engine, session_factory
-from hub.app import create_app
 from sandbox.admin_client import SandboxAdmin
 from tests.caldav.servers import SERVERS, CalDAVServer, running
 from tests.calendar.conftest import CalendarHub
-from tests.conftest import LiveServer, Worker, free_port, settings_from_env
-from tests.google.conftest import GoogleHub, admin, google_env, sandbox_url
+from tests.google.conftest import GoogleHub, admin, running_google_hub, sandbox_url
 
 __all__ = ["admin", "sandbox_url"]
 
@@ -58,19 +52,7 @@ def caldav_hub(
 ) -> Iterator[CalendarHub]:
     """One hub (API in this process) and a real worker for the package, with CalDAV and Google Calendar enabled
     (the sandbox plays Google, for the meeting seen through both)."""
-    port = free_port()
-    client_id, client_secret = f"synchub-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(24)
-    admin.register_client(client_id, client_secret, [f"http://127.0.0.1:{port}/oauth/google/callback"])
-    env = {**google_env(hub_env, sandbox_url, port, client_id, client_secret), **CALDAV_HUB_ENV}
-    settings = settings_from_env(env)
-    engine = make_engine(settings.database_url)
-    worker = Worker(env, queues="webhooks,sync,maintenance", concurrency=2).start()
-    with LiveServer(create_app(settings, engine), port=port) as server:
-        hub = ClosingHub(
-            server.url, env, settings, admin, client_id, client_secret, engine, session_factory(engine), jwt_secret
-        )
+    with running_google_hub(hub_env, sandbox_url, admin, jwt_secret, CALDAV_HUB_ENV, hub_class=ClosingHub) as hub:
         yield CalendarHub(hub)
         for browser in ClosingHub.opened:
             browser.close()
-    worker.stop(signal.SIGKILL)
-    engine.dispose()

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import secrets
-import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,12 +12,17 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from core.db import make_engine, session_factory
-from hub.app import create_app
 from sandbox.admin_client import SandboxAdmin
 from sync.models import SyncRun
-from tests.conftest import Beat, LiveServer, Worker, free_port, settings_from_env, wait_for
-from tests.google.conftest import CONTACTS_SCOPE, GoogleHub, admin, google_env, new_account, sandbox_url
+from tests.conftest import wait_for
+from tests.google.conftest import (
+    CONTACTS_SCOPE,
+    GoogleHub,
+    admin,
+    new_account,
+    running_google_hub,
+    sandbox_url,
+)
 
 __all__ = ["admin", "sandbox_url"]
 
@@ -127,21 +130,8 @@ class CalendarHub:
 @pytest.fixture(scope="package")
 def cal(hub_env: dict[str, str], sandbox_url: str, admin: SandboxAdmin, jwt_secret: str) -> Iterator[CalendarHub]:
     """One hub, worker and beat for the whole package (each costs seconds to start and stop)."""
-    port = free_port()
-    client_id, client_secret = f"synchub-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(24)
-    admin.register_client(client_id, client_secret, [f"http://127.0.0.1:{port}/oauth/google/callback"])
-    env = {**google_env(hub_env, sandbox_url, port, client_id, client_secret), **CALENDAR_ENV}
-    settings = settings_from_env(env)
-    engine = make_engine(settings.database_url)
-    processes = [Worker(env, queues="webhooks,sync,maintenance", concurrency=2).start(), Beat(env).start()]
-    with LiveServer(create_app(settings, engine), port=port) as server:
-        hub = GoogleHub(
-            server.url, env, settings, admin, client_id, client_secret, engine, session_factory(engine), jwt_secret
-        )
+    with running_google_hub(hub_env, sandbox_url, admin, jwt_secret, CALENDAR_ENV, beat=True) as hub:
         yield CalendarHub(hub)
-    for process in processes:
-        process.stop(signal.SIGKILL)  # nothing to finish: a graceful stop waited seconds for held countdowns
-    engine.dispose()
 
 
 __all__ += ["CALENDAR_EVENTS", "CALENDAR_LIST", "CONTACTS_SCOPE", "cal"]

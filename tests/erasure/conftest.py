@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,14 +16,11 @@ from sqlalchemy import JSON, String, Table, Text, cast, func, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 from typer.testing import CliRunner, Result
 
-from core.db import make_engine, session_factory
 from core.identity import issue_token
-from hub.app import create_app
 from migrations import target_metadata
 from sandbox.admin_client import SandboxAdmin
 from tests.calendar.conftest import CALENDAR_ENV, CalendarHub
-from tests.conftest import Beat, LiveServer, Worker, free_port, settings_from_env
-from tests.google.conftest import GoogleHub, admin, google_env, sandbox_url
+from tests.google.conftest import admin, running_google_hub, sandbox_url
 
 __all__ = ["admin", "sandbox_url"]
 
@@ -145,18 +141,5 @@ def tables_with_owner_columns() -> set[str]:
 
 @pytest.fixture(scope="package")
 def privacy(hub_env: dict[str, str], sandbox_url: str, admin: SandboxAdmin, jwt_secret: str) -> Iterator[PrivacyHub]:
-    port = free_port()
-    client_id, client_secret = f"synchub-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(24)
-    admin.register_client(client_id, client_secret, [f"http://127.0.0.1:{port}/oauth/google/callback"])
-    env = {**google_env(hub_env, sandbox_url, port, client_id, client_secret), **PRIVACY_ENV}
-    settings = settings_from_env(env)
-    engine = make_engine(settings.database_url)
-    processes = [Worker(env, queues="webhooks,sync,maintenance", concurrency=2).start(), Beat(env).start()]
-    with LiveServer(create_app(settings, engine), port=port) as server:
-        hub = GoogleHub(
-            server.url, env, settings, admin, client_id, client_secret, engine, session_factory(engine), jwt_secret
-        )
+    with running_google_hub(hub_env, sandbox_url, admin, jwt_secret, PRIVACY_ENV, beat=True) as hub:
         yield PrivacyHub(hub)
-    for process in processes:
-        process.stop(signal.SIGKILL)
-    engine.dispose()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+import signal
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +23,7 @@ from sandbox.admin_client import SandboxAdmin
 from sandbox.process import running_sandbox
 from sync.models import SyncRun
 from tests import signin
-from tests.conftest import LiveServer, Worker, free_port, settings_from_env, wait_for
+from tests.conftest import Beat, LiveServer, Worker, free_port, settings_from_env, wait_for
 from tests.sandbox.browser import authorize
 
 CONTACTS_SCOPE = "https://www.googleapis.com/auth/contacts.readonly"
@@ -192,6 +194,38 @@ def google_env(
         "SYNCHUB_CELERY__UNACKED_RESTORE_INTERVAL": "1",
         "SYNCHUB_CELERY__UNACKED_RESTORE_THROTTLE": "1",
     }
+
+
+@contextmanager
+def running_google_hub(
+    hub_env: dict[str, str],
+    sandbox_url: str,
+    admin: SandboxAdmin,
+    jwt_secret: str,
+    overrides: dict[str, str],
+    beat: bool = False,
+    hub_class: type[GoogleHub] = GoogleHub,
+) -> Iterator[GoogleHub]:
+    """A hub wired to the sandbox for a whole package: its API in this process, a real worker on every queue and,
+    if asked, beat; each costs seconds to start and stop, so a package shares one."""
+    port = free_port()
+    client_id, client_secret = f"synchub-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(24)
+    admin.register_client(client_id, client_secret, [f"http://127.0.0.1:{port}/oauth/google/callback"])
+    env = {**google_env(hub_env, sandbox_url, port, client_id, client_secret), **overrides}
+    settings = settings_from_env(env)
+    engine = make_engine(settings.database_url)
+    processes = [Worker(env, queues="webhooks,sync,maintenance", concurrency=2).start()]
+    if beat:
+        processes.append(Beat(env).start())
+    try:
+        with LiveServer(create_app(settings, engine), port=port) as server:
+            yield hub_class(
+                server.url, env, settings, admin, client_id, client_secret, engine, session_factory(engine), jwt_secret
+            )
+    finally:
+        for process in processes:
+            process.stop(signal.SIGKILL)  # nothing to finish: a graceful stop waits seconds for held countdowns
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")
