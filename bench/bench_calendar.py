@@ -27,7 +27,7 @@ database SYNCHUB_TEST_REDIS_DB, default 14, is used and flushed): give it a Redi
 one database take each other's tasks. BENCH_WORKER_LOG=file keeps the worker's log.
 
     python bench/bench_calendar.py           # 10,000 events, 3 repeats, 20 notifications
-    python bench/bench_calendar.py --small   # 1,000 events, 3 repeats, 3 notifications
+    python bench/bench_calendar.py --small   # 1,000 events, 1 repeat, 2 notifications
 """
 
 from __future__ import annotations
@@ -456,10 +456,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--notifications", type=int, default=20)
-    parser.add_argument("--small", action="store_true", help="1,000 events, 3 repeats, 3 notifications")
+    parser.add_argument("--small", action="store_true", help="1,000 events, 1 repeat, 2 notifications")
     args = parser.parse_args()
     if args.small:
-        args.events, args.notifications = 1000, 3
+        args.events, args.repeats, args.notifications = 1000, 1, 2
     sys.exit(run(args))
 
 
