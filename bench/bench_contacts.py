@@ -25,7 +25,6 @@ import time
 import uuid
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from connectors.base import StreamContext  # noqa: E402
 from connectors.google_contacts.stream import PERSON_FIELDS, GoogleContactsStream  # noqa: E402
 from core.db import make_engine, session_factory, transaction  # noqa: E402
 from core.errors import SecretMissing  # noqa: E402
-from core.models import Connection, utcnow  # noqa: E402
+from core.models import utcnow  # noqa: E402
 from core.settings import load_settings, normalise_database_url  # noqa: E402
 from crm.contacts import _content, addresses, encode_json  # noqa: E402
 from crm.models import ContactRow  # noqa: E402
@@ -54,9 +53,10 @@ from sync.celery_app import make_celery  # noqa: E402
 from sync.models import SyncRun  # noqa: E402
 from sync.runtime import Runtime  # noqa: E402
 from sync.wiring import build_engine  # noqa: E402
+from tests.google.sealed import CONTACTS_READONLY, sealed_contacts_connection  # noqa: E402
 from token_vault.vault import Vault, key_ring  # noqa: E402
 
-SCOPE = "https://www.googleapis.com/auth/contacts.readonly"
+SCOPE = CONTACTS_READONLY
 PAGE = 1000
 REDIS_DB = int(os.environ.get("SYNCHUB_TEST_REDIS_DB", "14"))
 
@@ -319,18 +319,7 @@ def make_connection(env: dict[str, str], admin: SandboxAdmin, account: str, clie
     tokens = admin.mint_tokens(account, client_id, [SCOPE])
     vault = Vault(key_ring(settings.vault))
     with transaction(session_factory(engine)) as session:
-        connection = Connection(
-            workspace_id="bench",
-            user_id=user,
-            auth_provider="google",
-            provider_account_id=account,
-            granted_scopes=[SCOPE],
-            capabilities=["contacts"],
-        )
-        session.add(connection)
-        session.flush()
-        vault.store(session, connection, "access_token", tokens["access_token"], utcnow() + timedelta(hours=1))
-        vault.store(session, connection, "refresh_token", tokens["refresh_token"])
+        connection = sealed_contacts_connection(session, vault, tokens, workspace="bench", user=user, account=account)
         connection_id = connection.id
     engine.dispose()
     return connection_id

@@ -61,13 +61,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_contacts import SCOPE, database, hub_env  # noqa: E402
 
 from core.db import make_engine, session_factory, transaction  # noqa: E402
-from core.models import Connection, utcnow  # noqa: E402
+from core.models import utcnow  # noqa: E402
 from core.settings import load_settings  # noqa: E402
 from sandbox.admin_client import SandboxAdmin  # noqa: E402
 from sandbox.process import running_sandbox  # noqa: E402
 from sync.celery_app import make_celery  # noqa: E402
-from sync.models import Schedule  # noqa: E402
 from sync.throttle import Bucket  # noqa: E402
+from tests.google.sealed import sealed_contacts_connection  # noqa: E402
 from tests.servers import kill_group, running_redis, spawn  # noqa: E402
 from token_vault.vault import Vault, key_ring  # noqa: E402
 
@@ -391,19 +391,16 @@ def create_connections(env: dict[str, str], admin: SandboxAdmin, account: str, c
     ids = []
     with transaction(session_factory(engine)) as session:
         for i in range(n):
-            connection = Connection(
-                workspace_id="bench",
-                user_id=f"fleet-{i}",
-                auth_provider="google",
-                provider_account_id=account,
-                granted_scopes=[SCOPE],
-                capabilities=["contacts"],
+            connection = sealed_contacts_connection(
+                session,
+                vault,
+                tokens,
+                workspace="bench",
+                user=f"fleet-{i}",
+                account=account,
+                valid_for=dt.timedelta(hours=2),
+                scheduled=True,
             )
-            session.add(connection)
-            session.flush()
-            vault.store(session, connection, "access_token", tokens["access_token"], utcnow() + dt.timedelta(hours=2))
-            vault.store(session, connection, "refresh_token", tokens["refresh_token"])
-            session.add(Schedule(connection_id=connection.id, capability="contacts", next_run_at=utcnow()))
             ids.append(connection.id)
     engine.dispose()
     return ids

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import secrets
 import subprocess
@@ -12,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,6 +41,28 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextmanager
+def logs_captured(skip: Callable[[logging.LogRecord], bool] | None = None) -> Iterator[list[str]]:
+    """Every log record of this process while the block runs (the hub's API runs in it), each with its extra fields,
+    at DEBUG: where a test looks for a secret that must never be logged. `skip` leaves out the records it names."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if skip is None or not skip(record):
+                lines.append(f"{record.getMessage()} {record.__dict__!r}")
+
+    handler, root = Keep(logging.DEBUG), logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield lines
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
 
 
 @pytest.fixture(scope="session")

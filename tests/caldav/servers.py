@@ -6,9 +6,11 @@ on the server, as a user does at iCloud or Fastmail when they revoke an app pass
 
 from __future__ import annotations
 
+import abc
 import base64
 import hashlib
 import http.client
+import os
 import signal
 import subprocess
 import sys
@@ -23,7 +25,7 @@ from tests.servers import free_port, kill_group, spawn
 FRONT = Path(__file__).with_name("xandikos_front.py")
 
 
-class CalDAVServer:
+class CalDAVServer(abc.ABC):
     """A CalDAV server for one user: `url` is its root, where discovery starts."""
 
     name = ""
@@ -38,18 +40,19 @@ class CalDAVServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def argv(self) -> list[str]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def argv(self) -> list[str]: ...
 
-    def password_line(self, password: str) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def password_line(self, password: str) -> str: ...
 
     def set_password(self, password: str) -> None:
         self.password = password
         path = self.folder / "users"
+        before = path.stat().st_mtime_ns if path.exists() else 0
         path.write_text(f"{self.username}:{self.password_line(password)}\n")
-        time.sleep(0.01)  # a new mtime even on file systems with coarse timestamps
-        path.touch()
+        # The servers re-read the file when its mtime changes: make sure it does, even within one clock tick.
+        os.utime(path, ns=(time.time_ns(), max(time.time_ns(), before + 1_000_000_000)))
 
     def start(self) -> None:
         self.set_password(self.password)

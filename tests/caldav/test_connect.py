@@ -4,7 +4,6 @@ connection per account, each failure its own plain message, and a connection wai
 from __future__ import annotations
 
 import base64
-import logging
 import re
 import subprocess
 import time
@@ -24,6 +23,7 @@ from sync import checkpoints
 from sync.checkpoints import Position
 from tests.caldav.hub import Hub, closed_port, hub_with, silent_server, web_page
 from tests.caldav.servers import CalDAVServer
+from tests.conftest import logs_captured
 from tests.google.test_tokens import encodings, redis_text
 from token_vault.vault import key_ring
 
@@ -202,19 +202,8 @@ def test_a_connection_waiting_for_a_new_app_password_resumes_when_it_is_entered(
 @pytest.fixture
 def captured_logs() -> Iterator[list[str]]:
     """Every log record of this process (the hub runs in it) while the test runs, with its extra fields."""
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(f"{record.getMessage()} {record.__dict__!r}")
-
-    handler, root = Keep(logging.DEBUG), logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield lines
-    root.removeHandler(handler)
-    root.setLevel(previous)
+    with logs_captured() as lines:
+        yield lines
 
 
 def test_no_app_password_in_the_database_redis_logs_or_any_response(

@@ -18,19 +18,19 @@ import redis
 from sqlalchemy import text
 
 from core.db import transaction
-from core.models import Connection, utcnow
+from core.models import utcnow
 from sync.celery_app import make_celery
 from sync.dispatch import BATCH_SIZE, BATCH_TASK, RUN_TASK, hand_over_batches
-from sync.models import Schedule
 from sync.runtime import Runtime
 from sync.schedule import tick
 from sync.throttle import Bucket, Throttle
 from sync.wiring import build_engine
 from tests.conftest import Worker, wait_for
 from tests.google.conftest import GoogleHub, new_account
+from tests.google.sealed import CONTACTS_READONLY, sealed_contacts_connection
 from token_vault.vault import Vault, key_ring
 
-CONTACTS = "https://www.googleapis.com/auth/contacts.readonly"
+CONTACTS = CONTACTS_READONLY
 PEOPLE = "/v1/people"
 
 FLEET = text(
@@ -164,19 +164,9 @@ def connected_fleet(hub: GoogleHub, workspace: str, accounts: list[str]) -> list
     with transaction(hub.sessions) as session:
         for account in accounts:
             tokens = hub.admin.mint_tokens(account, hub.client_id, [CONTACTS])
-            connection = Connection(
-                workspace_id=workspace,
-                user_id=account,
-                auth_provider="google",
-                provider_account_id=account,
-                granted_scopes=[CONTACTS],
-                capabilities=["contacts"],
+            connection = sealed_contacts_connection(
+                session, vault, tokens, workspace=workspace, user=account, account=account, scheduled=True
             )
-            session.add(connection)
-            session.flush()
-            vault.store(session, connection, "access_token", tokens["access_token"], utcnow() + timedelta(hours=1))
-            vault.store(session, connection, "refresh_token", tokens["refresh_token"])
-            session.add(Schedule(connection_id=connection.id, capability="contacts", next_run_at=utcnow()))
             ids.append(connection.id)
     return ids
 

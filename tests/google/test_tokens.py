@@ -20,30 +20,22 @@ from core.models import Connection, utcnow
 from oauth.providers import PROVIDERS
 from oauth.providers.google import GOOGLE
 from sync.checkpoints import load
-from tests.conftest import Worker
+from tests.conftest import Worker, logs_captured
 from tests.google import truth
 from tests.google.conftest import GoogleHub, new_account
 from token_vault.fresh import ACCESS, REFRESH
 from token_vault.vault import Vault, key_ring
 
 
+def _the_tests_own_browser(record: logging.LogRecord) -> bool:
+    """The test's own HTTP client logs on the main thread; the hub's API runs on the server's threads."""
+    return record.name.startswith(("httpx", "httpcore")) and record.threadName == "MainThread"
+
+
 @pytest.fixture(scope="module")
 def captured_logs() -> Iterator[list[str]]:
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.name.startswith(("httpx", "httpcore")) and record.threadName == "MainThread":
-                return  # the test's own browser; the hub's API runs on the server's threads
-            lines.append(f"{record.getMessage()} {record.__dict__!r}")
-
-    handler, root = Keep(logging.DEBUG), logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield lines
-    root.removeHandler(handler)
-    root.setLevel(previous)
+    with logs_captured(skip=_the_tests_own_browser) as lines:
+        yield lines
 
 
 def expire_stored_access_token(hub: GoogleHub, connection_id: object) -> str:
