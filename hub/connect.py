@@ -12,17 +12,16 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from connectors.base import Capability
-from connectors.registry import capabilities_of, default_sharing
+from connectors.registry import capabilities_of
 from core.db import transaction
 from core.identity import Principal, issue_signin_token
 from core.models import Connection, ConnectionStatus, audit, audit_grant_change, utcnow
 from core.scopes import missing
 from hub.connect_form import connect_by_form, form_page
-from hub.connections import request_syncs
+from hub.connections import account_connection, new_connection, request_syncs
 from hub.deps import CurrentUser, PageAction, PageSession, SettingsDep
 from hub.pages import render
 from hub.ratelimits import admit
@@ -315,30 +314,23 @@ def store_grant(request: Request, grant: Grant) -> uuid.UUID:
     vault = Vault(key_ring(rt.settings.vault))
     pending, tokens = grant.pending, grant.tokens
     with transaction(rt.sessions) as session:
-        connection = session.scalar(
-            select(Connection).where(
-                Connection.workspace_id == pending.workspace_id,
-                Connection.user_id == pending.user_id,
-                Connection.auth_provider == pending.provider,
-                Connection.provider_account_id == grant.account.account_id,
-            )
+        connection = account_connection(
+            session, pending.workspace_id, pending.user_id, pending.provider, grant.account.account_id
         )
         action = "connection.reconnected"
         offline = bool(tokens.refresh_token) or not PROVIDERS[pending.provider].issues_refresh_tokens
         if connection is None:
             if not offline:
                 raise ConnectRefused("the provider did not grant offline access (no refresh token); try again")
-            connection = Connection(
-                workspace_id=pending.workspace_id,
-                user_id=pending.user_id,
-                auth_provider=pending.provider,
-                provider_account_id=grant.account.account_id,
-                granted_scopes=[],
-                capabilities=[],
-                sharing=default_sharing(rt.settings, pending.provider, pending.capabilities).value,
+            connection = new_connection(
+                session,
+                rt.settings,
+                pending.workspace_id,
+                pending.user_id,
+                pending.provider,
+                grant.account.account_id,
+                pending.capabilities,
             )
-            session.add(connection)
-            session.flush()
             action = "connection.created"
         if not offline and vault.read(session, connection, REFRESH) is None:
             raise ConnectRefused("the provider did not grant offline access (no refresh token); try again")

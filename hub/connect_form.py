@@ -11,14 +11,12 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
 
-from connectors.registry import default_sharing
 from core.db import transaction
 from core.identity import Principal
 from core.models import Connection, ConnectionStatus, audit, utcnow
 from core.settings import Settings
-from hub.connections import request_syncs
+from hub.connections import account_connection, new_connection, request_syncs
 from hub.pages import render
 from hub.sessions import BrowserSession
 from oauth.forms import CredentialsRefused, FormProviderConfig, Verified
@@ -118,29 +116,14 @@ def store_secrets(request: Request, plan: ConnectPlan, user: Principal, verified
     account = verified.account
     requested = {scope for name in plan.wanted for scope in plan.available[name][1].requested_scopes}
     with transaction(rt.sessions) as session:
-        connection = session.scalar(
-            select(Connection)
-            .where(
-                Connection.workspace_id == user.workspace_id,
-                Connection.user_id == user.user_id,
-                Connection.auth_provider == plan.provider,
-                Connection.provider_account_id == account.account_id,
-            )
-            .with_for_update()
+        connection = account_connection(
+            session, user.workspace_id, user.user_id, plan.provider, account.account_id, lock=True
         )
         action = "connection.reconnected"
         if connection is None:
-            connection = Connection(
-                workspace_id=user.workspace_id,
-                user_id=user.user_id,
-                auth_provider=plan.provider,
-                provider_account_id=account.account_id,
-                granted_scopes=[],
-                capabilities=[],
-                sharing=default_sharing(rt.settings, plan.provider, plan.wanted).value,
+            connection = new_connection(
+                session, rt.settings, user.workspace_id, user.user_id, plan.provider, account.account_id, plan.wanted
             )
-            session.add(connection)
-            session.flush()
             action = "connection.created"
         connection.account_email = account.email
         connection.granted_scopes = sorted({*connection.granted_scopes, *requested})  # the password grants them

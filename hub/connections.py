@@ -1,4 +1,5 @@
-"""Disconnecting: revoke at the provider, erase secrets (credentials, cursors), keep or delete the data."""
+"""Connections: one per account (found or added when connecting); disconnecting: revoke at the provider, erase
+secrets (credentials, cursors), keep or delete the data."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from redis.lock import Lock
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from connectors.registry import capabilities_of
+from connectors.registry import capabilities_of, default_sharing
 from core.db import Base, transaction
 from core.holdings import Role, check_database, declared, erase_connection
 from core.identity import Principal
@@ -36,6 +37,46 @@ log = logging.getLogger(__name__)
 
 
 ERASED_AT_DISCONNECT = {Role.SECRET, Role.SCRATCH}
+
+
+def account_connection(
+    session: Session, workspace_id: str, user_id: str, provider: str, account_id: str, lock: bool = False
+) -> Connection | None:
+    """The user's connection to this provider account, if they have one (one connection per account); `lock`
+    holds its row for the transaction."""
+    query = select(Connection).where(
+        Connection.workspace_id == workspace_id,
+        Connection.user_id == user_id,
+        Connection.auth_provider == provider,
+        Connection.provider_account_id == account_id,
+    )
+    return session.scalar(query.with_for_update() if lock else query)
+
+
+def new_connection(
+    session: Session,
+    settings: Settings,
+    workspace_id: str,
+    user_id: str,
+    provider: str,
+    account_id: str,
+    capabilities: Iterable[str],
+) -> Connection:
+    """A new connection to a provider account, shared as its connectors' default says, flushed (it has its id)."""
+    connection = Connection(
+        workspace_id=workspace_id,
+        user_id=user_id,
+        auth_provider=provider,
+        provider_account_id=account_id,
+        granted_scopes=[],
+        capabilities=[],
+        sharing=default_sharing(settings, provider, capabilities).value,
+    )
+    session.add(connection)
+    session.flush()
+    return connection
+
+
 GRANT_LOCK_PREFIX = "synchub:grant:"
 GRANT_LOCK_SECONDS = 60.0
 
